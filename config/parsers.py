@@ -1,0 +1,12 @@
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+
+class SafeJSONParser(JSONParser):
+    """DRF's JSON parser, with absurdly deep nesting answered as a 400, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError("JSON nested too deeply.") from exc

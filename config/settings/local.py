@@ -1,0 +1,13 @@
+"""The embedded default: SQLite, the ORM broker, local files, the local engine, DEBUG on."""
+
+from config.env import env
+from config.settings.base import *  # noqa: F403
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="local-development-only-not-secret")  # noqa: S105
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+# Media is served by the app itself in the embedded default (config.urls).
+SERVE_MEDIA = True
+# Serve static files straight from the apps in development (no collectstatic needed).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG

@@ -1,0 +1,19 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.static import serve
+
+from fitting.apis import HealthApi
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", HealthApi.as_view(), name="healthz"),
+    path("api/", include("users.urls")),
+    path("api/", include("fitting.urls")),
+    path("", include("fitting.pages")),
+]
+
+if getattr(settings, "SERVE_MEDIA", False):
+    # The embedded default serves media from the app itself; production uses the storage backend.
+    prefix = settings.MEDIA_URL.lstrip("/")
+    urlpatterns += [re_path(rf"^{prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from django.db import connection
+from django.utils.translation import gettext as _
+from django_q.brokers import get_broker
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from fitting.models import STEP_ORDER, Category, ImageStep, Status
+from fitting.selectors import fitting_get, fitting_list, item_list
+from fitting.services import RequestedItem, fitting_start
+
+
+class HealthApi(APIView):
+    """200 when the database and the queue answer, 503 otherwise. No auth."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        checks = {"database": _check(_ping_database), "queue": _check(_ping_queue)}
+        healthy = all(value == "ok" for value in checks.values())
+        return Response({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
+
+
+def _ping_database() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return True
+
+
+def _ping_queue() -> bool:
+    # queue_size() really reaches the broker (the ORM broker's ping() is always True).
+    get_broker().queue_size()
+    return True
+
+
+def _check(probe) -> str:
+    try:
+        return "ok" if probe() is not False else "down"
+    except Exception:
+        return "down"
+
+
+class ItemOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    category = serializers.CharField()
+    imageUrl = serializers.SerializerMethodField()  # noqa: N815
+
+    def get_imageUrl(self, item) -> str:  # noqa: N802
+        return self.context["request"].build_absolute_uri(item.image.url)
+
+
+class ItemListApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        category = serializers.ChoiceField(choices=Category.choices, required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: ItemOutputSerializer(many=True)})
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        items = item_list(**filters.validated_data)
+        return Response(ItemOutputSerializer(items, many=True, context={"request": request}).data)
+
+
+class JobOutputSerializer(serializers.Serializer):
+    """The job as clients see it; also the payload of each event of the event stream."""
+
+    jobId = serializers.UUIDField(source="id")  # noqa: N815
+    status = serializers.CharField()
+    currentStep = serializers.CharField(source="current_step", allow_null=True)  # noqa: N815
+    failedStep = serializers.CharField(source="failed_step", allow_null=True)  # noqa: N815
+    llmMessage = serializers.CharField(source="llm_message", allow_null=True)  # noqa: N815
+    resultImageUrl = serializers.SerializerMethodField()  # noqa: N815
+    items = serializers.SerializerMethodField()
+    steps = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)  # noqa: N815
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)  # noqa: N815
+
+    def _url(self, image) -> str:
+        request = self.context.get("request")
+        url = image.image.url
+        return request.build_absolute_uri(url) if request else url
+
+    def _images(self, job) -> dict:
+        return {image.step: image for image in job.images.all()}
+
+    def get_resultImageUrl(self, job) -> str | None:  # noqa: N802
+        final = self._images(job).get(ImageStep.FINAL)
+        return self._url(final) if final else None
+
+    def get_items(self, job) -> list[dict]:
+        return [{"itemId": i.item_id, "category": i.category, "order": i.order} for i in job.items.all()]
+
+    def get_steps(self, job) -> list[dict]:
+        produced = self._images(job)
+        steps = []
+        for job_item in sorted(job.items.all(), key=lambda i: STEP_ORDER.index(i.category)):
+            image = produced.get(job_item.category)
+            if image:
+                state = "completed"
+            elif job.failed_step == job_item.category:
+                state = "failed"
+            elif job.current_step == job_item.category and job.status == Status.PROCESSING:
+                state = "processing"
+            else:
+                state = "pending"
+            steps.append({"category": job_item.category, "status": state, "imageUrl": self._url(image) if image else None})
+        return steps
+
+    def get_error(self, job) -> dict | None:
+        if not job.error_code:
+            return None
+        return {"code": job.error_code, "message": job.error_message}
+
+
+class FittingListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        class ItemSerializer(serializers.Serializer):
+            itemId = serializers.IntegerField(min_value=1, max_value=2**63 - 1)  # noqa: N815
+            category = serializers.CharField(max_length=50)
+            imageUrl = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=2000)  # noqa: N815
+
+        userPhotoUrl = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=2000)  # noqa: N815
+        items = ItemSerializer(many=True, required=False, allow_empty=True, max_length=50)
+
+    class CreatedSerializer(serializers.Serializer):
+        jobId = serializers.UUIDField(source="id")  # noqa: N815
+        status = serializers.CharField()
+        createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+
+    @extend_schema(responses={200: JobOutputSerializer(many=True)})
+    def get(self, request):
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(fitting_list(user=request.user), request, view=self)
+        return paginator.get_paginated_response(
+            JobOutputSerializer(page, many=True, context={"request": request}).data
+        )
+
+    @extend_schema(request=InputSerializer, responses={202: CreatedSerializer})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = fitting_start(
+            user=request.user,
+            photo_url=data.validated_data.get("userPhotoUrl"),
+            items=[
+                RequestedItem(item_id=i["itemId"], category=i["category"], image_url=i.get("imageUrl"))
+                for i in data.validated_data.get("items", [])
+            ],
+        )
+        return Response(
+            self.CreatedSerializer(job).data, status=202, headers={"Location": f"/api/virtual-fitting/{job.id}"}
+        )
+
+
+class FittingDetailApi(APIView):
+    @extend_schema(responses={200: JobOutputSerializer})
+    def get(self, request, job_id):
+        job = fitting_get(user=request.user, job_id=job_id)
+        if job is None:
+            raise NotFound()
+        return Response(JobOutputSerializer(job, context={"request": request}).data)
+
+

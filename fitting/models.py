@@ -1,0 +1,164 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Category(models.TextChoices):
+    TOP = "top", "top"
+    BOTTOM = "bottom", "bottom"
+    OUTER = "outer", "outer"
+
+
+STEP_ORDER = [Category.TOP, Category.BOTTOM, Category.OUTER]
+
+
+class Status(models.TextChoices):
+    PROCESSING = "processing", "processing"
+    COMPLETED = "completed", "completed"
+    FAILED = "failed", "failed"
+    TIMEOUT = "timeout", "timeout"
+
+
+TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT)
+
+
+class ImageStep(models.TextChoices):
+    TOP = "top", "top"
+    BOTTOM = "bottom", "bottom"
+    OUTER = "outer", "outer"
+    FINAL = "final", "final"
+
+
+def item_upload_to(instance: "Item", filename: str) -> str:
+    extension = filename.rsplit(".", 1)[-1].lower()
+    return f"items/{uuid.uuid4().hex}.{extension}"
+
+
+def result_upload_to(instance: "FittingResultImage", filename: str) -> str:
+    extension = filename.rsplit(".", 1)[-1].lower()
+    return f"results/{uuid.uuid4().hex}.{extension}"
+
+
+class Item(models.Model):
+    """A garment of the catalogue."""
+
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=10, choices=Category.choices)
+    image = models.ImageField(upload_to=item_upload_to)
+    content_hash = models.CharField(max_length=64, blank=True, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["category", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(category__in=Category.values), name="item_category_valid"),
+        ]
+        indexes = [models.Index(fields=["is_active", "category"], name="item_active_category")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.category})"
+
+
+class FittingResult(models.Model):
+    """One fitting job. Its id is the API's jobId."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fittings")
+    user_image = models.ForeignKey("users.UserImage", on_delete=models.PROTECT, related_name="fittings")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROCESSING)
+    current_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)
+    failed_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    llm_message = models.TextField(null=True, blank=True)
+    engine = models.CharField(max_length=20)
+    model = models.CharField(max_length=100)
+    prompt_version = models.CharField(max_length=20)
+    attempt = models.PositiveIntegerField(default=1)
+    # Per step: {"top": {"latencyMs": 812, "promptTokens": …, "candidatesTokens": …, "totalTokens": …}}
+    step_metrics = models.JSONField(default=dict, blank=True)
+    cache_key = models.CharField(max_length=64, db_index=True)
+    cached = models.BooleanField(default=False)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=Status.values), name="job_status_valid"),
+            models.CheckConstraint(
+                condition=Q(current_step__isnull=True) | Q(current_step__in=Category.values),
+                name="job_current_step_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(failed_step__isnull=True) | Q(failed_step__in=Category.values),
+                name="job_failed_step_valid",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="job_owner_idempotency_key_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
+            models.Index(fields=["status", "deadline_at"], name="job_status_deadline"),
+            models.Index(fields=["-created_at"], name="job_created"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class FittingResultItem(models.Model):
+    """A garment of a job, with its category and its place in the step order."""
+
+    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="items")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
+    category = models.CharField(max_length=10, choices=Category.choices)
+    order = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["order"]
+        constraints = [
+            models.CheckConstraint(condition=Q(category__in=Category.values), name="jobitem_category_valid"),
+            models.UniqueConstraint(fields=["job", "category"], name="jobitem_one_per_category"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.order}. {self.category}"
+
+
+class FittingResultImage(models.Model):
+    """An image a job produced: one per finished step, and the final one."""
+
+    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="images")
+    step = models.CharField(max_length=10, choices=ImageStep.choices)
+    image = models.ImageField(upload_to=result_upload_to)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(step__in=ImageStep.values), name="jobimage_step_valid"),
+            # A re-delivered task or a resumed attempt can never store a step twice.
+            models.UniqueConstraint(fields=["job", "step"], name="jobimage_one_per_step"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.step}"

@@ -1,0 +1,127 @@
+"""The sequential fitting job: top → bottom → outer, each step's output the next one's input.
+
+Every input is decoded once per job and intermediates stay in memory between steps; each
+step's image is stored and committed as soon as it exists, so progress survives a crash
+and a reprocess resumes after the last finished step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+from PIL import Image
+
+from fitting import images
+from fitting.engines import get_engine
+from fitting.errors import DeadlineExceeded, ItemImageUnreadableError, JobError, PhotoUnreadableError
+from fitting.models import STEP_ORDER, FittingResult, FittingResultImage
+from fitting.services import (
+    JobSuperseded,
+    fitting_claim,
+    fitting_complete,
+    fitting_fail,
+    fitting_step_finished,
+    fitting_step_started,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def run_job(*, job_id: str, attempt: int) -> None:
+    """Run one delivery of a job's attempt. Safe to call twice: only one delivery claims it."""
+    if not fitting_claim(job_id=job_id, attempt=attempt):
+        logger.info("job %s attempt %s: already taken or finished, skipping", job_id, attempt)
+        return
+    job = (
+        FittingResult.objects.select_related("user_image")
+        .prefetch_related("items__item", "images")
+        .get(id=job_id)
+    )
+    try:
+        _run_steps(job)
+    except JobSuperseded:
+        logger.info("job %s attempt %s: superseded, stopping", job_id, attempt)
+
+
+def _seconds_left(deadline: datetime) -> float:
+    return (deadline - timezone.now()).total_seconds()
+
+
+def _read_image(field, error: type[JobError]) -> Image.Image:
+    try:
+        with field.open("rb") as handle:
+            data = handle.read()
+        # Stored files were checked on the way in; the limits here only guard the worker.
+        return images.decode(data, max_bytes=10 * settings.UPLOAD_MAX_BYTES)
+    except Exception as exc:
+        raise error() from exc
+
+
+def _run_steps(job: FittingResult) -> None:
+    items = sorted(job.items.all(), key=lambda i: STEP_ORDER.index(i.category))
+    done: dict[str, FittingResultImage] = {image.step: image for image in job.images.all()}
+    remaining = [i for i in items if i.category not in done]
+    step: str | None = remaining[0].category if remaining else None
+    try:
+        if _seconds_left(job.deadline_at) <= 0:
+            raise DeadlineExceeded()
+        canvas_size = (job.user_image.width, job.user_image.height)
+        finished = [done[i.category] for i in items if i.category in done]
+        if finished:  # resume from the last finished step's output
+            current = images.to_canvas(_read_image(finished[-1].image, PhotoUnreadableError), canvas_size)
+            last_row = finished[-1]
+        else:
+            current = images.to_canvas(_read_image(job.user_image.image, PhotoUnreadableError), canvas_size)
+            last_row = None
+        engine = get_engine()
+        garments: list[tuple[str, Image.Image]] = []
+        for job_item in items:
+            step = job_item.category
+            garment = _read_image(job_item.item.image, ItemImageUnreadableError)
+            garments.append((step, garment))
+            if step in done:
+                continue
+            fitting_step_started(job=job, step=step)
+            left = _seconds_left(job.deadline_at)
+            if left <= 0:
+                raise DeadlineExceeded()
+            started = time.monotonic()
+            result = engine.apply_garment(
+                person=current, garment=garment, category=step, canvas_size=canvas_size, timeout=left
+            )
+            latency_ms = round((time.monotonic() - started) * 1000)
+            current = images.to_canvas(result.image, canvas_size)
+            last_row = fitting_step_finished(
+                job=job, step=step, image=current, latency_ms=latency_ms, usage=result.usage
+            )
+        step = None
+        message, message_ms = _write_message(engine, job, current, garments)
+        fitting_complete(job=job, last_step_image=last_row, message=message, message_ms=message_ms)
+    except JobSuperseded:
+        raise
+    except JobError as exc:
+        logger.warning("job %s failed at %s: %s %s", job.id, step, exc.code, exc.message)
+        fitting_fail(job=job, step=step, code=exc.code, message=exc.message)
+    except Exception as exc:
+        # A bug, not an outcome: record it truthfully instead of leaving the job processing.
+        logger.exception("job %s crashed at %s", job.id, step)
+        fitting_fail(job=job, step=step, code="INTERNAL_ERROR", message=f"{type(exc).__name__}: {exc}")
+
+
+def _write_message(engine, job: FittingResult, image: Image.Image, garments) -> tuple[str | None, int | None]:
+    """The recommendation message, or None: a failed message never fails the job."""
+    budget = min(settings.FITTING_MESSAGE_TIMEOUT, _seconds_left(job.deadline_at))
+    if budget <= 0:
+        return None, None
+    started = time.monotonic()
+    try:
+        message = engine.write_message(image=image, garments=garments, timeout=budget)
+    except Exception:
+        logger.warning("job %s: message failed", job.id, exc_info=True)
+        message = None
+    return message, round((time.monotonic() - started) * 1000)
+

@@ -1,0 +1,232 @@
+"""Writes of the fitting app: start a job, record its progress, end it, reprocess it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+from PIL import Image
+
+from fitting import images
+from fitting.engines import engine_identity
+from fitting.errors import (
+    DuplicateCategoryError,
+    InsufficientItemsError,
+    InvalidCategoryError,
+    InvalidItemIdError,
+    PhotoRequiredError,
+    TooManyItemsError,
+)
+from fitting.models import (
+    STEP_ORDER,
+    Category,
+    FittingResult,
+    FittingResultImage,
+    FittingResultItem,
+    ImageStep,
+    Item,
+    Status,
+)
+from users.models import UserImage
+from users.selectors import photo_get_by_url
+
+logger = logging.getLogger(__name__)
+
+MAX_ITEMS = 3
+RUN_TASK = "fitting.tasks.run_fitting"
+
+
+@dataclass(frozen=True)
+class RequestedItem:
+    item_id: int
+    category: str
+    image_url: str | None = None
+
+
+class JobSuperseded(Exception):  # noqa: N818 - a signal to stop, not an error
+    """The job is no longer this attempt's to write (ended by the sweep, or reprocessed)."""
+
+
+# --- start --------------------------------------------------------------------------------
+def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: list[RequestedItem]):
+    """Check a request in the seed's order; return the photo and the items in step order."""
+    photo = photo_get_by_url(owner=user, url=photo_url) if photo_url else None
+    if photo is None:
+        raise PhotoRequiredError(field="userPhotoUrl")
+    if len(items) < 1:
+        raise InsufficientItemsError(field="items")
+    if len(items) > MAX_ITEMS:
+        raise TooManyItemsError(field="items")
+    seen: set[str] = set()
+    for index, requested in enumerate(items):
+        if requested.category in seen:
+            raise DuplicateCategoryError(field=f"items[{index}].category")
+        seen.add(requested.category)
+    for index, requested in enumerate(items):
+        if requested.category not in Category.values:
+            raise InvalidCategoryError(field=f"items[{index}].category")
+    found = Item.objects.in_bulk([r.item_id for r in items])
+    for index, requested in enumerate(items):
+        item = found.get(requested.item_id)
+        if item is None or not item.is_active:
+            raise InvalidItemIdError(field=f"items[{index}].itemId")
+        if requested.image_url and not _same_file(requested.image_url, item.image.url):
+            raise InvalidItemIdError(
+                "imageUrl is not the image of this item.", field=f"items[{index}].imageUrl"
+            )
+    for index, requested in enumerate(items):
+        if found[requested.item_id].category != requested.category:
+            raise InvalidCategoryError(
+                "The category is not the item's own.", field=f"items[{index}].category"
+            )
+    ordered = sorted((found[r.item_id] for r in items), key=lambda i: STEP_ORDER.index(i.category))
+    return photo, ordered
+
+
+def _same_file(url: str, own_url: str) -> bool:
+    from urllib.parse import urlparse
+
+    return urlparse(url).path == urlparse(own_url).path
+
+
+def result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model: str, prompt_version: str) -> str:
+    parts = [photo.content_hash, engine, model, prompt_version]
+    parts += [f"{item.category}:{item.content_hash}" for item in items]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+@transaction.atomic
+def fitting_start(
+    *, user: AbstractBaseUser, photo_url: str | None, items: list[RequestedItem]
+) -> FittingResult:
+    """Validate, create the job and its items, and enqueue it once the transaction commits."""
+    photo, ordered = fitting_validate(user=user, photo_url=photo_url, items=items)
+    identity = engine_identity()
+    now = timezone.now()
+    job = FittingResult.objects.create(
+        owner=user,
+        user_image=photo,
+        engine=identity.name,
+        model=identity.model,
+        prompt_version=identity.prompt_version,
+        cache_key=result_cache_key(
+            photo=photo,
+            items=ordered,
+            engine=identity.name,
+            model=identity.model,
+            prompt_version=identity.prompt_version,
+        ),
+        deadline_at=now + timedelta(seconds=settings.FITTING_JOB_TIMEOUT),
+        enqueued_at=now,
+    )
+    FittingResultItem.objects.bulk_create(
+        FittingResultItem(job=job, item=item, category=item.category, order=order)
+        for order, item in enumerate(ordered, start=1)
+    )
+    fitting_enqueue_on_commit(job=job)
+    return job
+
+
+def fitting_enqueue_on_commit(*, job: FittingResult) -> None:
+    job_id, attempt = str(job.id), job.attempt
+    transaction.on_commit(lambda: enqueue_run(job_id=job_id, attempt=attempt))
+
+
+def enqueue_run(*, job_id: str, attempt: int) -> None:
+    # By dotted path, so the web process never imports the pipeline or an engine.
+    async_task(RUN_TASK, job_id, attempt, task_name=f"fitting-{job_id}-{attempt}")
+
+
+# --- progress: every write is conditional on the job still being this attempt's -----------
+def _update_own(job: FittingResult, **fields) -> None:
+    fields["updated_at"] = timezone.now()
+    updated = FittingResult.objects.filter(
+        id=job.id, attempt=job.attempt, status=Status.PROCESSING
+    ).update(**fields)
+    if not updated:
+        raise JobSuperseded(str(job.id))
+    for name, value in fields.items():
+        setattr(job, name, value)
+
+
+def fitting_claim(*, job_id: str, attempt: int) -> bool:
+    """Take the job for this delivery; False when another delivery already has it."""
+    now = timezone.now()
+    return bool(
+        FittingResult.objects.filter(
+            id=job_id, attempt=attempt, status=Status.PROCESSING, started_at__isnull=True
+        ).update(started_at=now, updated_at=now)
+    )
+
+
+def fitting_step_started(*, job: FittingResult, step: str) -> None:
+    _update_own(job, current_step=step)
+
+
+def _store_image(*, job: FittingResult, step: str, image: Image.Image) -> FittingResultImage:
+    row = FittingResultImage(job=job, step=step, width=image.width, height=image.height)
+    row.image.save(f"{step}.{images.RESULT_EXTENSION}", ContentFile(images.encode_result(image)), save=False)
+    try:
+        with transaction.atomic():
+            _update_own(job)
+            row.save()
+    except BaseException:
+        row.image.storage.delete(row.image.name)  # nothing half-written
+        raise
+    return row
+
+
+def fitting_step_finished(
+    *, job: FittingResult, step: str, image: Image.Image, latency_ms: int, usage: dict[str, int]
+) -> FittingResultImage:
+    row = _store_image(job=job, step=step, image=image)
+    metrics = dict(job.step_metrics)
+    metrics[step] = {"latencyMs": latency_ms, **usage}
+    _update_own(job, step_metrics=metrics)
+    return row
+
+
+@transaction.atomic
+def fitting_complete(
+    *, job: FittingResult, last_step_image: FittingResultImage, message: str | None, message_ms: int | None
+) -> None:
+    # The final image is the last step's output: a second row on the same file, no copy.
+    FittingResultImage.objects.create(
+        job=job,
+        step=ImageStep.FINAL,
+        image=last_step_image.image.name,
+        width=last_step_image.width,
+        height=last_step_image.height,
+    )
+    metrics = dict(job.step_metrics)
+    if message_ms is not None:
+        metrics["message"] = {"latencyMs": message_ms}
+    _update_own(
+        job,
+        status=Status.COMPLETED,
+        current_step=None,
+        llm_message=message,
+        step_metrics=metrics,
+        finished_at=timezone.now(),
+    )
+
+
+def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: str) -> None:
+    status = Status.TIMEOUT if code == "TIMEOUT" else Status.FAILED
+    _update_own(
+        job,
+        status=status,
+        current_step=None,
+        failed_step=step,
+        error_code=code,
+        error_message=message[:2000],
+        finished_at=timezone.now(),
+    )

@@ -1,0 +1,41 @@
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import make_item, make_photo, make_user
+
+
+@pytest.fixture(autouse=True)
+def media_root(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def user(db):
+    return make_user("alice")
+
+
+@pytest.fixture
+def other_user(db):
+    return make_user("bob")
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def photo(user):
+    return make_photo(user)
+
+
+@pytest.fixture
+def catalogue(db):
+    return {
+        "top": make_item("top", "Navy tee", (20, 30, 90)),
+        "bottom": make_item("bottom", "Beige chinos", (200, 180, 140)),
+        "outer": make_item("outer", "Khaki coat", (120, 110, 60)),
+    }

@@ -1,0 +1,250 @@
+import json
+import uuid
+
+import pytest
+from django_q.models import OrmQ
+from rest_framework.test import APIClient
+
+from fitting.models import FittingResult, FittingResultItem
+from tests.factories import make_item, make_photo
+
+URL = "/api/virtual-fitting"
+
+
+def body(photo, *items, **overrides):
+    data = {
+        "userPhotoUrl": f"http://testserver{photo.image.url}",
+        "items": [{"itemId": i.id, "category": i.category} for i in items],
+    }
+    data.update(overrides)
+    return data
+
+
+def post(api, data, **extra):
+    return api.post(URL, data, format="json", **extra)
+
+
+def assert_error(response, status, code, field=None):
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    if field is not None:
+        assert error["field"] == field
+    return error
+
+
+def assert_nothing_written():
+    assert FittingResult.objects.count() == 0
+    assert FittingResultItem.objects.count() == 0
+    assert OrmQ.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_post_accepts_and_enqueues_after_commit(api, photo, catalogue):
+    response = post(api, body(photo, catalogue["outer"], catalogue["top"]))
+    assert response.status_code == 202, response.content
+    data = response.json()
+    assert set(data) == {"jobId", "status", "createdAt"}
+    assert data["status"] == "processing"
+    assert response["Location"] == f"/api/virtual-fitting/{data['jobId']}"
+    job = FittingResult.objects.get(id=data["jobId"])
+    # Stored in the fixed step order whatever the request's order.
+    assert [(i.category, i.order) for i in job.items.all()] == [("top", 1), ("outer", 2)]
+    queued = OrmQ.objects.get()
+    assert queued.task["func"] == "fitting.tasks.run_fitting"
+    assert queued.task["args"] == (data["jobId"], 1)
+
+
+def test_enqueue_waits_for_commit(api, photo, catalogue, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post(api, body(photo, catalogue["top"]))
+    assert response.status_code == 202
+    assert OrmQ.objects.count() == 0  # nothing queued before the transaction commits
+    assert len(callbacks) == 1
+    callbacks[0]()
+    assert OrmQ.objects.count() == 1
+
+
+def test_relative_photo_url_is_accepted(api, photo, catalogue):
+    assert post(api, body(photo, catalogue["top"], userPhotoUrl=photo.image.url)).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("make_body", "code", "field"),
+    [
+        (lambda p, c: {"items": [{"itemId": c["top"].id, "category": "top"}]}, "PHOTO_REQUIRED", "userPhotoUrl"),
+        (lambda p, c: body(p, c["top"], userPhotoUrl="http://testserver/media/photos/nope.jpg"),
+         "PHOTO_REQUIRED", "userPhotoUrl"),
+        (lambda p, c: body(p, c["top"], userPhotoUrl=""), "PHOTO_REQUIRED", "userPhotoUrl"),
+        (lambda p, c: body(p), "INSUFFICIENT_ITEMS", "items"),
+        (lambda p, c: {"userPhotoUrl": p.image.url}, "INSUFFICIENT_ITEMS", "items"),
+        (lambda p, c: body(p, c["top"], c["bottom"], c["outer"], make_item("top")), "TOO_MANY_ITEMS", "items"),
+        (lambda p, c: body(p, c["top"], make_item("top")), "DUPLICATE_CATEGORY", "items[1].category"),
+        (lambda p, c: {"userPhotoUrl": p.image.url, "items": [{"itemId": c["top"].id, "category": "hat"}]},
+         "INVALID_CATEGORY", "items[0].category"),
+        (lambda p, c: {"userPhotoUrl": p.image.url, "items": [{"itemId": c["top"].id, "category": "bottom"}]},
+         "INVALID_CATEGORY", "items[0].category"),
+        (lambda p, c: {"userPhotoUrl": p.image.url, "items": [{"itemId": 999999, "category": "top"}]},
+         "INVALID_ITEM_ID", "items[0].itemId"),
+        (lambda p, c: body(p, make_item("top", active=False)), "INVALID_ITEM_ID", "items[0].itemId"),
+        (lambda p, c: {"userPhotoUrl": p.image.url,
+                       "items": [{"itemId": c["top"].id, "category": "top", "imageUrl": c["bottom"].image.url}]},
+         "INVALID_ITEM_ID", "items[0].imageUrl"),
+    ],
+)
+def test_each_validation_code(api, photo, catalogue, make_body, code, field):
+    assert_error(post(api, make_body(photo, catalogue)), 400, code, field)
+    assert_nothing_written()
+
+
+def test_validation_codes_come_in_the_seeds_order(api, photo, catalogue, other_user):
+    """Each request breaks every rule from one point on; the first broken rule answers."""
+    others_photo = make_photo(other_user)
+    dup = make_item("top")
+    everything_wrong = {
+        "userPhotoUrl": others_photo.image.url,
+        "items": [{"itemId": 999999, "category": "hat"}] * 4,
+    }
+    assert_error(post(api, everything_wrong), 400, "PHOTO_REQUIRED")
+    assert_error(post(api, {**everything_wrong, "userPhotoUrl": photo.image.url, "items": []}),
+                 400, "INSUFFICIENT_ITEMS")
+    assert_error(post(api, {**everything_wrong, "userPhotoUrl": photo.image.url}), 400, "TOO_MANY_ITEMS")
+    two_hats = {"userPhotoUrl": photo.image.url, "items": [{"itemId": 999999, "category": "hat"}] * 2}
+    assert_error(post(api, two_hats), 400, "DUPLICATE_CATEGORY")
+    hat_and_missing = {"userPhotoUrl": photo.image.url,
+                       "items": [{"itemId": 999999, "category": "top"}, {"itemId": dup.id, "category": "hat"}]}
+    assert_error(post(api, hat_and_missing), 400, "INVALID_CATEGORY")
+    missing = {"userPhotoUrl": photo.image.url, "items": [{"itemId": 999999, "category": "top"}]}
+    assert_error(post(api, missing), 400, "INVALID_ITEM_ID")
+    assert_nothing_written()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[]",
+        "null",
+        "123",
+        '"text"',
+        '{"items": "top"}',
+        '{"items": [1, 2]}',
+        '{"items": [{"itemId": "x", "category": "top"}]}',
+        '{"items": [{"itemId": 1e400, "category": "top"}]}',
+        '{"items": [{"itemId": 99999999999999999999999, "category": "top"}]}',
+        '{"items": [{"category": "top"}]}',
+        '{"items": [{"itemId": 1, "category": ["top"]}]}',
+        '{"userPhotoUrl": {"a": 1}, "items": []}',
+        '{"userPhotoUrl": "' + "x" * 5000 + '", "items": []}',
+        '{"items": [' + ",".join(['{"itemId": 1, "category": "top"}'] * 100) + "]}",
+        "\udcff",
+        '{"a":' * 5000,
+    ],
+)
+def test_malformed_bodies_are_validation_errors(api, photo, raw):
+    response = api.generic("POST", URL, raw.encode("utf-8", "surrogatepass"), content_type="application/json")
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert_nothing_written()
+
+
+def test_unsupported_content_type(api):
+    response = api.generic("POST", URL, b"<xml/>", content_type="application/xml")
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+def test_anonymous_requests_are_refused():
+    client = APIClient()
+    for method, url in [("get", URL), ("post", URL), ("get", "/api/items"), ("get", "/api/users/me/photos"),
+                        ("get", f"{URL}/{uuid.uuid4()}")]:
+        assert_error(getattr(client, method)(url), 401, "NOT_AUTHENTICATED")
+
+
+def test_token_auth(client, user, photo, catalogue):
+    response = client.post("/api/auth/token", {"username": "alice", "password": "pw-for-tests-123"},
+                           content_type="application/json")
+    assert response.status_code == 200
+    token = response.json()["token"]
+    response = client.post(URL, json.dumps(body(photo, catalogue["top"])), content_type="application/json",
+                           headers={"Authorization": f"Token {token}"})
+    assert response.status_code == 202
+    bad = client.post("/api/auth/token", {"username": "alice", "password": "wrong"},
+                      content_type="application/json")
+    assert_error(bad, 400, "INVALID_CREDENTIALS")
+
+
+def test_session_writes_need_csrf(user, photo, catalogue):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post(URL, body(photo, catalogue["top"]), format="json")
+    assert_error(response, 403, "PERMISSION_DENIED")
+    assert client.get(URL).status_code == 200
+
+
+def test_others_photo_is_photo_required(api, other_user, catalogue):
+    assert_error(post(api, body(make_photo(other_user), catalogue["top"])), 400, "PHOTO_REQUIRED")
+
+
+def test_job_detail_is_owner_only(api, photo, catalogue, other_user):
+    job_id = post(api, body(photo, catalogue["top"])).json()["jobId"]
+    detail = api.get(f"{URL}/{job_id}")
+    assert detail.status_code == 200
+    data = detail.json()
+    assert data["jobId"] == job_id
+    assert data["status"] == "processing"
+    assert data["items"] == [{"itemId": catalogue["top"].id, "category": "top", "order": 1}]
+    assert data["steps"] == [{"category": "top", "status": "pending", "imageUrl": None}]
+    assert data["error"] is None and data["resultImageUrl"] is None
+    intruder = APIClient()
+    intruder.force_authenticate(other_user)
+    assert_error(intruder.get(f"{URL}/{job_id}"), 404, "NOT_FOUND")
+    assert intruder.get(URL).json()["count"] == 0
+    assert_error(api.get(f"{URL}/{uuid.uuid4()}"), 404, "NOT_FOUND")
+    assert api.get(f"{URL}/not-a-uuid").status_code == 404
+
+
+def test_list_is_paginated_newest_first(api, photo, catalogue, settings):
+    ids = [post(api, body(photo, catalogue["top"])).json()["jobId"] for _ in range(25)]
+    first = api.get(URL).json()
+    assert first["count"] == 25
+    assert [j["jobId"] for j in first["results"]] == ids[::-1][:20]
+    second = api.get(first["next"]).json()
+    assert [j["jobId"] for j in second["results"]] == ids[::-1][20:]
+
+
+def test_list_query_count_does_not_grow(api, photo, catalogue, django_assert_max_num_queries):
+    for _ in range(3):
+        post(api, body(photo, catalogue["top"], catalogue["bottom"]))
+    with django_assert_max_num_queries(6):
+        api.get(URL)
+    for _ in range(10):
+        post(api, body(photo, catalogue["top"], catalogue["bottom"]))
+    with django_assert_max_num_queries(6):
+        api.get(URL)
+
+
+def test_items_filter_by_category(api, catalogue):
+    make_item("top", active=False)
+    all_items = api.get("/api/items").json()
+    assert {i["category"] for i in all_items} == {"top", "bottom", "outer"}
+    tops = api.get("/api/items?category=top").json()
+    assert [i["id"] for i in tops] == [catalogue["top"].id]
+    assert set(tops[0]) == {"id", "name", "category", "imageUrl"}
+    assert tops[0]["imageUrl"].startswith("http://testserver/media/items/")
+    assert_error(api.get("/api/items?category=hat"), 400, "VALIDATION_ERROR", "category")
+
+
+def test_health(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "queue": "ok"}
+
+
+def test_health_reports_a_broken_queue(client, db, monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "ORM", "missing-alias")
+    monkeypatch.setattr(Conf, "REDIS", {"host": "127.0.0.1", "port": 1})
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["queue"] == "down"

@@ -1,0 +1,77 @@
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.parsers import FormParser, MultiPartParser
+
+from config.parsers import SafeJSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from fitting.errors import ServiceError, ValidationFailed
+from users.selectors import photo_list
+from users.services import photo_create
+
+
+class InvalidCredentialsError(ServiceError):
+    code = "INVALID_CREDENTIALS"
+    status = 400
+    default_message = "Unable to log in with the given username and password."
+
+
+class PhotoOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.SerializerMethodField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+
+    def get_url(self, photo) -> str:
+        return self.context["request"].build_absolute_uri(photo.image.url)
+
+
+class TokenApi(APIView):
+    """Exchange a username and password for the user's API token."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    parser_classes = [SafeJSONParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    def post(self, request):
+        from rest_framework.authtoken.models import Token
+
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, **data.validated_data)
+        if user is None:
+            raise InvalidCredentialsError()
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class PhotoListCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        image = serializers.FileField(allow_empty_file=True)
+
+    @extend_schema(responses={200: PhotoOutputSerializer(many=True)})
+    def get(self, request):
+        photos = photo_list(owner=request.user)
+        return Response(PhotoOutputSerializer(photos, many=True, context={"request": request}).data)
+
+    @extend_schema(request=InputSerializer, responses={201: PhotoOutputSerializer})
+    def post(self, request):
+        upload = request.FILES.get("image")
+        if upload is None:
+            raise ValidationFailed("Send the photo as the multipart field 'image'.", field="image")
+        photo = photo_create(owner=request.user, upload=upload)
+        return Response(PhotoOutputSerializer(photo, context={"request": request}).data, status=201)

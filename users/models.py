@@ -1,0 +1,28 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+def photo_upload_to(instance: "UserImage", filename: str) -> str:
+    # Random, unguessable names: the URL is the only handle a client has on the file.
+    extension = filename.rsplit(".", 1)[-1].lower()
+    return f"photos/{uuid.uuid4().hex}.{extension}"
+
+
+class UserImage(models.Model):
+    """A user's uploaded person photo, stored upright and re-encoded."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
+    image = models.ImageField(upload_to=photo_upload_to)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="userimage_owner_created")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} {self.image.name}"
