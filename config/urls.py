@@ -16,4 +16,8 @@ urlpatterns = [
 if getattr(settings, "SERVE_MEDIA", False):
     # The embedded default serves media from the app itself; production uses the storage backend.
     prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns += [re_path(rf"^{prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
+
+    def serve_media(request, path):
+        return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+    urlpatterns += [re_path(rf"^{prefix}(?P<path>.*)$", serve_media)]

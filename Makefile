@@ -1,0 +1,39 @@
+# make run  — install, migrate, seed, and start the web app + one qcluster (SQLite, local engine)
+# make test — install and run the whole suite on SQLite (DATABASE_URL picks another database)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench install clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	@echo ""
+	@echo "  Demo page:  http://127.0.0.1:8000/"
+	@echo "  Admin:      http://127.0.0.1:8000/admin/   (demo / demo-password)"
+	@echo "  API docs:   http://127.0.0.1:8000/api/docs/"
+	@echo "  Health:     http://127.0.0.1:8000/healthz"
+	@echo ""
+	$(VENV)/bin/honcho start
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm
