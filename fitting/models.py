@@ -78,7 +78,7 @@ class FittingResult(models.Model):
     model = models.CharField(max_length=100)
     prompt_version = models.CharField(max_length=20)
     attempt = models.PositiveIntegerField(default=1)
-    # Per step: {"top": {"latencyMs": 812, "promptTokens": …, "candidatesTokens": …, "totalTokens": …}}
+    # Per step: {"top": {"latency_ms": 812, "prompt_tokens": …, "candidates_tokens": …, "total_tokens": …}}
     step_metrics = models.JSONField(default=dict, blank=True)
     cache_key = models.CharField(max_length=64, db_index=True)
     cached = models.BooleanField(default=False)

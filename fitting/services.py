@@ -189,7 +189,7 @@ def fitting_step_finished(
 ) -> FittingResultImage:
     row = _store_image(job=job, step=step, image=image)
     metrics = dict(job.step_metrics)
-    metrics[step] = {"latencyMs": latency_ms, **usage}
+    metrics[step] = {"latency_ms": latency_ms, **usage}
     _update_own(job, step_metrics=metrics)
     return row
 
@@ -208,7 +208,7 @@ def fitting_complete(
     )
     metrics = dict(job.step_metrics)
     if message_ms is not None:
-        metrics["message"] = {"latencyMs": message_ms}
+        metrics["message"] = {"latency_ms": message_ms}
     _update_own(
         job,
         status=Status.COMPLETED,

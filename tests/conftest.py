@@ -39,3 +39,4 @@ def catalogue(db):
         "bottom": make_item("bottom", "Beige chinos", (200, 180, 140)),
         "outer": make_item("outer", "Khaki coat", (120, 110, 60)),
     }
+from tests.conftest_gemini import *  # noqa: F403

@@ -136,6 +136,11 @@ GEMINI_BASE_URL = env("GEMINI_BASE_URL", default="")
 GEMINI_API_VERSION = env("GEMINI_API_VERSION", default="v1beta")
 GEMINI_IMAGE_MODEL = env("GEMINI_IMAGE_MODEL", default="gemini-2.5-flash-image")
 GEMINI_TEXT_MODEL = env("GEMINI_TEXT_MODEL", default="gemini-2.5-flash")
+# Transient failures (408, 429, 5xx, network) are retried with exponential backoff and
+# jitter, never past the job's deadline.
+GEMINI_RETRY_ATTEMPTS = env.int("GEMINI_RETRY_ATTEMPTS", default=5)
+GEMINI_RETRY_INITIAL_DELAY = env.float("GEMINI_RETRY_INITIAL_DELAY", default=1.0)
+GEMINI_RETRY_MAX_DELAY = env.float("GEMINI_RETRY_MAX_DELAY", default=8.0)
 if FITTING_ENGINE == "gemini" and not GEMINI_API_KEY:
     raise ImproperlyConfigured("FITTING_ENGINE=gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY)")
 FITTING_JOB_TIMEOUT = env.int("FITTING_JOB_TIMEOUT", default=300)

@@ -1,0 +1,1 @@
+"""Demo images (drawn by make_images.py) that the seed_demo command loads."""

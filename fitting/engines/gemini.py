@@ -1,0 +1,362 @@
+"""The Gemini engine: each fitting step is one image-model call, the message one text call.
+
+Retries: transient failures (408, 429, 5xx, connection errors) are retried with tenacity
+here rather than with the SDK's ``HttpRetryOptions``. The SDK's retry knows an attempt
+count and a per-attempt timeout, not our job's deadline: it would keep the same timeout
+for every attempt and sleep regardless of the time left, so a step could overrun the job.
+Our loop gives each attempt exactly the time left (``HttpOptions.timeout``, in
+milliseconds), never sleeps past the deadline, and honours the server's ``RetryInfo`` on
+429. The SDK's own retry stays off (its default when ``retry_options`` is unset).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import threading
+import time
+
+import httpx
+import tenacity
+from django.conf import settings
+from google import genai
+from google.genai import errors, types
+from PIL import Image
+
+from fitting import images, prompts
+from fitting.engines.base import StepResult
+from fitting.errors import (
+    DeadlineExceeded,
+    EngineBadImageError,
+    EngineBlockedError,
+    EngineError,
+    EngineNoImageError,
+    EngineRejectedError,
+    EngineUnavailableError,
+    ServiceError,
+)
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+try:  # the SDK uses httpx2 instead of httpx when it is installed
+    import httpx2
+
+    _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx2.TransportError)
+    _TIMEOUT_ERRORS: tuple[type[Exception], ...] = (httpx.TimeoutException, httpx2.TimeoutException)
+except ImportError:  # pragma: no cover
+    _TRANSPORT_ERRORS = (httpx.TransportError,)
+    _TIMEOUT_ERRORS = (httpx.TimeoutException,)
+
+# Finish reasons that mean "refused for safety or policy reasons", not "failed".
+BLOCK_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "IMAGE_OTHER",
+        "MODEL_ARMOR",
+    }
+)
+# Starting an attempt with less time than this left is pointless: no model answers so fast.
+MIN_ATTEMPT_SECONDS = 0.25
+# Inputs are downscaled to this long side: the image model answers at about 1 megapixel
+# whatever it is sent, and a request's inline data is limited to 20 MB.
+MAX_INPUT_SIDE = 2048
+
+
+# --- the client: one per process ------------------------------------------------------------
+_client_lock = threading.Lock()
+_client_cache: tuple[tuple, genai.Client] | None = None
+
+
+def get_client() -> genai.Client:
+    """The process's ``genai.Client``, built on first use and kept referenced.
+
+    The SDK client closes its connection pool when garbage-collected, so it is held here
+    for the life of the process. It is rebuilt when the settings it was made from change
+    (tests point it at a fake server) or in a forked child (connections are not shared
+    across a fork).
+    """
+    global _client_cache
+    key = (os.getpid(), settings.GEMINI_API_KEY, settings.GEMINI_BASE_URL, settings.GEMINI_API_VERSION)
+    with _client_lock:
+        if _client_cache is None or _client_cache[0] != key:
+            client = genai.Client(
+                vertexai=False,
+                api_key=settings.GEMINI_API_KEY,
+                http_options=types.HttpOptions(
+                    base_url=settings.GEMINI_BASE_URL or None,
+                    api_version=settings.GEMINI_API_VERSION,
+                ),
+            )
+            _client_cache = (key, client)
+        return _client_cache[1]
+
+
+def reset_client() -> None:
+    """Forget the process's client, so the next call builds one from the current settings."""
+    global _client_cache
+    with _client_lock:
+        _client_cache = None
+
+
+# --- the engine -----------------------------------------------------------------------------
+class GeminiEngine:
+    name = "gemini"
+    prompt_version = prompts.PROMPT_VERSION
+
+    @property
+    def model(self) -> str:
+        return settings.GEMINI_IMAGE_MODEL
+
+    def apply_garment(
+        self,
+        *,
+        person: Image.Image,
+        garment: Image.Image,
+        category: str,
+        canvas_size: tuple[int, int],
+        timeout: float,
+    ) -> StepResult:
+        deadline = time.monotonic() + timeout
+        contents = [
+            types.Part.from_text(text=prompts.step_prompt(category)),
+            _image_part(person),
+            _image_part(garment),
+            _image_part(images.blank_canvas(_input_size(canvas_size)), png=True),
+        ]
+        response = _generate(
+            model=self.model,
+            contents=contents,
+            config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
+            deadline=deadline,
+        )
+        image = _read_image(response)
+        return StepResult(images.to_canvas(image, canvas_size), usage=_usage(response))
+
+    def write_message(
+        self, *, image: Image.Image, garments: list[tuple[str, Image.Image]], timeout: float
+    ) -> str | None:
+        # The seed's prompt looks at the final image only; ``garments`` is not needed.
+        budget = min(timeout, settings.FITTING_MESSAGE_TIMEOUT)
+        if budget <= MIN_ATTEMPT_SECONDS:
+            logger.warning("No time left for the recommendation message")
+            return None
+        try:
+            response = _generate(
+                model=settings.GEMINI_TEXT_MODEL,
+                contents=[types.Part.from_text(text=prompts.MESSAGE_PROMPT), _image_part(image)],
+                config=types.GenerateContentConfig(),
+                deadline=time.monotonic() + budget,
+            )
+            return prompts.normalise_message(_text_of(response))
+        except Exception as exc:
+            # The message is optional: a job completes without it.
+            logger.warning("Recommendation message failed: %s", exc)
+            return None
+
+
+# --- one call, retried within the deadline --------------------------------------------------
+def _generate(
+    *, model: str, contents: list, config: types.GenerateContentConfig, deadline: float
+) -> types.GenerateContentResponse:
+    """Call ``generate_content``, retrying transient failures until ``deadline``.
+
+    Raises DeadlineExceeded when the deadline has passed, EngineUnavailableError when
+    transient failures persist, EngineRejectedError for any other HTTP error.
+    """
+    if deadline - time.monotonic() <= 0:
+        raise DeadlineExceeded()
+    # Nothing may send a second request behind our back, outside the deadline.
+    config = config.model_copy(
+        update={
+            "automatic_function_calling": types.AutomaticFunctionCallingConfig(disable=True),
+            "automatic_continuation": False,
+        }
+    )
+    client = get_client()
+
+    def attempt() -> types.GenerateContentResponse:
+        per_attempt = config.model_copy(
+            update={"http_options": types.HttpOptions(timeout=_ms_left(deadline))}
+        )
+        return client.models.generate_content(model=model, contents=contents, config=per_attempt)
+
+    try:
+        return _retrying(deadline)(attempt)
+    except errors.APIError as exc:
+        summary = _api_error_summary(exc)
+        if exc.code not in TRANSIENT_STATUS:
+            raise EngineRejectedError(f"The image engine rejected the request ({summary}).") from exc
+        if deadline - time.monotonic() <= 0:
+            raise DeadlineExceeded() from exc
+        raise EngineUnavailableError(f"The image engine is unavailable ({summary}).") from exc
+    except _TRANSPORT_ERRORS as exc:
+        # Each attempt's timeout is the time left, so a timeout means the deadline passed.
+        if isinstance(exc, _TIMEOUT_ERRORS) or deadline - time.monotonic() <= 0:
+            raise DeadlineExceeded() from exc
+        raise EngineUnavailableError(
+            f"The image engine could not be reached ({type(exc).__name__})."
+        ) from exc
+    except ServiceError:
+        raise
+    except Exception as exc:  # a malformed answer the SDK could not parse, and the like
+        logger.exception("Unexpected failure calling %s", model)
+        raise EngineError(f"The image engine failed ({type(exc).__name__}).") from exc
+
+
+def _retrying(deadline: float) -> tenacity.Retrying:
+    initial = float(getattr(settings, "GEMINI_RETRY_INITIAL_DELAY", 1.0))
+    backoff = tenacity.wait_exponential_jitter(
+        initial=initial,
+        max=float(getattr(settings, "GEMINI_RETRY_MAX_DELAY", 8.0)),
+        exp_base=2,
+        jitter=initial,
+    )
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return max(backoff(state), _server_retry_delay(exc))
+
+    def out_of_time(state: tenacity.RetryCallState) -> bool:
+        # tenacity computes the next sleep before asking to stop, so this never sleeps
+        # into (or past) the deadline.
+        return time.monotonic() + state.upcoming_sleep + MIN_ATTEMPT_SECONDS >= deadline
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_is_transient),
+        wait=wait,
+        stop=tenacity.stop_after_attempt(int(getattr(settings, "GEMINI_RETRY_ATTEMPTS", 5))) | out_of_time,
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, errors.APIError):
+        return exc.code in TRANSIENT_STATUS
+    return isinstance(exc, _TRANSPORT_ERRORS)
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    logger.info(
+        "Gemini attempt %d failed (%s); retrying in %.2fs",
+        state.attempt_number,
+        _api_error_summary(exc) if isinstance(exc, errors.APIError) else type(exc).__name__,
+        state.upcoming_sleep,
+    )
+
+
+def _ms_left(deadline: float) -> int:
+    # The SDK reads a timeout of 0 as "no timeout": at least 1 ms.
+    return max(1, int((deadline - time.monotonic()) * 1000))
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s?\s*$")
+
+
+def _server_retry_delay(exc: BaseException | None) -> float:
+    """The wait a 429/503 asks for: google.rpc.RetryInfo's retryDelay, or Retry-After."""
+    if not isinstance(exc, errors.APIError):
+        return 0.0
+    details = exc.details.get("error", exc.details) if isinstance(exc.details, dict) else {}
+    for detail in details.get("details") or []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    headers = getattr(exc.response, "headers", None) or {}
+    match = _DURATION.match(str(headers.get("retry-after", "")))
+    return float(match.group(1)) if match else 0.0
+
+
+def _api_error_summary(exc: errors.APIError) -> str:
+    message = " ".join(str(exc.message or "").split())
+    if len(message) > 200:
+        message = message[:200] + "…"
+    return " ".join(part for part in (str(exc.code), exc.status or "", message) if part)
+
+
+# --- requests and responses -----------------------------------------------------------------
+def _input_size(size: tuple[int, int]) -> tuple[int, int]:
+    scale = min(1.0, MAX_INPUT_SIDE / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _image_part(image: Image.Image, *, png: bool = False) -> types.Part:
+    """An inline image: JPEG for photos (a fraction of PNG's size), PNG when alpha matters."""
+    if image.size != _input_size(image.size):
+        image = image.resize(_input_size(image.size), Image.Resampling.LANCZOS)
+    if png or image.mode in ("RGBA", "LA", "P"):
+        return types.Part.from_bytes(data=images.encode_png(image), mime_type="image/png")
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=92)
+    return types.Part.from_bytes(data=buffer.getvalue(), mime_type="image/jpeg")
+
+
+def _enum_name(value: object) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+def _read_image(response: types.GenerateContentResponse) -> Image.Image:
+    feedback = response.prompt_feedback
+    if feedback and feedback.block_reason:
+        reason = _enum_name(feedback.block_reason)
+        raise EngineBlockedError(f"The image engine blocked the request ({reason}).")
+    if not response.candidates:
+        raise EngineNoImageError("The image engine answered without a candidate.")
+    candidate = response.candidates[0]
+    finish = _enum_name(candidate.finish_reason)
+    if finish in BLOCK_FINISH_REASONS:
+        raise EngineBlockedError(f"The image engine refused to make the image ({finish}).")
+    parts = (candidate.content.parts if candidate.content else None) or []
+    data = next(
+        (
+            part.inline_data.data
+            for part in parts
+            if not part.thought  # a thinking model's draft images are not the answer
+            and part.inline_data
+            and part.inline_data.data
+            and (part.inline_data.mime_type or "").startswith("image/")
+        ),
+        None,
+    )
+    if data is None:
+        text = " ".join(" ".join(part.text for part in parts if part.text and not part.thought).split())
+        detail = f"{finish or 'no finish reason'}" + (f": {text[:120]}" if text else "")
+        raise EngineNoImageError(f"The image engine answered without an image ({detail}).")
+    try:
+        return images.decode(data)
+    except ServiceError as exc:
+        raise EngineBadImageError() from exc
+
+
+def _text_of(response: types.GenerateContentResponse) -> str | None:
+    if not response.candidates or not response.candidates[0].content:
+        return None
+    parts = response.candidates[0].content.parts or []
+    return " ".join(part.text for part in parts if part.text and not part.thought) or None
+
+
+def _usage(response: types.GenerateContentResponse) -> dict[str, int]:
+    metadata = response.usage_metadata
+    if metadata is None:
+        return {}
+    counts = {
+        "prompt_tokens": metadata.prompt_token_count,
+        "candidates_tokens": metadata.candidates_token_count,
+        "total_tokens": metadata.total_token_count,
+    }
+    return {name: count for name, count in counts.items() if count is not None}
+
+
+__all__ = ["GeminiEngine", "get_client", "reset_client"]

@@ -1,0 +1,388 @@
+"""The local engine: an offline, deterministic preview compositor (not generative try-on).
+
+Each step cuts the garment out of its product photo, finds the body in the person photo
+with OpenCV's bundled detectors (frontal-face Haar cascade, then the HOG people detector,
+then fixed proportions), and pastes the garment on the body region of its category.
+Body regions are measured in *head units* below the chin, the way figure drawing does.
+
+Steps 2 and 3 receive the previous step's output, with garments already pasted below the
+neck. The face is found first and garments never cover it, so every step finds the same
+body; nothing is cached between calls, so a resumed job gives the same pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import regex
+from PIL import Image
+
+from fitting.engines.base import StepResult
+from fitting.errors import DeadlineExceeded, EngineError
+from fitting.images import to_canvas
+
+# --- cutting the garment out ---------------------------------------------------------------
+BACKGROUND_TOLERANCE = 22.0  # RGB distance from the border colour still counted as background
+MIN_GARMENT_FRACTION = 0.01  # a cut-out smaller than this share of the photo is a failure
+OPAQUE = 128
+
+
+def cut_out_garment(garment: Image.Image) -> Image.Image:
+    """The garment alone, as RGBA cropped to its bounding box.
+
+    A photo with a meaningful alpha channel keeps it. Otherwise the background is the area
+    connected to the image border whose colour is close to the border's median colour, so
+    garment pixels of the same colour (a white shirt's inside on a white background) stay.
+    """
+    if garment.mode == "RGBA" and _has_meaningful_alpha(np.asarray(garment)[:, :, 3]):
+        rgba = np.asarray(garment).copy()
+    else:
+        rgb = np.asarray(garment.convert("RGB"))
+        rgba = np.dstack([rgb, _foreground_alpha(rgb)])
+    alpha = rgba[:, :, 3]
+    if np.count_nonzero(alpha >= OPAQUE) < MIN_GARMENT_FRACTION * alpha.size:
+        raise EngineError(
+            "The garment could not be cut out of its photo: nothing stands out from the background."
+        )
+    ys, xs = np.nonzero(alpha)
+    return Image.fromarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], "RGBA")
+
+
+def _has_meaningful_alpha(alpha: np.ndarray) -> bool:
+    """Some pixels transparent and some opaque: not an RGBA photo saved with alpha all 255."""
+    transparent = np.count_nonzero(alpha < OPAQUE)
+    return MIN_GARMENT_FRACTION * alpha.size < transparent < (1 - MIN_GARMENT_FRACTION) * alpha.size
+
+
+def _foreground_alpha(rgb: np.ndarray) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
+    background_colour = np.median(border, axis=0)
+    distance = np.linalg.norm(rgb.astype(np.float32) - background_colour, axis=2)
+    near_background = (distance <= BACKGROUND_TOLERANCE).astype(np.uint8)
+
+    _, labels = cv2.connectedComponents(near_background, connectivity=4)
+    border_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    border_labels = border_labels[border_labels != 0]  # label 0 is "not near background"
+    foreground = (~np.isin(labels, border_labels)).astype(np.uint8) * 255
+
+    # Opening drops specks of noise and the faint fringe of a drop shadow.
+    kernel_size = max(3, round(min(height, width) / 200) * 2 + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel_size, kernel_size))
+    foreground = cv2.morphologyEx(foreground, cv2.MORPH_OPEN, kernel)
+    foreground = _keep_large_components(foreground)
+    # Feather the edge a little so the paste does not show a hard, jagged outline.
+    feather = max(0.8, min(height, width) / 500)
+    return cv2.GaussianBlur(foreground, (0, 0), feather)
+
+
+def _keep_large_components(mask: np.ndarray) -> np.ndarray:
+    """Keep the largest foreground piece and any piece at least a tenth of its size."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = 1 + np.nonzero(areas >= areas.max() / 10)[0]
+    return np.where(np.isin(labels, keep), 255, 0).astype(np.uint8)
+
+
+# --- finding the body ----------------------------------------------------------------------
+DETECTION_MAX_SIDE = 640  # detectors run on a downscaled copy: faster, same boxes
+# A frontal-face box spans brows to chin; from real photos, the head (crown to chin) is
+# about 1.42 box heights and the chin about 1.15 box heights below the box's top.
+HEAD_PER_FACE_BOX = 1.42
+CHIN_PER_FACE_BOX = 1.15
+
+
+@dataclass(frozen=True)
+class BodyFrame:
+    """Where the body is: its vertical axis, its chin line and its head height, in pixels."""
+
+    center_x: float
+    chin_y: float
+    head: float
+    source: str  # "face", "people" or "proportions": which detector placed it
+
+    def below_chin(self, heads: float) -> float:
+        return self.chin_y + heads * self.head
+
+
+@functools.cache
+def _face_cascade() -> cv2.CascadeClassifier:
+    path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise EngineError(f"OpenCV's face cascade could not be loaded from {path}.")
+    return cascade
+
+
+@functools.cache
+def _people_detector() -> cv2.HOGDescriptor:
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    return hog
+
+
+def find_body(person: Image.Image) -> BodyFrame:
+    """Place the body from the face, else from a detected person, else from proportions."""
+    rgb = np.asarray(person.convert("RGB"))
+    height, width = rgb.shape[:2]
+    scale = min(1.0, DETECTION_MAX_SIDE / max(height, width))
+    small = cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    return (
+        _frame_from_face(grey, scale)
+        or _frame_from_people_detector(small, scale)
+        or _frame_from_proportions(width, height)
+    )
+
+
+def _frame_from_face(grey: np.ndarray, scale: float) -> BodyFrame | None:
+    height, width = grey.shape
+    min_side = max(24, round(min(height, width) * 0.06))
+    faces = _face_cascade().detectMultiScale(
+        grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
+    )
+    # A face in the lower part of the photo would be a garment print, not the wearer's.
+    faces = [tuple(int(v) for v in face) for face in faces if face[1] + face[3] / 2 < height * 0.6]
+    if not faces:
+        return None
+    # The largest face is the wearer's; sorting on the whole box makes ties deterministic.
+    x, y, w, h = max(faces, key=lambda f: (f[2] * f[3], -f[1], -f[0]))
+    return BodyFrame(
+        center_x=(x + w / 2) / scale,
+        chin_y=(y + CHIN_PER_FACE_BOX * h) / scale,
+        head=HEAD_PER_FACE_BOX * h / scale,
+        source="face",
+    )
+
+
+def _frame_from_people_detector(rgb: np.ndarray, scale: float) -> BodyFrame | None:
+    height, width = rgb.shape[:2]
+    if height < 128 or width < 64:  # smaller than the detector's window (OpenCV crashes on it)
+        return None
+    boxes, weights = _people_detector().detectMultiScale(rgb, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    # Only a standing figure that fills much of the photo is the wearer.
+    candidates = [
+        (float(weight), tuple(int(v) for v in box))
+        for box, weight in zip(boxes, np.ravel(weights), strict=True)
+        if box[3] >= 0.5 * height
+    ]
+    if not candidates:
+        return None
+    _, (x, y, w, h) = max(candidates)
+    # The detector's 64x128 window holds a person 96 px tall, 16 px below its top edge.
+    person_top, person_height = y + h * 16 / 128, h * 96 / 128
+    head = person_height / 7.5
+    return BodyFrame(
+        center_x=(x + w / 2) / scale, chin_y=(person_top + head) / scale, head=head / scale, source="people"
+    )
+
+
+def _frame_from_proportions(width: int, height: int) -> BodyFrame:
+    """A full-length figure centred in the frame: head top at 5% height, 7.5 heads tall."""
+    head = height * 0.9 / 7.5
+    return BodyFrame(center_x=width / 2, chin_y=height * 0.05 + head, head=head, source="proportions")
+
+
+# --- placing the garment -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Placement:
+    """Where one category of garment goes, in head units of the body frame.
+
+    The garment is scaled so its *body* (measured on the cut-out, without sleeves or
+    legs) is ``body_width`` wide, then its length is nudged towards ``length`` by at most
+    ``max_stretch`` so unusual product-photo proportions still sit on the right band.
+    """
+
+    body_width: float
+    top: float  # of the garment's top edge, in heads below the chin
+    length: float | None
+    measure_at: tuple[float, float]  # rows of the cut-out (fractions of its height) to measure
+    max_stretch: float = 0.15
+
+
+PLACEMENTS = {
+    "top": Placement(body_width=1.75, top=0.12, length=2.7, measure_at=(0.35, 0.45)),
+    "bottom": Placement(body_width=1.45, top=1.9, length=4.4, measure_at=(0.04, 0.1)),
+    # Outerwear goes over the top: wider, starting a little higher, its length its own.
+    "outer": Placement(body_width=2.1, top=0.05, length=None, measure_at=(0.35, 0.45)),
+}
+
+
+def place_garment(person: Image.Image, cut_out: Image.Image, category: str, frame: BodyFrame) -> Image.Image:
+    """``person`` with ``cut_out`` alpha-composited on the body region of ``category``."""
+    placement = PLACEMENTS[category]
+    alpha = np.asarray(cut_out)[:, :, 3]
+    garment_body_width = _body_width(alpha, placement.measure_at)
+    scale = placement.body_width * frame.head / garment_body_width
+    width = round(cut_out.width * scale)
+    height = round(cut_out.height * scale)
+    if placement.length is not None:
+        wanted = placement.length * frame.head
+        stretch = min(max(wanted / height, 1 - placement.max_stretch), 1 + placement.max_stretch)
+        height = round(height * stretch)
+    if width < 1 or height < 1:
+        raise EngineError("The garment would be smaller than one pixel on this photo.")
+    resized = cut_out.resize((width, height), Image.Resampling.LANCZOS)
+
+    left = round(frame.center_x - width / 2)
+    top = round(frame.below_chin(placement.top))
+    layer = Image.new("RGBA", person.size, (0, 0, 0, 0))
+    layer.paste(resized, (left, top))  # parts off the canvas are simply clipped
+    return Image.alpha_composite(person.convert("RGBA"), layer).convert("RGB")
+
+
+def _body_width(alpha: np.ndarray, rows: tuple[float, float]) -> float:
+    """Median width, over ``rows``, of the opaque run through the garment's middle column.
+
+    Sleeves hang apart from a shirt's body and trouser legs part below the seat, so the
+    run through the middle is the width that must match the wearer's body.
+    """
+    height, width = alpha.shape
+    opaque = alpha >= OPAQUE
+    middle = width // 2
+    widths = []
+    for y in range(int(height * rows[0]), max(int(height * rows[0]) + 1, int(height * rows[1]))):
+        row = opaque[y]
+        if not row[middle]:
+            continue
+        left = middle - int(np.argmin(row[middle::-1])) if not row[: middle + 1].all() else 0
+        right = middle + int(np.argmin(row[middle:])) if not row[middle:].all() else width
+        widths.append(right - left)
+    if not widths:  # nothing opaque in the middle: fall back on the whole width
+        return float(width)
+    return float(np.median(widths))
+
+
+# --- colours and the message ---------------------------------------------------------------
+COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
+    "블랙": (28, 28, 30),
+    "차콜": (64, 64, 68),
+    "그레이": (140, 140, 140),
+    "화이트": (245, 245, 243),
+    "아이보리": (240, 234, 214),
+    "베이지": (212, 190, 152),
+    "브라운": (118, 78, 46),
+    "카키": (125, 120, 76),
+    "네이비": (32, 44, 86),
+    "블루": (52, 92, 170),
+    "스카이블루": (140, 190, 230),
+    "민트": (160, 220, 200),
+    "그린": (44, 120, 64),
+    "레드": (196, 32, 40),
+    "버건디": (118, 22, 42),
+    "핑크": (236, 150, 178),
+    "오렌지": (236, 128, 40),
+    "옐로": (242, 210, 64),
+    "퍼플": (110, 62, 150),
+}
+CATEGORY_NAMES = {"top": "상의", "bottom": "하의", "outer": "아우터"}
+MAX_MESSAGE_GRAPHEMES = 50
+
+# Longest first; the first that fits in 50 graphemes is used. {0}, {1}, {2} are
+# "<colour> <category>" phrases; every Korean category name ends in a vowel, so the
+# particles (와, 에, 가) are fixed.
+MESSAGE_TEMPLATES: dict[int, tuple[str, ...]] = {
+    1: (
+        "{0} 하나로도 스타일이 깔끔하게 살아나요! ✨",
+        "{0}가 잘 어울려요! ✨",
+    ),
+    2: (
+        "{0}와 {1} 조합이 산뜻하게 잘 어울려요! ✨",
+        "{0}와 {1}가 잘 어울려요! ✨",
+    ),
+    3: (
+        "{0}, {1}에 {2}까지 더해 세련된 룩이 완성됐어요! 👍",
+        "{0}, {1}, {2} 조합이 멋져요! 👍",
+        "{0}, {1}, {2} 굿! 👍",
+    ),
+}
+
+
+def dominant_colour(cut_out: Image.Image) -> tuple[int, int, int]:
+    """The most common colour of the garment's opaque pixels (coarsely binned, then averaged)."""
+    rgba = np.asarray(cut_out.convert("RGBA"))
+    pixels = rgba[rgba[:, :, 3] >= 200][:, :3].astype(np.int64)
+    if len(pixels) == 0:
+        raise EngineError("The garment has no opaque pixels to take a colour from.")
+    bins = (pixels[:, 0] // 32) * 64 + (pixels[:, 1] // 32) * 8 + pixels[:, 2] // 32
+    counts = np.bincount(bins, minlength=512)
+    top_bin = int(np.argmax(counts))  # argmax takes the first of equal counts: deterministic
+    mean = pixels[bins == top_bin].mean(axis=0)
+    return (round(mean[0]), round(mean[1]), round(mean[2]))
+
+
+def colour_name(rgb: tuple[int, int, int]) -> str:
+    """The Korean fashion name of the palette colour nearest to ``rgb`` in CIELAB."""
+    names = list(COLOUR_NAMES)
+    palette = np.array([COLOUR_NAMES[name] for name in names], dtype=np.uint8)[None]
+    sample = np.array([[rgb]], dtype=np.uint8)
+    palette_lab = cv2.cvtColor(palette, cv2.COLOR_RGB2LAB)[0].astype(np.float32)
+    sample_lab = cv2.cvtColor(sample, cv2.COLOR_RGB2LAB)[0, 0].astype(np.float32)
+    return names[int(np.argmin(np.linalg.norm(palette_lab - sample_lab, axis=1)))]
+
+
+def grapheme_count(text: str) -> int:
+    """User-perceived characters: an emoji with modifiers counts as one."""
+    return len(regex.findall(r"\X", text))
+
+
+def compose_message(phrases: list[str]) -> str:
+    """One sentence from one to three "<colour> <category>" phrases, within 50 graphemes."""
+    templates = MESSAGE_TEMPLATES[len(phrases)]
+    for template in templates:
+        message = template.format(*phrases)
+        if grapheme_count(message) <= MAX_MESSAGE_GRAPHEMES:
+            return message
+    return "코디가 잘 어울려요! ✨"
+
+
+# --- the engine ----------------------------------------------------------------------------
+class LocalEngine:
+    """Offline preview: garments pasted on the detected body, a templated message."""
+
+    name = "local"
+    model = "local-preview-1"
+    prompt_version = "local-1"
+
+    def apply_garment(
+        self,
+        *,
+        person: Image.Image,
+        garment: Image.Image,
+        category: str,
+        canvas_size: tuple[int, int],
+        timeout: float,
+    ) -> StepResult:
+        if timeout <= 0:
+            raise DeadlineExceeded()
+        if category not in PLACEMENTS:
+            raise EngineError(f"Unknown garment category {category!r}.")
+        try:
+            person = to_canvas(person, canvas_size)
+            cut_out = cut_out_garment(garment)
+            image = place_garment(person, cut_out, category, find_body(person))
+        except EngineError:
+            raise
+        except Exception as exc:  # OpenCV and Pillow raise many types; the job needs one
+            raise EngineError(f"The local preview could not place the {category}: {exc}") from exc
+        return StepResult(image=image, usage={})
+
+    def write_message(
+        self, *, image: Image.Image, garments: list[tuple[str, Image.Image]], timeout: float
+    ) -> str | None:
+        """A templated message from the garments' categories and colours; ``image`` is unused."""
+        if timeout <= 0:
+            raise DeadlineExceeded()
+        if not 1 <= len(garments) <= 3:
+            return None
+        phrases = [
+            f"{colour_name(dominant_colour(cut_out_garment(garment)))} {CATEGORY_NAMES[category]}"
+            for category, garment in garments
+        ]
+        return compose_message(phrases)

@@ -1,0 +1,105 @@
+"""Helpers for end-to-end tests: the app's real processes on their own database."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    """uvicorn + qcluster processes on a database of their own (never the test transaction)."""
+
+    def __init__(self, tmp: Path, **env: str):
+        self.tmp = tmp
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "MEDIA_ROOT": str(tmp / "media"),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.env.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'db.sqlite3'}")
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.token = ""
+        self.photo_url = ""
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+            timeout=300, check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    def prepare(self) -> Stack:
+        self.manage("migrate", "--noinput")
+        out = self.manage("seed_demo")
+        self.token = re.search(r"DEMO_TOKEN=(\w+)", out).group(1)
+        self.photo_url = re.search(r"demo photo url: (\S+)", out).group(1)
+        return self
+
+    def start_web(self) -> None:
+        self._spawn("web", [sys.executable, "-m", "uvicorn", "config.asgi:application",
+                            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("uvicorn did not answer /healthz: " + self.output("web"))
+
+    def start_cluster(self, name: str = "worker") -> subprocess.Popen:
+        return self._spawn(name, [sys.executable, "manage.py", "qcluster"])
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def output(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")[-5000:]
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, headers={"Authorization": f"Token {self.token}"}, timeout=30)
+
+    def wait_for_job(self, client: httpx.Client, job_id: str, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = client.get(f"/api/virtual-fitting/{job_id}").json()
+            if job["status"] != "processing":
+                return job
+            time.sleep(0.25)
+        raise AssertionError(f"job {job_id} still processing: {job}\n{self.output('worker')}")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+                process.wait()

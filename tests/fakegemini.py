@@ -1,0 +1,359 @@
+"""A fake Gemini REST server for tests: the real google-genai client talks to it.
+
+It answers ``POST /{version}/models/{model}:generateContent`` the way the Gemini API
+does (camelCase JSON, base64 inline data, ``{"error": {...}}`` bodies on failure) and
+records every request, with its text and image parts decoded, for tests to assert on.
+
+Each call takes the next scripted behaviour from a queue, one queue for image calls
+(``responseModalities`` includes IMAGE) and one for text calls; an empty queue answers
+``ok()`` or ``text()``:
+
+    fake.script_image(fail(503), ok())
+    fake.script_text(delay(5))
+
+``ok()`` answers with the request's first image (the person), brought to ``size`` if
+given, with a coloured marker block stamped for this call: block ``k`` (the k-th image
+call, from 0) is at ``marker_box(k, size)`` and coloured ``marker_color(k)``. A step that
+received step k's output therefore still shows marker ``k``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+DEFAULT_MESSAGE = "오늘 코디 정말 잘 어울려요! ✨ 자신 있게 입어보세요."
+_PATH = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):(?P<action>[A-Za-z]+)$")
+_MARKER_COLORS = [(255, 0, 0), (0, 160, 0), (0, 0, 255), (255, 160, 0), (160, 0, 160), (0, 160, 160)]
+
+
+def marker_color(k: int) -> tuple[int, int, int]:
+    return _MARKER_COLORS[k % len(_MARKER_COLORS)]
+
+
+def marker_box(k: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where ``ok()`` stamps call ``k``'s marker: the k-th eighth of the top band."""
+    w, h = size
+    return (k % 8) * w // 8, 0, (k % 8 + 1) * w // 8 - 1, h // 8
+
+
+# --- behaviours ---------------------------------------------------------------------------
+@dataclass
+class Behaviour:
+    kind: str
+    status: int = 200
+    delay: float = 0.0
+    size: tuple[int, int] | None = None
+    text: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    retry_delay: str | None = None
+    then: Behaviour | None = None
+    usage: dict[str, int] | None = None
+
+
+def ok(
+    size: tuple[int, int] | None = None, *, text: str | None = None, usage: dict | None = None
+) -> Behaviour:
+    """An image derived from the request's first image (``text`` puts a text part first)."""
+    return Behaviour("ok", size=size, text=text, usage=usage)
+
+
+def delay(seconds: float, then: Behaviour | None = None) -> Behaviour:
+    """Wait, then behave as ``then`` (the default answer when None)."""
+    return Behaviour("delay", delay=seconds, then=then)
+
+
+def fail(status: int, message: str | None = None, *, retry_delay: str | None = None) -> Behaviour:
+    """An HTTP error with Google's error body; ``retry_delay`` adds a RetryInfo ("2s")."""
+    return Behaviour("fail", status=status, message=message, retry_delay=retry_delay)
+
+
+def block(finish_reason: str = "IMAGE_SAFETY") -> Behaviour:
+    """A candidate without content, stopped for ``finish_reason``."""
+    return Behaviour("block", reason=finish_reason)
+
+
+def block_prompt(reason: str = "SAFETY") -> Behaviour:
+    """No candidate at all: ``promptFeedback.blockReason``."""
+    return Behaviour("block_prompt", reason=reason)
+
+
+def text_only(text: str = "I can't make that image.", finish_reason: str = "STOP") -> Behaviour:
+    return Behaviour("text_only", text=text, reason=finish_reason)
+
+
+def bad_image() -> Behaviour:
+    """An inline part that says image/png but is not an image."""
+    return Behaviour("bad_image")
+
+
+def text(reply: str = DEFAULT_MESSAGE) -> Behaviour:
+    """A text model's answer."""
+    return Behaviour("text", text=reply)
+
+
+def disconnect() -> Behaviour:
+    """Close the connection without answering."""
+    return Behaviour("disconnect")
+
+
+# --- what was received ----------------------------------------------------------------------
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    version: str | None
+    model: str | None
+    action: str | None
+    headers: dict[str, str]  # lower-case names
+    body: dict[str, Any]
+    texts: list[str] = field(default_factory=list)
+    images: list[Image.Image] = field(default_factory=list)
+    mime_types: list[str] = field(default_factory=list)
+
+    @property
+    def generation_config(self) -> dict[str, Any]:
+        return self.body.get("generationConfig") or {}
+
+    @property
+    def wants_image(self) -> bool:
+        return "IMAGE" in (self.generation_config.get("responseModalities") or [])
+
+
+def _decode_parts(body: dict[str, Any]) -> tuple[list[str], list[Image.Image], list[str]]:
+    texts, decoded, mimes = [], [], []
+    for content in body.get("contents") or []:
+        for part in content.get("parts") or []:
+            if "text" in part:
+                texts.append(part["text"])
+            # The API reads proto JSON, which takes camelCase and snake_case names alike
+            # (the SDK sends ``inlineData: {data, mime_type}``).
+            blob = part.get("inlineData") or part.get("inline_data")
+            if blob:
+                mimes.append(blob.get("mimeType") or blob.get("mime_type") or "")
+                image = Image.open(io.BytesIO(_b64decode(blob["data"])))
+                image.load()
+                decoded.append(image)
+    return texts, decoded, mimes
+
+
+def _b64decode(data: str) -> bytes:
+    """The API accepts standard and URL-safe base64 (the SDK sends URL-safe)."""
+    data = data.replace("-", "+").replace("_", "/")
+    return base64.b64decode(data + "=" * (-len(data) % 4))
+
+
+# --- the server -----------------------------------------------------------------------------
+class FakeGemini:
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.outputs: list[Image.Image] = []  # images answered by ok(), in order
+        self.errors: list[str] = []  # requests the fake could not read or answer (test bugs)
+        # Called with each RecordedRequest in the server's thread, before it is answered.
+        self.on_request: Callable[[RecordedRequest], None] | None = None
+        self._image_script: deque[Behaviour] = deque()
+        self._text_script: deque[Behaviour] = deque()
+        self._image_calls = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._server.handle_error = lambda request, client_address: None  # client hung up
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeGemini:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes delayed answers
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def script_image(self, *behaviours: Behaviour) -> None:
+        self._image_script.extend(behaviours)
+
+    def script_text(self, *behaviours: Behaviour) -> None:
+        self._text_script.extend(behaviours)
+
+    @property
+    def image_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.wants_image]
+
+    @property
+    def text_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if not r.wants_image]
+
+    # called by the handler
+    def _record(self, request: RecordedRequest) -> Behaviour:
+        with self._lock:
+            self.requests.append(request)
+            script = self._image_script if request.wants_image else self._text_script
+            if script:
+                return script.popleft()
+            return ok() if request.wants_image else text()
+
+    def _respond(self, request: RecordedRequest, behaviour: Behaviour) -> tuple[int, dict | None]:
+        """The status and JSON body for ``behaviour``; None means hang up."""
+        if behaviour.kind == "delay":
+            if self._stopping.wait(behaviour.delay):
+                return 503, _error_body(503, "shutting down", None)
+            then = behaviour.then or (ok() if request.wants_image else text())
+            return self._respond(request, then)
+        if behaviour.kind == "disconnect":
+            return 0, None
+        if behaviour.kind == "fail":
+            return behaviour.status, _error_body(behaviour.status, behaviour.message, behaviour.retry_delay)
+        if behaviour.kind == "block_prompt":
+            return 200, {
+                "promptFeedback": {"blockReason": behaviour.reason},
+                "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 10},
+                "modelVersion": request.model,
+            }
+        if behaviour.kind == "block":
+            return 200, _answer(request, [], behaviour.reason, None)
+        if behaviour.kind in ("text_only", "text"):
+            return 200, _answer(request, [{"text": behaviour.text}], behaviour.reason or "STOP", None)
+        if behaviour.kind == "bad_image":
+            junk = base64.b64encode(b"definitely not a PNG").decode()
+            return 200, _answer(
+                request, [{"inlineData": {"mimeType": "image/png", "data": junk}}], "STOP", None
+            )
+        if behaviour.kind == "ok":
+            image = self._make_image(request, behaviour.size)
+            buffer = io.BytesIO()
+            image.save(buffer, "PNG")
+            parts = [{"text": behaviour.text}] if behaviour.text else []
+            parts.append(
+                {
+                    "inlineData": {
+                        "mimeType": "image/png",
+                        "data": base64.b64encode(buffer.getvalue()).decode(),
+                    }
+                }
+            )
+            return 200, _answer(request, parts, "STOP", behaviour.usage)
+        raise ValueError(f"unknown behaviour {behaviour.kind}")
+
+    def _make_image(self, request: RecordedRequest, size: tuple[int, int] | None) -> Image.Image:
+        with self._lock:
+            k = self._image_calls
+            self._image_calls += 1
+        source = request.images[0].convert("RGB") if request.images else Image.new("RGB", (64, 64), "grey")
+        image = source.resize(size) if size else source.copy()
+        ImageDraw.Draw(image).rectangle(marker_box(k, image.size), fill=marker_color(k))
+        with self._lock:
+            self.outputs.append(image)
+        return image
+
+
+def _error_body(status: int, message: str | None, retry_delay: str | None) -> dict:
+    names = {
+        400: "INVALID_ARGUMENT",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        408: "DEADLINE_EXCEEDED",
+        429: "RESOURCE_EXHAUSTED",
+        500: "INTERNAL",
+        502: "UNAVAILABLE",
+        503: "UNAVAILABLE",
+        504: "DEADLINE_EXCEEDED",
+    }
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message or f"fake error {status}",
+        "status": names.get(status, "UNKNOWN"),
+    }
+    if retry_delay:
+        error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}]
+    return {"error": error}
+
+
+def _answer(request: RecordedRequest, parts: list[dict], finish_reason: str, usage: dict | None) -> dict:
+    candidate: dict[str, Any] = {"finishReason": finish_reason, "index": 0}
+    if parts:
+        candidate["content"] = {"role": "model", "parts": parts}
+    usage = usage or {"promptTokenCount": 1290, "candidatesTokenCount": 1290, "totalTokenCount": 2580}
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": request.model,
+        "responseId": f"fake-{len(request.path)}",
+    }
+
+
+def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw or b"{}")
+                texts, decoded, mimes = _decode_parts(body)
+            except Exception as exc:  # as the real API does with a broken request
+                fake.errors.append(f"{type(exc).__name__}: {exc}")
+                self._send(400, _error_body(400, f"fake server cannot read the request: {exc}", None))
+                return
+            match = _PATH.match(self.path.split("?")[0])
+            request = RecordedRequest(
+                method="POST",
+                path=self.path,
+                version=match["version"] if match else None,
+                model=match["model"] if match else None,
+                action=match["action"] if match else None,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+                texts=texts,
+                images=decoded,
+                mime_types=mimes,
+            )
+            if not match or match["action"] != "generateContent":
+                self._send(404, _error_body(404, f"no route {self.path}", None))
+                return
+            behaviour = fake._record(request)
+            try:
+                if fake.on_request is not None:
+                    fake.on_request(request)
+                status, payload = fake._respond(request, behaviour)
+            except Exception as exc:  # a bug in a test's hook or script: make it visible
+                fake.errors.append(f"{type(exc).__name__}: {exc}")
+                status, payload = 400, _error_body(400, f"fake server error: {exc}", None)
+            if payload is None:
+                self.close_connection = True
+                self.connection.close()
+                return
+            self._send(status, payload)
+
+        def _send(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler

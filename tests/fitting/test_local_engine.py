@@ -1,0 +1,327 @@
+"""The local preview engine on a drawn figure and on a real photograph.
+
+Body bands come from the figure's own drawing (``make_images.PERSON_LANDMARKS``) and, for
+the photo, from looking at it; never from the engine's own body finder.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import regex
+from PIL import Image, ImageDraw
+
+from fitting.demo.make_images import BODY_UNIT, PERSON_LANDMARKS
+from fitting.engines.local import COLOUR_NAMES, LocalEngine, compose_message
+from fitting.errors import DeadlineExceeded, EngineError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "fitting" / "demo"
+ASTRONAUT = ROOT / "tests" / "data" / "astronaut.png"
+
+NAVY = (34, 46, 88)
+BEIGE = (208, 188, 152)
+DENIM = (58, 92, 146)
+KHAKI = (128, 121, 78)
+BLACK = (34, 34, 37)
+WHITE = (247, 247, 245)
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom
+
+_lm = PERSON_LANDMARKS
+_cx = _lm["center_x"]
+DRAWN_FACE: Box = _lm["face_box"]
+DRAWN_TORSO: Box = (_cx - 70, _lm["shoulder_y"] + 40, _cx + 70, _lm["waist_y"])
+DRAWN_LEGS: Box = (
+    _cx - round(0.6 * BODY_UNIT),
+    _lm["knee_y"] - 40,
+    _cx + round(0.6 * BODY_UNIT),
+    _lm["knee_y"] + 80,
+)
+# The astronaut photo is 512x512 and ends at her waist: face and chest are in frame.
+ASTRONAUT_FACE: Box = (185, 75, 265, 160)
+ASTRONAUT_TORSO: Box = (140, 300, 310, 420)
+ASTRONAUT_BELOW_WAIST: Box = (140, 470, 310, 512)
+
+
+def demo(name: str) -> Image.Image:
+    return Image.open(DEMO / name)
+
+
+def drawn_person() -> Image.Image:
+    return demo("person_drawn.png").convert("RGB")
+
+
+def astronaut() -> Image.Image:
+    return Image.open(ASTRONAUT).convert("RGB")
+
+
+def dress(person: Image.Image, *steps: tuple[str, str]) -> Image.Image:
+    engine = LocalEngine()
+    image = person
+    for category, garment in steps:
+        image = engine.apply_garment(
+            person=image, garment=demo(garment), category=category, canvas_size=person.size, timeout=30
+        ).image
+    return image
+
+
+def garment_share(before: Image.Image, after: Image.Image, colour: tuple[int, int, int], box: Box) -> float:
+    """Share of ``box`` whose pixels changed and are now close to ``colour``."""
+    a = np.asarray(before.crop(box), dtype=np.float32)
+    b = np.asarray(after.crop(box), dtype=np.float32)
+    changed = np.linalg.norm(b - a, axis=2) > 30
+    coloured = np.linalg.norm(b - np.array(colour, np.float32), axis=2) < 60
+    return float(np.mean(changed & coloured))
+
+
+def garment_width(before: Image.Image, after: Image.Image, colour: tuple[int, int, int], row: int) -> int:
+    """Horizontal extent, on ``row``, of the pixels that changed to ``colour``."""
+    a = np.asarray(before, dtype=np.float32)[row]
+    b = np.asarray(after, dtype=np.float32)[row]
+    changed = np.linalg.norm(b - a, axis=1) > 30
+    xs = np.nonzero(changed & (np.linalg.norm(b - np.array(colour, np.float32), axis=1) < 60))[0]
+    return int(xs.max() - xs.min()) if len(xs) else 0
+
+
+# --- placement -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("person", "face", "torso", "legs"),
+    [
+        (drawn_person, DRAWN_FACE, DRAWN_TORSO, DRAWN_LEGS),
+        (astronaut, ASTRONAUT_FACE, ASTRONAUT_TORSO, None),  # the photo ends above her legs
+    ],
+    ids=["drawn", "photo"],
+)
+def test_top_covers_the_torso_not_the_face_or_legs(person, face, torso, legs):
+    before = person()
+    after = dress(before, ("top", "top_navy_tshirt.png"))
+    assert garment_share(before, after, NAVY, torso) > 0.8
+    assert garment_share(before, after, NAVY, face) == 0
+    if legs is not None:
+        assert garment_share(before, after, NAVY, legs) < 0.05
+
+
+def test_bottom_covers_the_legs_not_the_torso_on_the_drawn_figure():
+    # Jeans, not chinos: beige is too close to the figure's skin to tell apart.
+    before = drawn_person()
+    after = dress(before, ("bottom", "bottom_blue_jeans.png"))
+    assert garment_share(before, after, DENIM, DRAWN_LEGS) > 0.5
+    assert garment_share(before, after, DENIM, DRAWN_TORSO) < 0.05
+    assert garment_share(before, after, DENIM, DRAWN_FACE) == 0
+
+
+def test_bottom_stays_below_the_waist_on_the_photo():
+    before = astronaut()
+    after = dress(before, ("bottom", "bottom_beige_chinos.png"))
+    assert garment_share(before, after, BEIGE, ASTRONAUT_BELOW_WAIST) > 0.3
+    assert garment_share(before, after, BEIGE, ASTRONAUT_TORSO) < 0.05
+    assert garment_share(before, after, BEIGE, ASTRONAUT_FACE) == 0
+
+
+@pytest.mark.parametrize(
+    ("person", "torso"), [(drawn_person, DRAWN_TORSO), (astronaut, ASTRONAUT_TORSO)], ids=["drawn", "photo"]
+)
+def test_outer_goes_over_the_top_and_wider(person, torso):
+    original = person()
+    with_top = dress(original, ("top", "top_white_shirt.png"))
+    with_outer = dress(with_top, ("outer", "outer_khaki_trench.png"))
+    assert garment_share(original, with_outer, KHAKI, torso) > 0.6
+    assert garment_share(original, with_outer, WHITE, torso) < 0.2
+    chest_row = (torso[1] + torso[3]) // 2
+    top_width = garment_width(original, with_top, WHITE, chest_row)
+    assert top_width > 0
+    assert garment_width(original, with_outer, KHAKI, chest_row) > top_width
+
+
+def test_later_steps_find_the_same_body_as_the_first():
+    """Detection on a step's output (garments pasted) places the bottom as on the photo."""
+    person = drawn_person()
+    on_photo = dress(person, ("bottom", "bottom_blue_jeans.png"))
+    on_step_one = dress(person, ("top", "top_navy_tshirt.png"), ("bottom", "bottom_blue_jeans.png"))
+    below_the_top = (0, _lm["crotch_y"] + 40, person.width, person.height)
+    assert on_photo.crop(below_the_top).tobytes() == on_step_one.crop(below_the_top).tobytes()
+
+
+# --- the output ----------------------------------------------------------------------------
+@pytest.mark.parametrize("canvas_size", [(768, 1152), (600, 900), (512, 512)])
+def test_output_is_rgb_of_exactly_the_canvas_size(canvas_size):
+    image = (
+        LocalEngine()
+        .apply_garment(
+            person=drawn_person(),
+            garment=demo("top_navy_tshirt.png"),
+            category="top",
+            canvas_size=canvas_size,
+            timeout=30,
+        )
+        .image
+    )
+    assert image.mode == "RGB"
+    assert image.size == canvas_size
+
+
+def test_same_inputs_give_identical_bytes():
+    def png(image: Image.Image) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        return buffer.getvalue()
+
+    steps = [
+        ("top", "top_white_shirt.png"),
+        ("bottom", "bottom_blue_jeans.png"),
+        ("outer", "outer_black_jacket.png"),
+    ]
+    assert png(dress(drawn_person(), *steps)) == png(dress(drawn_person(), *steps))
+
+
+# --- cutting the garment out ---------------------------------------------------------------
+GREY = (128, 128, 128)
+
+
+def grey_person() -> Image.Image:
+    return Image.new("RGB", (600, 900), GREY)
+
+
+def red_disc_on_white() -> Image.Image:
+    image = Image.new("RGB", (400, 400), (255, 255, 255))
+    ImageDraw.Draw(image).ellipse((50, 50, 350, 350), fill=(220, 20, 30))
+    return image
+
+
+def pasted_red_box(after: Image.Image) -> tuple[np.ndarray, Box]:
+    pixels = np.asarray(after, dtype=np.int32)
+    red = (pixels[:, :, 0] > 150) & (pixels[:, :, 1] < 80)
+    ys, xs = np.nonzero(red)
+    assert len(xs) > 1000, "the garment was not pasted"
+    return pixels, (xs.min(), ys.min(), xs.max(), ys.max())
+
+
+def assert_only_the_disc_was_pasted(after: Image.Image) -> None:
+    pixels, (left, top, right, bottom) = pasted_red_box(after)
+    # The corners of the disc's bounding box lie outside the disc: they keep the person's grey.
+    inset = max(3, (right - left) // 20)
+    for x, y in [
+        (left + inset, top + inset),
+        (right - inset, top + inset),
+        (left + inset, bottom - inset),
+        (right - inset, bottom - inset),
+    ]:
+        assert tuple(pixels[y, x]) == GREY
+    assert not np.any(np.all(pixels > 240, axis=2)), "white background pixels were pasted"
+
+
+def test_white_background_of_a_product_photo_is_not_pasted():
+    garment = red_disc_on_white()
+    after = (
+        LocalEngine()
+        .apply_garment(
+            person=grey_person(), garment=garment, category="top", canvas_size=(600, 900), timeout=30
+        )
+        .image
+    )
+    assert_only_the_disc_was_pasted(after)
+
+
+def test_an_rgba_garment_keeps_its_alpha():
+    # Red everywhere in RGB, a disc only in alpha: pasting the RGB, or cutting out by colour,
+    # would give a red square or nothing; only alpha gives the disc.
+    garment = Image.new("RGBA", (400, 400), (220, 20, 30, 0))
+    ImageDraw.Draw(garment).ellipse((50, 50, 350, 350), fill=(220, 20, 30, 255))
+    after = (
+        LocalEngine()
+        .apply_garment(
+            person=grey_person(), garment=garment, category="top", canvas_size=(600, 900), timeout=30
+        )
+        .image
+    )
+    assert_only_the_disc_was_pasted(after)
+
+
+def test_a_photo_with_nothing_to_cut_out_is_an_engine_error():
+    with pytest.raises(EngineError):
+        LocalEngine().apply_garment(
+            person=grey_person(),
+            garment=Image.new("RGB", (300, 300), (240, 240, 240)),
+            category="top",
+            canvas_size=(600, 900),
+            timeout=30,
+        )
+
+
+def test_no_time_left_raises_deadline_exceeded():
+    with pytest.raises(DeadlineExceeded):
+        LocalEngine().apply_garment(
+            person=drawn_person(),
+            garment=demo("top_navy_tshirt.png"),
+            category="top",
+            canvas_size=(768, 1152),
+            timeout=0,
+        )
+    with pytest.raises(DeadlineExceeded):
+        LocalEngine().write_message(
+            image=drawn_person(), garments=[("top", demo("top_navy_tshirt.png"))], timeout=-1
+        )
+
+
+# --- the message ---------------------------------------------------------------------------
+EMOJI = regex.compile(r"\p{Extended_Pictographic}")
+HANGUL = regex.compile(r"\p{Hangul}")
+
+
+def assert_one_korean_sentence_with_emoji(message: str) -> None:
+    assert len(regex.findall(r"\X", message)) <= 50
+    assert HANGUL.search(message)
+    assert EMOJI.search(message)
+    assert len(regex.findall(r"[.!?]", message)) == 1, "more or less than one sentence"
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("garments", "words"),
+    [
+        ([("top", "top_navy_tshirt.png")], ["네이비", "상의"]),
+        (
+            [("top", "top_navy_tshirt.png"), ("bottom", "bottom_beige_chinos.png")],
+            ["네이비", "베이지", "하의"],
+        ),
+        (
+            [
+                ("top", "top_white_shirt.png"),
+                ("bottom", "bottom_blue_jeans.png"),
+                ("outer", "outer_khaki_trench.png"),
+            ],
+            ["화이트", "블루", "카키", "아우터"],
+        ),
+        (
+            [
+                ("top", "top_navy_tshirt.png"),
+                ("bottom", "bottom_beige_chinos.png"),
+                ("outer", "outer_black_jacket.png"),
+            ],
+            ["네이비", "베이지", "블랙"],
+        ),
+    ],
+    ids=["one", "two", "three", "three-black"],
+)
+def test_message_names_the_colours_in_one_short_korean_sentence(garments, words):
+    engine = LocalEngine()
+    pairs = [(category, demo(name)) for category, name in garments]
+    message = engine.write_message(image=drawn_person(), garments=pairs, timeout=5)
+    assert message is not None
+    assert_one_korean_sentence_with_emoji(message)
+    for word in words:
+        assert word in message
+    assert message == engine.write_message(image=drawn_person(), garments=pairs, timeout=5)
+
+
+def test_every_colour_combination_fits_in_fifty_characters():
+    categories = ["상의", "하의", "아우터"]
+    for count in (1, 2, 3):
+        for colours in itertools.product(COLOUR_NAMES, repeat=count):
+            message = compose_message([f"{c} {k}" for c, k in zip(colours, categories, strict=False)])
+            assert_one_korean_sentence_with_emoji(message)

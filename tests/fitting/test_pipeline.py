@@ -1,0 +1,198 @@
+"""The sequential job on the local engine: order, resume, failure, timeout, re-delivery, sweep."""
+
+import io
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core.files.base import ContentFile
+from django.db import connection
+from django.utils import timezone
+from django_q.models import OrmQ
+from PIL import Image
+
+from fitting.models import FittingResult, FittingResultImage
+from fitting.pipeline import run_job
+from fitting.services import RequestedItem, fitting_start
+from fitting.tasks import sweep_expired, sweep_fittings, requeue_lost
+from tests.factories import make_item
+
+
+def start(user, photo, *items) -> FittingResult:
+    return fitting_start(
+        user=user,
+        photo_url=photo.image.url,
+        items=[RequestedItem(item_id=i.id, category=i.category) for i in items],
+    )
+
+
+def run(job: FittingResult) -> FittingResult:
+    run_job(job_id=str(job.id), attempt=job.attempt)
+    return FittingResult.objects.get(id=job.id)
+
+
+def read(row: FittingResultImage) -> Image.Image:
+    with row.image.open("rb") as handle:
+        image = Image.open(io.BytesIO(handle.read()))
+        image.load()
+    return image
+
+
+def test_three_steps_complete_in_fixed_order(user, photo, catalogue):
+    job = run(start(user, photo, catalogue["outer"], catalogue["bottom"], catalogue["top"]))
+    assert job.status == "completed"
+    assert job.current_step is None and job.failed_step is None
+    assert job.started_at and job.finished_at and job.finished_at >= job.started_at
+    assert job.llm_message
+    steps = list(job.images.order_by("id").values_list("step", flat=True))
+    assert steps == ["top", "bottom", "outer", "final"]
+    for row in job.images.all():
+        assert (row.width, row.height) == (photo.width, photo.height)
+        assert read(row).size == (photo.width, photo.height)
+    final = job.images.get(step="final")
+    assert final.image.name == job.images.get(step="outer").image.name  # no copy of the last step
+    assert set(job.step_metrics) >= {"top", "bottom", "outer"}
+    assert all(job.step_metrics[s]["latency_ms"] >= 0 for s in ("top", "bottom", "outer"))
+
+
+def test_request_order_does_not_change_the_result(user, photo, catalogue):
+    one = run(start(user, photo, catalogue["top"], catalogue["bottom"]))
+    two = run(start(user, photo, catalogue["bottom"], catalogue["top"]))
+    with one.images.get(step="final").image.open("rb") as a, two.images.get(step="final").image.open("rb") as b:
+        assert a.read() == b.read()
+
+
+def test_unreadable_garment_at_second_step_keeps_the_first(user, photo, catalogue):
+    bottom = catalogue["bottom"]
+    bottom.image.save("broken.png", ContentFile(b"not an image at all"))
+    job = run(start(user, photo, catalogue["top"], bottom))
+    assert job.status == "failed"
+    assert job.failed_step == "bottom"
+    assert job.current_step is None
+    assert job.error_code == "ITEM_IMAGE_UNREADABLE"
+    assert job.error_message
+    assert job.finished_at is not None
+    assert list(job.images.values_list("step", flat=True)) == ["top"]
+
+
+def test_unreadable_photo_fails_the_first_step(user, photo, catalogue):
+    photo.image.storage.delete(photo.image.name)
+    job = run(start(user, photo, catalogue["bottom"]))
+    assert (job.status, job.failed_step, job.error_code) == ("failed", "bottom", "PHOTO_UNREADABLE")
+    assert job.images.count() == 0
+
+
+def test_past_deadline_ends_as_timeout_at_the_step_it_was_in(user, photo, catalogue):
+    job = start(user, photo, catalogue["top"], catalogue["bottom"])
+    FittingResult.objects.filter(id=job.id).update(deadline_at=timezone.now() - timedelta(seconds=1))
+    job = run(job)
+    assert (job.status, job.failed_step, job.error_code) == ("timeout", "top", "TIMEOUT")
+    assert job.finished_at is not None
+
+
+def test_redelivered_task_does_nothing(user, photo, catalogue):
+    job = run(start(user, photo, catalogue["top"], catalogue["bottom"]))
+    finished_at = job.finished_at
+    job = run(job)  # the broker delivers the same task again
+    assert job.status == "completed" and job.finished_at == finished_at
+    assert job.images.count() == 3
+
+
+def test_a_stale_attempt_does_not_run(user, photo, catalogue):
+    job = start(user, photo, catalogue["top"])
+    run_job(job_id=str(job.id), attempt=job.attempt + 1)
+    job.refresh_from_db()
+    assert job.started_at is None and job.images.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_double_delivery_at_once_runs_the_job_once(user, photo, catalogue):
+    job = start(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"])
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def deliver():
+        try:
+            barrier.wait()
+            run_job(job_id=str(job.id), attempt=1)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    job.refresh_from_db()
+    assert job.status == "completed"
+    assert sorted(job.images.values_list("step", flat=True)) == ["bottom", "final", "outer", "top"]
+
+
+# --- the sweep -----------------------------------------------------------------------------
+def test_sweep_ends_a_job_whose_worker_died(user, photo, catalogue, settings):
+    job = start(user, photo, catalogue["top"], catalogue["bottom"])
+    # The worker claimed it, finished top, was in bottom, then died.
+    FittingResult.objects.filter(id=job.id).update(
+        started_at=timezone.now(), current_step="bottom",
+        deadline_at=timezone.now() - timedelta(seconds=settings.FITTING_SWEEP_GRACE + 1),
+    )
+    fresh = start(user, photo, catalogue["top"])  # inside its deadline: untouched
+    assert sweep_fittings()["timedOut"] == 1
+    job.refresh_from_db()
+    assert (job.status, job.failed_step, job.current_step, job.error_code) == ("timeout", "bottom", None, "TIMEOUT")
+    assert job.finished_at is not None
+    fresh.refresh_from_db()
+    assert fresh.status == "processing"
+
+
+def test_sweep_within_grace_leaves_the_job(user, photo, catalogue):
+    job = start(user, photo, catalogue["top"])
+    FittingResult.objects.filter(id=job.id).update(deadline_at=timezone.now() - timedelta(seconds=5))
+    assert sweep_expired() == 0
+
+
+def test_sweep_enqueues_a_lost_job_again(user, photo, catalogue, settings):
+    job = start(user, photo, catalogue["top"])
+    OrmQ.objects.all().delete()  # the message was lost (e.g. Redis restarted)
+    FittingResult.objects.filter(id=job.id).update(
+        enqueued_at=timezone.now() - timedelta(seconds=settings.FITTING_REQUEUE_AFTER + 1)
+    )
+    started = start(user, photo, catalogue["top"])
+    FittingResult.objects.filter(id=started.id).update(
+        started_at=timezone.now(), enqueued_at=timezone.now() - timedelta(hours=1)
+    )
+    OrmQ.objects.all().delete()
+    assert requeue_lost() == 1
+    assert [q.task["args"] for q in OrmQ.objects.all()] == [(str(job.id), 1)]
+    assert requeue_lost() == 0  # enqueued_at moved: not again until it is stale again
+    assert run(job).status == "completed"
+
+
+def test_sweep_does_not_requeue_past_the_deadline(user, photo, catalogue, settings):
+    job = start(user, photo, catalogue["top"])
+    OrmQ.objects.all().delete()
+    FittingResult.objects.filter(id=job.id).update(
+        enqueued_at=timezone.now() - timedelta(seconds=settings.FITTING_REQUEUE_AFTER + 1),
+        deadline_at=timezone.now() - timedelta(seconds=1),
+    )
+    assert requeue_lost() == 0
+    assert OrmQ.objects.count() == 0
+
+
+def test_sweep_schedule_exists_once(db):
+    from django_q.models import Schedule
+
+    schedules = Schedule.objects.filter(func="fitting.tasks.sweep_fittings")
+    assert schedules.count() == 1
+    assert schedules.get().minutes == 1
+
+
+def test_inactive_item_after_start_still_runs(user, photo, catalogue):
+    top = make_item("top")
+    job = start(user, photo, top)
+    top.is_active = False
+    top.save()
+    assert run(job).status == "completed"
