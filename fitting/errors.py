@@ -130,3 +130,9 @@ class EngineBadImageError(EngineError):
 class DeadlineExceeded(JobError):
     code = "TIMEOUT"
     default_message = _("The job ran out of time.")
+
+
+class NotReprocessableError(ServiceError):
+    code = "NOT_REPROCESSABLE"
+    status = 409
+    default_message = _("Only failed or timed-out jobs can be reprocessed.")

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 from PIL import Image
@@ -22,6 +23,7 @@ from fitting.errors import (
     InsufficientItemsError,
     InvalidCategoryError,
     InvalidItemIdError,
+    NotReprocessableError,
     PhotoRequiredError,
     TooManyItemsError,
 )
@@ -230,3 +232,57 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
         error_message=message[:2000],
         finished_at=timezone.now(),
     )
+
+
+# --- reprocess ------------------------------------------------------------------------------
+REPROCESSABLE = (Status.FAILED, Status.TIMEOUT)
+
+
+@transaction.atomic
+def fitting_reprocess(*, job: FittingResult, restart: bool = False, enqueue: bool = True) -> FittingResult:
+    """Run a failed or timed-out job again, as a new attempt with a fresh time budget.
+
+    By default it resumes after the last finished step, reusing the step images already
+    made; ``restart`` drops them and starts from the first step. With ``enqueue`` the new
+    attempt goes to the queue once this commits; without, the caller runs it
+    (``fitting.pipeline.run_job``). The admin actions and ``reprocess_failed_fittings``
+    both come here.
+    """
+    now = timezone.now()
+    job_images = FittingResultImage.objects.filter(job=job)
+    if restart:
+        _delete_images(job_images)
+    else:
+        _delete_images(job_images.filter(step=ImageStep.FINAL))
+    updated = FittingResult.objects.filter(id=job.id, attempt=job.attempt, status__in=REPROCESSABLE).update(
+        status=Status.PROCESSING,
+        attempt=F("attempt") + 1,
+        current_step=None,
+        failed_step=None,
+        error_code="",
+        error_message="",
+        llm_message=None,
+        cached=False,
+        step_metrics={} if restart else job.step_metrics,
+        started_at=None,
+        finished_at=None,
+        enqueued_at=now,
+        deadline_at=now + timedelta(seconds=settings.FITTING_JOB_TIMEOUT),
+        updated_at=now,
+    )
+    if not updated:
+        raise NotReprocessableError()
+    job.refresh_from_db()
+    if enqueue:
+        fitting_enqueue_on_commit(job=job)
+    return job
+
+
+def _delete_images(rows) -> None:
+    """Delete image rows, and their files unless another row (a cached job) still uses them."""
+    names = list(rows.values_list("image", flat=True))
+    rows.delete()
+    shared = set(FittingResultImage.objects.filter(image__in=names).values_list("image", flat=True))
+    storage = FittingResultImage._meta.get_field("image").storage
+    for name in set(names) - shared:
+        transaction.on_commit(lambda name=name: storage.delete(name))

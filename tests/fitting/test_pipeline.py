@@ -196,3 +196,44 @@ def test_inactive_item_after_start_still_runs(user, photo, catalogue):
     top.is_active = False
     top.save()
     assert run(job).status == "completed"
+
+
+# --- reprocess ------------------------------------------------------------------------------
+def test_reprocess_resumes_after_the_last_finished_step(user, photo, catalogue):
+    from fitting.services import fitting_reprocess
+
+    bottom = catalogue["bottom"]
+    good = bottom.image.name
+    bottom.image.save("broken.png", ContentFile(b"broken"))
+    job = run(start(user, photo, catalogue["top"], bottom))
+    top_row = job.images.get(step="top")
+    assert job.failed_step == "bottom"
+    bottom.image.name = good  # the catalogue is fixed
+    bottom.save()
+    job = fitting_reprocess(job=job, enqueue=False)
+    assert (job.status, job.attempt, job.failed_step, job.error_code) == ("processing", 2, None, "")
+    assert job.deadline_at > timezone.now()
+    job = run(job)
+    assert job.status == "completed", job.error_message
+    assert job.images.get(step="top").id == top_row.id  # the first step was not redone
+    assert sorted(job.images.values_list("step", flat=True)) == ["bottom", "final", "top"]
+
+
+def test_reprocess_restart_redoes_every_step(user, photo, catalogue):
+    from fitting.services import fitting_reprocess
+
+    job = start(user, photo, catalogue["top"])
+    FittingResult.objects.filter(id=job.id).update(deadline_at=timezone.now())
+    job = run(job)
+    assert job.status == "timeout"
+    job = run(fitting_reprocess(job=job, restart=True, enqueue=False))
+    assert job.status == "completed" and job.attempt == 2
+
+
+def test_only_failed_or_timed_out_jobs_are_reprocessed(user, photo, catalogue):
+    from fitting.errors import NotReprocessableError
+    from fitting.services import fitting_reprocess
+
+    job = run(start(user, photo, catalogue["top"]))
+    with pytest.raises(NotReprocessableError):
+        fitting_reprocess(job=job)
