@@ -2,12 +2,15 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.static import serve
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from fitting.apis import HealthApi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", HealthApi.as_view(), name="healthz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("users.urls")),
     path("api/", include("fitting.urls")),
     path("", include("fitting.pages")),

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import connection
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _
 from django_q.brokers import get_broker
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
+from config.openapi import NOT_FOUND, UNAUTHENTICATED, error
+from fitting.errors import ValidationFailed, job_error_message
 from fitting.models import STEP_ORDER, Category, ImageStep, Status
 from fitting.selectors import fitting_get, fitting_list, item_list
 from fitting.services import RequestedItem, fitting_start
@@ -22,6 +27,18 @@ class HealthApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        responses={
+            (200, "application/json"): inline_serializer(
+                "Health",
+                {"status": serializers.CharField(), "database": serializers.CharField(), "queue": serializers.CharField()},
+            ),
+            (503, "application/json"): inline_serializer(
+                "HealthDown",
+                {"status": serializers.CharField(), "database": serializers.CharField(), "queue": serializers.CharField()},
+            ),
+        }
+    )
     def get(self, request):
         checks = {"database": _check(_ping_database), "queue": _check(_ping_queue)}
         healthy = all(value == "ok" for value in checks.values())
@@ -47,6 +64,7 @@ def _check(probe) -> str:
         return "down"
 
 
+@extend_schema_serializer(component_name="Item")
 class ItemOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -58,10 +76,18 @@ class ItemOutputSerializer(serializers.Serializer):
 
 
 class ItemListApi(APIView):
+    @extend_schema_serializer(component_name="ItemFilter")
     class FilterSerializer(serializers.Serializer):
         category = serializers.ChoiceField(choices=Category.choices, required=False)
 
-    @extend_schema(parameters=[FilterSerializer], responses={200: ItemOutputSerializer(many=True)})
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={
+            200: ItemOutputSerializer(many=True),
+            400: error("Unknown category.", "VALIDATION_ERROR"),
+            401: UNAUTHENTICATED,
+        },
+    )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -69,6 +95,7 @@ class ItemListApi(APIView):
         return Response(ItemOutputSerializer(items, many=True, context={"request": request}).data)
 
 
+@extend_schema_serializer(component_name="Job")
 class JobOutputSerializer(serializers.Serializer):
     """The job as clients see it; also the payload of each event of the event stream."""
 
@@ -77,6 +104,7 @@ class JobOutputSerializer(serializers.Serializer):
     currentStep = serializers.CharField(source="current_step", allow_null=True)  # noqa: N815
     failedStep = serializers.CharField(source="failed_step", allow_null=True)  # noqa: N815
     llmMessage = serializers.CharField(source="llm_message", allow_null=True)  # noqa: N815
+    cached = serializers.BooleanField()
     resultImageUrl = serializers.SerializerMethodField()  # noqa: N815
     items = serializers.SerializerMethodField()
     steps = serializers.SerializerMethodField()
@@ -119,11 +147,22 @@ class JobOutputSerializer(serializers.Serializer):
     def get_error(self, job) -> dict | None:
         if not job.error_code:
             return None
-        return {"code": job.error_code, "message": job.error_message}
+        return {"code": job.error_code, "message": job_error_message(job.error_code) or job.error_message}
+
+
+class FittingStartThrottle(UserRateThrottle):
+    """Per-user rate of starting jobs (FITTING_START_RATE); 429 THROTTLED with Retry-After."""
+
+    scope = "fitting_start"
+
+    def get_rate(self) -> str:
+        return settings.FITTING_START_RATE
 
 
 class FittingListCreateApi(APIView):
+    @extend_schema_serializer(component_name="FittingRequest")
     class InputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="FittingRequestItem")
         class ItemSerializer(serializers.Serializer):
             itemId = serializers.IntegerField(min_value=1, max_value=2**63 - 1)  # noqa: N815
             category = serializers.CharField(max_length=50)
@@ -132,12 +171,21 @@ class FittingListCreateApi(APIView):
         userPhotoUrl = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=2000)  # noqa: N815
         items = ItemSerializer(many=True, required=False, allow_empty=True, max_length=50)
 
+    @extend_schema_serializer(component_name="FittingAccepted")
     class CreatedSerializer(serializers.Serializer):
+        """The same body for a replayed Idempotency-Key: the job's status when it was accepted."""
+
         jobId = serializers.UUIDField(source="id")  # noqa: N815
-        status = serializers.CharField()
+        status = serializers.SerializerMethodField()
         createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
 
-    @extend_schema(responses={200: JobOutputSerializer(many=True)})
+        def get_status(self, job) -> str:
+            return Status.COMPLETED if job.cached else Status.PROCESSING
+
+    def get_throttles(self):
+        return [FittingStartThrottle()] if self.request.method == "POST" else []
+
+    @extend_schema(responses={200: JobOutputSerializer(many=True), 401: UNAUTHENTICATED})
     def get(self, request):
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(fitting_list(user=request.user), request, view=self)
@@ -145,25 +193,49 @@ class FittingListCreateApi(APIView):
             JobOutputSerializer(page, many=True, context={"request": request}).data
         )
 
-    @extend_schema(request=InputSerializer, responses={202: CreatedSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", str, OpenApiParameter.HEADER,
+                description="Same key + same body within 24 h returns the same job.",
+            )
+        ],
+        responses={
+            202: CreatedSerializer,
+            400: error(
+                "The request is not valid (checked in this order).",
+                "PHOTO_REQUIRED", "INSUFFICIENT_ITEMS", "TOO_MANY_ITEMS", "DUPLICATE_CATEGORY",
+                "INVALID_CATEGORY", "INVALID_ITEM_ID", "VALIDATION_ERROR",
+            ),
+            401: UNAUTHENTICATED,
+            422: error("The Idempotency-Key was used with another body.", "IDEMPOTENCY_KEY_REUSED"),
+            429: error("Too many jobs started; see Retry-After.", "THROTTLED"),
+        },
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = fitting_start(
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= 255):
+            raise ValidationFailed(_("Idempotency-Key must be 1 to 255 characters."), field="Idempotency-Key")
+        job, replayed = fitting_start(
             user=request.user,
             photo_url=data.validated_data.get("userPhotoUrl"),
             items=[
                 RequestedItem(item_id=i["itemId"], category=i["category"], image_url=i.get("imageUrl"))
                 for i in data.validated_data.get("items", [])
             ],
+            idempotency_key=key,
         )
-        return Response(
-            self.CreatedSerializer(job).data, status=202, headers={"Location": f"/api/virtual-fitting/{job.id}"}
-        )
+        headers = {"Location": f"/api/virtual-fitting/{job.id}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(self.CreatedSerializer(job).data, status=202, headers=headers)
 
 
 class FittingDetailApi(APIView):
-    @extend_schema(responses={200: JobOutputSerializer})
+    @extend_schema(responses={200: JobOutputSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND})
     def get(self, request, job_id):
         job = fitting_get(user=request.user, job_id=job_id)
         if job is None:

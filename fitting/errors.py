@@ -136,3 +136,21 @@ class NotReprocessableError(ServiceError):
     code = "NOT_REPROCESSABLE"
     status = 409
     default_message = _("Only failed or timed-out jobs can be reprocessed.")
+
+
+def _subclasses(cls: type[ServiceError]):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def job_error_message(code: str) -> str | None:
+    """The user-facing, translated message of a job failure code (None if unknown).
+
+    The job row keeps the detailed message (the engine's own words) for staff; clients
+    get this one, in their language.
+    """
+    for cls in _subclasses(JobError):
+        if cls.code == code:
+            return str(cls.default_message)
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,9 +11,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 from PIL import Image
 
@@ -20,6 +22,7 @@ from fitting import images
 from fitting.engines import engine_identity
 from fitting.errors import (
     DuplicateCategoryError,
+    IdempotencyKeyReusedError,
     InsufficientItemsError,
     InvalidCategoryError,
     InvalidItemIdError,
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 MAX_ITEMS = 3
 RUN_TASK = "fitting.tasks.run_fitting"
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,12 @@ def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: li
             raise InvalidItemIdError(field=f"items[{index}].itemId")
         if requested.image_url and not _same_file(requested.image_url, item.image.url):
             raise InvalidItemIdError(
-                "imageUrl is not the image of this item.", field=f"items[{index}].imageUrl"
+                _("imageUrl is not the image of this item."), field=f"items[{index}].imageUrl"
             )
     for index, requested in enumerate(items):
         if found[requested.item_id].category != requested.category:
             raise InvalidCategoryError(
-                "The category is not the item's own.", field=f"items[{index}].category"
+                _("The category is not the item's own."), field=f"items[{index}].category"
             )
     ordered = sorted((found[r.item_id] for r in items), key=lambda i: STEP_ORDER.index(i.category))
     return photo, ordered
@@ -100,16 +104,70 @@ def _same_file(url: str, own_url: str) -> bool:
 
 
 def result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model: str, prompt_version: str) -> str:
+    """What makes two jobs give the same result; "" when a content hash is unknown."""
+    hashes = [photo.content_hash, *(item.content_hash for item in items)]
+    if not all(hashes):
+        return ""
     parts = [photo.content_hash, engine, model, prompt_version]
     parts += [f"{item.category}:{item.content_hash}" for item in items]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-@transaction.atomic
+def request_fingerprint(*, photo_url: str | None, items: list[RequestedItem]) -> str:
+    canonical = json.dumps(
+        {"userPhotoUrl": photo_url, "items": [[i.item_id, i.category, i.image_url] for i in items]},
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def fitting_start(
-    *, user: AbstractBaseUser, photo_url: str | None, items: list[RequestedItem]
-) -> FittingResult:
-    """Validate, create the job and its items, and enqueue it once the transaction commits."""
+    *,
+    user: AbstractBaseUser,
+    photo_url: str | None,
+    items: list[RequestedItem],
+    idempotency_key: str | None = None,
+) -> tuple[FittingResult, bool]:
+    """Validate, create the job and its items, and enqueue it once the transaction commits.
+
+    Returns ``(job, replayed)``: with an ``idempotency_key`` already used by this user in
+    the last 24 hours for the same request, the earlier job and True. A repeat of an
+    earlier completed result (same photo and garment content, engine, model and prompt
+    version) completes at once from the stored images, without the engine.
+    """
+    fingerprint = request_fingerprint(photo_url=photo_url, items=items) if idempotency_key else ""
+    if idempotency_key:
+        earlier = _job_for_idempotency_key(user=user, key=idempotency_key, fingerprint=fingerprint)
+        if earlier is not None:
+            return earlier, True
+    try:
+        with transaction.atomic():
+            return _create_job(
+                user=user, photo_url=photo_url, items=items, idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+            ), False
+    except IntegrityError:
+        # Two requests with one new key at once: the other one created the job.
+        earlier = _job_for_idempotency_key(user=user, key=idempotency_key, fingerprint=fingerprint)
+        if idempotency_key and earlier is not None:
+            return earlier, True
+        raise
+
+
+def _job_for_idempotency_key(*, user, key: str, fingerprint: str) -> FittingResult | None:
+    earlier = FittingResult.objects.filter(owner=user, idempotency_key=key).first()
+    if earlier is None:
+        return None
+    if earlier.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        # Expired: the key is free again.
+        FittingResult.objects.filter(id=earlier.id).update(idempotency_key=None)
+        return None
+    if earlier.request_hash != fingerprint:
+        raise IdempotencyKeyReusedError(field="Idempotency-Key")
+    return earlier
+
+
+def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> FittingResult:
     photo, ordered = fitting_validate(user=user, photo_url=photo_url, items=items)
     identity = engine_identity()
     now = timezone.now()
@@ -126,6 +184,8 @@ def fitting_start(
             model=identity.model,
             prompt_version=identity.prompt_version,
         ),
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
         deadline_at=now + timedelta(seconds=settings.FITTING_JOB_TIMEOUT),
         enqueued_at=now,
     )
@@ -133,8 +193,35 @@ def fitting_start(
         FittingResultItem(job=job, item=item, category=item.category, order=order)
         for order, item in enumerate(ordered, start=1)
     )
-    fitting_enqueue_on_commit(job=job)
+    if not _complete_from_cache(job):
+        fitting_enqueue_on_commit(job=job)
     return job
+
+
+def _complete_from_cache(job: FittingResult) -> bool:
+    """Complete ``job`` from an earlier completed job with the same cache key, if any."""
+    if not (settings.FITTING_RESULT_CACHE and job.cache_key):
+        return False
+    source = (
+        FittingResult.objects.filter(cache_key=job.cache_key, status=Status.COMPLETED)
+        .exclude(id=job.id)
+        .order_by("-finished_at")
+        .first()
+    )
+    if source is None:
+        return False
+    # New rows on the same files: the images are shared, never copied.
+    FittingResultImage.objects.bulk_create(
+        FittingResultImage(job=job, step=image.step, image=image.image.name, width=image.width, height=image.height)
+        for image in source.images.all()
+    )
+    now = timezone.now()
+    FittingResult.objects.filter(id=job.id).update(
+        status=Status.COMPLETED, cached=True, llm_message=source.llm_message, started_at=now, finished_at=now,
+        updated_at=now,
+    )
+    job.refresh_from_db()
+    return True
 
 
 def fitting_enqueue_on_commit(*, job: FittingResult) -> None:

@@ -35,7 +35,8 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **env,
         }
-        self.env.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'db.sqlite3'}")
+        self.database = _own_database(self.env.get("DATABASE_URL", ""), tmp)
+        self.env["DATABASE_URL"] = self.database.url
         self.processes: dict[str, subprocess.Popen] = {}
         self.token = ""
         self.photo_url = ""
@@ -94,6 +95,10 @@ class Stack:
         raise AssertionError(f"job {job_id} still processing: {job}\n{self.output('worker')}")
 
     def stop(self) -> None:
+        self.stop_processes()
+        self.database.drop()
+
+    def stop_processes(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()
@@ -103,3 +108,32 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
                 process.wait()
+
+
+class _Database:
+    def __init__(self, url: str, admin_url: str | None = None, name: str | None = None):
+        self.url, self.admin_url, self.name = url, admin_url, name
+
+    def drop(self) -> None:
+        if self.admin_url:
+            import psycopg
+
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def _own_database(url: str, tmp: Path) -> _Database:
+    """A fresh database for the stack: a new one on the same PostgreSQL server, else a SQLite file."""
+    if not url.startswith(("postgres://", "postgresql://")):
+        return _Database(f"sqlite:///{tmp / 'db.sqlite3'}")
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    name = f"fitting_e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _Database(urlunsplit(parts._replace(path=f"/{name}")), admin_url, name)

@@ -1,8 +1,10 @@
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 
+from config.openapi import UNAUTHENTICATED, error
 from config.parsers import SafeJSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -16,9 +18,10 @@ from users.services import photo_create
 class InvalidCredentialsError(ServiceError):
     code = "INVALID_CREDENTIALS"
     status = 400
-    default_message = "Unable to log in with the given username and password."
+    default_message = _("Unable to log in with the given username and password.")
 
 
+@extend_schema_serializer(component_name="Photo")
 class PhotoOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     url = serializers.SerializerMethodField()
@@ -37,14 +40,19 @@ class TokenApi(APIView):
     permission_classes = [AllowAny]
     parser_classes = [SafeJSONParser, FormParser]
 
+    @extend_schema_serializer(component_name="TokenRequest")
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=128, trim_whitespace=False)
 
+    @extend_schema_serializer(component_name="Token")
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, 400: error("Bad credentials or body.", "INVALID_CREDENTIALS", "VALIDATION_ERROR")},
+    )
     def post(self, request):
         from rest_framework.authtoken.models import Token
 
@@ -60,18 +68,29 @@ class TokenApi(APIView):
 class PhotoListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema_serializer(component_name="PhotoUpload")
     class InputSerializer(serializers.Serializer):
         image = serializers.FileField(allow_empty_file=True)
 
-    @extend_schema(responses={200: PhotoOutputSerializer(many=True)})
+    @extend_schema(responses={200: PhotoOutputSerializer(many=True), 401: UNAUTHENTICATED})
     def get(self, request):
         photos = photo_list(owner=request.user)
         return Response(PhotoOutputSerializer(photos, many=True, context={"request": request}).data)
 
-    @extend_schema(request=InputSerializer, responses={201: PhotoOutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: PhotoOutputSerializer,
+            400: error(
+                "Not an accepted image, or over a limit.",
+                "IMAGE_INVALID", "IMAGE_TOO_LARGE", "IMAGE_TOO_MANY_PIXELS", "VALIDATION_ERROR",
+            ),
+            401: UNAUTHENTICATED,
+        },
+    )
     def post(self, request):
         upload = request.FILES.get("image")
         if upload is None:
-            raise ValidationFailed("Send the photo as the multipart field 'image'.", field="image")
+            raise ValidationFailed(_("Send the photo as the multipart field 'image'."), field="image")
         photo = photo_create(owner=request.user, upload=upload)
         return Response(PhotoOutputSerializer(photo, context={"request": request}).data, status=201)

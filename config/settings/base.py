@@ -19,6 +19,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "django_q",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "users",
     "fitting",
 ]
@@ -115,12 +117,26 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "config.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "config.parsers.SafeJSONParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Virtual fitting API",
+    "DESCRIPTION": (
+        "Upload a photo, pick up to three garments, and follow the job as each garment is applied. "
+        'Every error is {"error": {"code", "message", "field"}} with a stable code.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from the app: no CDN, works offline
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- uploads ------------------------------------------------------------------------------
@@ -149,6 +165,11 @@ FITTING_MESSAGE_TIMEOUT = env.int("FITTING_MESSAGE_TIMEOUT", default=15)
 FITTING_SWEEP_GRACE = env.int("FITTING_SWEEP_GRACE", default=60)
 # A job still queued (never started) this long is enqueued again by the sweep.
 FITTING_REQUEUE_AFTER = env.int("FITTING_REQUEUE_AFTER", default=60)
+# A request repeating an earlier completed result (same photo and garment content, engine,
+# model, prompt version) completes at once from the stored images.
+FITTING_RESULT_CACHE = env.bool("FITTING_RESULT_CACHE", default=True)
+# Per-user rate of POST /api/virtual-fitting (DRF throttle rate: "N/second|minute|hour|day").
+FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
 # Steps spend their time waiting on the image model: I/O-bound, so more workers than cores.
 FITTING_WORKERS = env.int("FITTING_WORKERS", default=8)
 

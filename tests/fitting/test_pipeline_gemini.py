@@ -14,10 +14,11 @@ from tests.fakegemini import bad_image, block, delay, fail, marker_box, marker_c
 
 
 def start(user, photo, *items) -> FittingResult:
-    return fitting_start(
+    job, _ = fitting_start(
         user=user, photo_url=photo.image.url,
         items=[RequestedItem(item_id=i.id, category=i.category) for i in items],
     )
+    return job
 
 
 def run(job: FittingResult) -> FittingResult:

@@ -1,0 +1,22 @@
+"""The error responses of the API, for the OpenAPI schema."""
+
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="A stable code, e.g. PHOTO_REQUIRED.")
+    message = serializers.CharField(help_text="Human readable, in the request's language (ko or en).")
+    field = serializers.CharField(allow_null=True, help_text="Where in the request, if anywhere.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+def error(description: str, *codes: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=f"{description} Codes: {', '.join(codes)}.")
+
+
+UNAUTHENTICATED = error("No or bad credentials.", "NOT_AUTHENTICATED")
+NOT_FOUND = error("Not yours, or does not exist.", "NOT_FOUND")
