@@ -83,3 +83,10 @@ def requeue_lost() -> int:
     if count:
         logger.warning("sweep: %s job(s) enqueued again", count)
     return count
+
+
+def purge_expired() -> dict[str, int]:
+    """Hourly: delete what is past FITTING_RETENTION_DAYS (see fitting.retention)."""
+    from fitting.retention import retention_purge
+
+    return retention_purge()

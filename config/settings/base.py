@@ -168,6 +168,8 @@ FITTING_REQUEUE_AFTER = env.int("FITTING_REQUEUE_AFTER", default=60)
 # A request repeating an earlier completed result (same photo and garment content, engine,
 # model, prompt version) completes at once from the stored images.
 FITTING_RESULT_CACHE = env.bool("FITTING_RESULT_CACHE", default=True)
+# Days after which finished jobs, their result images and unused photos are deleted (hourly).
+FITTING_RETENTION_DAYS = env.int("FITTING_RETENTION_DAYS", default=30)
 # Per-user rate of POST /api/virtual-fitting (DRF throttle rate: "N/second|minute|hour|day").
 FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
 # Steps spend their time waiting on the image model: I/O-bound, so more workers than cores.

@@ -1,0 +1,46 @@
+"""Retention: photos and result images are deleted once they are older than the TTL.
+
+A job in progress is never touched, nor the photo it uses. Finished jobs older than the
+TTL are deleted with their images; a photo is deleted once it is older than the TTL and
+no job that is kept still uses it. A file shared by a kept row (a cached result) stays.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from fitting.models import TERMINAL_STATUSES, FittingResult, FittingResultImage
+from users.models import UserImage
+
+
+def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[str, int]:
+    days = settings.FITTING_RETENTION_DAYS if days is None else days
+    cutoff = timezone.now() - timedelta(days=days)
+    jobs = FittingResult.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=cutoff)
+    photos = UserImage.objects.filter(created_at__lt=cutoff).exclude(
+        id__in=FittingResult.objects.exclude(id__in=jobs.values("id")).values("user_image_id")
+    )
+    if dry_run:
+        return {"jobs": jobs.count(), "photos": photos.count()}
+    with transaction.atomic():
+        image_names = set(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
+        photo_names = set(photos.values_list("image", flat=True))
+        job_count = jobs.count()
+        jobs.delete()
+        photo_count = photos.count()
+        photos.delete()
+        still_used = set(FittingResultImage.objects.filter(image__in=image_names).values_list("image", flat=True))
+        orphaned_images = image_names - still_used
+        transaction.on_commit(lambda: _delete_files(FittingResultImage, orphaned_images))
+        transaction.on_commit(lambda: _delete_files(UserImage, photo_names))
+    return {"jobs": job_count, "photos": photo_count}
+
+
+def _delete_files(model, names: set[str]) -> None:
+    storage = model._meta.get_field("image").storage
+    for name in names:
+        storage.delete(name)

@@ -1,0 +1,74 @@
+import os
+from datetime import timedelta
+from io import StringIO
+
+from django.core.management import call_command
+from django.utils import timezone
+
+from fitting.models import FittingResult, FittingResultImage
+from fitting.pipeline import run_job
+from fitting.services import RequestedItem, fitting_start
+from tests.factories import make_photo
+from users.models import UserImage
+
+
+def finished_job(user, photo, item):
+    job, _ = fitting_start(user=user, photo_url=photo.image.url,
+                           items=[RequestedItem(item_id=item.id, category=item.category)])
+    run_job(job_id=str(job.id), attempt=1)
+    return FittingResult.objects.get(id=job.id)
+
+
+def age(model, days, **filters):
+    field = "finished_at" if model is FittingResult else "created_at"
+    model.objects.filter(**filters).update(**{field: timezone.now() - timedelta(days=days)})
+
+
+def test_old_jobs_and_photos_go_and_their_files_with_them(user, catalogue, settings,
+                                                          django_capture_on_commit_callbacks):
+    settings.FITTING_RETENTION_DAYS = 30
+    old_photo, new_photo = make_photo(user), make_photo(user)
+    old_job = finished_job(user, old_photo, catalogue["top"])
+    new_job = finished_job(user, new_photo, catalogue["top"])
+    old_files = [row.image.path for row in old_job.images.all()] + [old_photo.image.path]
+    age(FittingResult, 31, id=old_job.id)
+    age(UserImage, 31, id__in=[old_photo.id, new_photo.id])
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the deletion commits
+        call_command("purge_expired", stdout=out)
+    assert "deleted 1 job(s) and 1 photo(s)" in out.getvalue()
+    assert list(FittingResult.objects.values_list("id", flat=True)) == [new_job.id]
+    assert list(UserImage.objects.values_list("id", flat=True)) == [new_photo.id]  # still used by a kept job
+    assert not any(os.path.exists(path) for path in old_files)
+    assert all(os.path.exists(row.image.path) for row in FittingResultImage.objects.all())
+
+
+def test_jobs_in_progress_are_never_touched(user, photo, catalogue):
+    job, _ = fitting_start(user=user, photo_url=photo.image.url,
+                           items=[RequestedItem(item_id=catalogue["top"].id, category="top")])
+    age(UserImage, 400, id=photo.id)
+    FittingResult.objects.filter(id=job.id).update(created_at=timezone.now() - timedelta(days=400))
+    call_command("purge_expired", stdout=StringIO())
+    assert FittingResult.objects.filter(id=job.id).exists()
+    assert UserImage.objects.filter(id=photo.id).exists()
+
+
+def test_dry_run_deletes_nothing(user, photo, catalogue):
+    job = finished_job(user, photo, catalogue["top"])
+    age(FittingResult, 100, id=job.id)
+    out = StringIO()
+    call_command("purge_expired", "--dry-run", stdout=out)
+    assert "would delete 1 job(s) and 0 photo(s)" in out.getvalue()
+    assert FittingResult.objects.count() == 1
+
+
+def test_shared_files_of_cached_results_stay(user, photo, catalogue, settings, django_capture_on_commit_callbacks):
+    settings.FITTING_RESULT_CACHE = True
+    first = finished_job(user, photo, catalogue["top"])
+    second, _ = fitting_start(user=user, photo_url=photo.image.url,
+                              items=[RequestedItem(item_id=catalogue["top"].id, category="top")])
+    assert second.cached
+    age(FittingResult, 100, id=first.id)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_expired", stdout=StringIO())
+    assert all(os.path.exists(row.image.path) for row in FittingResultImage.objects.filter(job=second))
