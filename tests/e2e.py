@@ -56,6 +56,27 @@ class Stack:
         self.photo_url = re.search(r"demo photo url: (\S+)", out).group(1)
         return self
 
+    def python(self, code: str) -> str:
+        """Run ``code`` in a Django shell of the stack (its settings, its database)."""
+        return self.manage("shell", "-c", code)
+
+    def make_users(self, count: int) -> list[tuple[str, str]]:
+        """``count`` users, each with a token and the demo photo: [(token, photo_url)]."""
+        out = self.python(
+            "from django.contrib.auth import get_user_model\n"
+            "from rest_framework.authtoken.models import Token\n"
+            "from users.models import UserImage\n"
+            "demo = UserImage.objects.filter(owner__username='demo').first()\n"
+            f"for n in range({count}):\n"
+            "    user, _ = get_user_model().objects.get_or_create(username=f'load{n}')\n"
+            "    token, _ = Token.objects.get_or_create(user=user)\n"
+            "    photo = UserImage.objects.filter(owner=user).first() or UserImage.objects.create(\n"
+            "        owner=user, image=demo.image.name, width=demo.width, height=demo.height,\n"
+            "        content_hash=demo.content_hash)\n"
+            "    print('USER', token.key, photo.image.url)\n"
+        )
+        return [tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("USER ")]
+
     def start_web(self) -> None:
         self._spawn("web", [sys.executable, "-m", "uvicorn", "config.asgi:application",
                             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"])
@@ -82,8 +103,29 @@ class Stack:
     def output(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")[-5000:]
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, headers={"Authorization": f"Token {self.token}"}, timeout=30)
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Token {token or self.token}"}, timeout=60
+        )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and everything it started (a crashed machine, not a shutdown)."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, 9)
+        process.wait()
+
+    def job_row(self, job_id: str) -> dict:
+        """The job as stored, read through the stack's own settings."""
+        import json
+
+        out = self.python(
+            "import json\nfrom fitting.models import FittingResult\n"
+            f"job = FittingResult.objects.get(id='{job_id}')\n"
+            "print('ROW', json.dumps({'status': job.status, 'failed_step': job.failed_step, "
+            "'current_step': job.current_step, 'attempt': job.attempt, 'error_code': job.error_code, "
+            "'steps': sorted(job.images.values_list('step', flat=True))}))"
+        )
+        return json.loads(next(line[4:] for line in out.splitlines() if line.startswith("ROW ")))
 
     def wait_for_job(self, client: httpx.Client, job_id: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout

@@ -1,5 +1,7 @@
 """Settings shared by every environment. See .env.example for each variable."""
 
+import sys
+
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import BASE_DIR, env
@@ -69,9 +71,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=20000;"
         ),
     }
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+elif "qcluster" in sys.argv[1:2]:
+    # Workers are forked single-threaded processes: one persistent connection each. (A
+    # connection pool made before the fork would be shared by every worker and break.)
+    DATABASES["default"]["CONN_MAX_AGE"] = None
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    # Under ASGI every request may run on a thread of its own, and a connection per thread
+    # exhausts the server's max_connections under load: a bounded pool per web process.
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 1, "max_size": env.int("DB_POOL_MAX", default=10), "timeout": 20}
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache (Redis when REDIS_URL is set) --------------------------------------------------

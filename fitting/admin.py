@@ -1,0 +1,351 @@
+"""Staff views of jobs and the catalogue.
+
+Jobs are read-only here: the only write is reprocessing, through the same service as
+``reprocess_failed_fittings``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import CharField, QuerySet, Value
+from django.db.models.functions import Cast, Replace
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from fitting import images
+from fitting.errors import NotReprocessableError, ServiceError
+from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Item, Status
+from fitting.services import REPROCESSABLE, fitting_reprocess
+
+THUMBNAIL_STYLE = "max-height:80px"
+STATUS_COLOURS = {
+    Status.PROCESSING: "#2f6fbf",
+    Status.COMPLETED: "#2e8540",
+    Status.FAILED: "#c0392b",
+    Status.TIMEOUT: "#d27f0a",
+}
+# A job id or the start of one: at least 4 hex digits, hyphens anywhere (as pasted from logs).
+_JOB_ID_PREFIX = re.compile(r"^[0-9a-f-]*$")
+_MIN_PREFIX = 4
+
+
+def thumbnail(file, *, link: bool = True) -> str:
+    """An ``<img>`` of a stored image, linking to the full image; "-" when there is none."""
+    if not file:
+        return "-"
+    url = file.url
+    img = format_html('<img src="{}" style="{}" alt="">', url, THUMBNAIL_STYLE)
+    return format_html('<a href="{}" target="_blank">{}</a>', url, img) if link else img
+
+
+def _job_id_hex(term: str) -> str | None:
+    """The hex digits of ``term`` when it can be (the start of) a job id, else None."""
+    term = term.strip().lower()
+    if not _JOB_ID_PREFIX.match(term):
+        return None
+    digits = term.replace("-", "")
+    return digits if _MIN_PREFIX <= len(digits) <= 32 else None
+
+
+def _jobs_with_id_prefix(jobs: QuerySet[FittingResult], digits: str) -> QuerySet[FittingResult]:
+    if len(digits) == 32:
+        return jobs.filter(id=uuid.UUID(digits))  # the primary key index
+    # PostgreSQL's text form of a uuid has hyphens, SQLite stores 32 hex digits: compare
+    # both without hyphens.
+    id_hex = Replace(Cast("id", output_field=CharField()), Value("-"), Value(""))
+    return jobs.filter(
+        id__in=FittingResult.objects.annotate(id_hex=id_hex).filter(id_hex__startswith=digits).values("id")
+    )
+
+
+def _format_duration(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m {seconds:02d}s"
+
+
+# --- jobs -----------------------------------------------------------------------------------
+class _JobInline(admin.TabularInline):
+    """Read-only rows of a job, shown to whoever may see the job."""
+
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return self.admin_site.get_model_admin(self.parent_model).has_view_permission(request, obj)
+
+
+class FittingResultItemInline(_JobInline):
+    model = FittingResultItem
+    fields = ("order", "category", "item", "garment")
+    readonly_fields = fields
+    verbose_name_plural = _("items")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("item")
+
+    @admin.display(description=_("image"))
+    def garment(self, obj: FittingResultItem) -> str:
+        return thumbnail(obj.item.image)
+
+
+class FittingResultImageInline(_JobInline):
+    model = FittingResultImage
+    fields = ("step", "size", "preview", "created_at")
+    readonly_fields = fields
+    verbose_name_plural = _("step images")
+
+    @admin.display(description=_("size"))
+    def size(self, obj: FittingResultImage) -> str:
+        return f"{obj.width}×{obj.height}"
+
+    @admin.display(description=_("image"))
+    def preview(self, obj: FittingResultImage) -> str:
+        return thumbnail(obj.image)
+
+
+def _reprocess(modeladmin: FittingResultAdmin, request: HttpRequest, jobs, *, restart: bool) -> None:
+    """Reprocess each job; skip, with a warning, those that are not failed or timed out."""
+    done, skipped = 0, []
+    for job in jobs:
+        try:
+            fitting_reprocess(job=job, restart=restart)
+        except NotReprocessableError:
+            skipped.append(job)
+        else:
+            done += 1
+    how = _("from scratch") if restart else _("resuming from the failed step")
+    if done:
+        modeladmin.message_user(
+            request,
+            ngettext("%(count)d job reprocessed, %(how)s.", "%(count)d jobs reprocessed, %(how)s.", done)
+            % {"count": done, "how": how},
+            messages.SUCCESS,
+        )
+    if skipped:
+        modeladmin.message_user(
+            request,
+            ngettext(
+                "%(count)d job skipped: only failed or timed-out jobs can be reprocessed (%(ids)s).",
+                "%(count)d jobs skipped: only failed or timed-out jobs can be reprocessed (%(ids)s).",
+                len(skipped),
+            )
+            % {"count": len(skipped), "ids": ", ".join(f"{str(j.id)[:8]} {j.status}" for j in skipped)},
+            messages.WARNING,
+        )
+
+
+@admin.register(FittingResult)
+class FittingResultAdmin(admin.ModelAdmin):
+    list_display = (
+        "short_id",
+        "owner",
+        "status_badge",
+        "current_step",
+        "failed_step",
+        "error_code",
+        "message",
+        "engine_model",
+        "duration",
+        "created_at",
+    )
+    list_filter = ("status", "failed_step", "engine", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("owner__username", "owner__email", "llm_message")
+    search_help_text = _("A job id or its first digits, a username, an e-mail or words of the message.")
+    date_hierarchy = "created_at"
+    list_select_related = ("owner",)
+    list_per_page = 50
+    show_full_result_count = False  # a COUNT(*) over every job on each page is not worth it
+    actions = ("reprocess_resume", "reprocess_restart")
+    inlines = (FittingResultItemInline, FittingResultImageInline)
+    fieldsets = (
+        (None, {"fields": ("id", "owner", "user_photo", "status_badge", "current_step", "attempt")}),
+        (_("Error"), {"fields": ("failed_step", "error_code", "error_message")}),
+        (_("Result"), {"fields": ("llm_message", "engine", "model", "prompt_version", "cached")}),
+        (
+            _("Timing"),
+            {
+                "fields": (
+                    "created_at",
+                    "enqueued_at",
+                    "started_at",
+                    "finished_at",
+                    "deadline_at",
+                    "duration",
+                    "step_timings",
+                )
+            },
+        ),
+    )
+    readonly_fields = ("user_photo", "status_badge", "duration", "step_timings")
+
+    # Read-only: the change page is a view page; reprocessing has its own permission.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_reprocess_permission(self, request) -> bool:
+        return request.user.has_perm("fitting.change_fittingresult")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("owner", "user_image")
+
+    # --- search by job id ---------------------------------------------------------------
+    def get_search_results(self, request, queryset, search_term):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        digits = _job_id_hex(search_term)
+        if digits is None:
+            return found, may_have_duplicates
+        return found | _jobs_with_id_prefix(queryset, digits), may_have_duplicates
+
+    # --- columns --------------------------------------------------------------------------
+    @admin.display(description=_("job"), ordering="id")
+    def short_id(self, obj: FittingResult) -> str:
+        return str(obj.id)[:8]
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: FittingResult) -> str:
+        return format_html(
+            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:9px;'
+            'font-size:11px;white-space:nowrap">{}</span>',
+            STATUS_COLOURS.get(obj.status, "#777"),
+            obj.get_status_display(),
+        )
+
+    @admin.display(description=_("message"))
+    def message(self, obj: FittingResult) -> str:
+        return Truncator(obj.llm_message).chars(40) if obj.llm_message else "-"
+
+    @admin.display(description=_("engine / model"), ordering="engine")
+    def engine_model(self, obj: FittingResult) -> str:
+        return f"{obj.engine} / {obj.model}"
+
+    @admin.display(description=_("duration"))
+    def duration(self, obj: FittingResult) -> str:
+        if obj.started_at and obj.finished_at:
+            return _format_duration(obj.finished_at - obj.started_at)
+        if obj.started_at and obj.status == Status.PROCESSING:
+            return str(_("running"))
+        return "-"
+
+    # --- detail ---------------------------------------------------------------------------
+    @admin.display(description=_("photo"))
+    def user_photo(self, obj: FittingResult) -> str:
+        return thumbnail(obj.user_image.image)
+
+    @admin.display(description=_("steps"))
+    def step_timings(self, obj: FittingResult) -> SafeString | str:
+        metrics = obj.step_metrics or {}
+        if not metrics:
+            return "-"
+        columns = ("latency_ms", "prompt_tokens", "candidates_tokens", "total_tokens")
+        head = format_html_join("", "<th>{}</th>", ((c.replace("_", " "),) for c in ("step", *columns)))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td>{}</tr>",
+            (
+                (step, format_html_join("", "<td>{}</td>", ((values.get(c, "-"),) for c in columns)))
+                for step, values in metrics.items()
+                if isinstance(values, dict)
+            ),
+        )
+        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, rows)
+
+    # --- reprocessing -----------------------------------------------------------------------
+    @admin.action(description=_("Reprocess (resume from failed step)"), permissions=("reprocess",))
+    def reprocess_resume(self, request, queryset):
+        _reprocess(self, request, queryset, restart=False)
+
+    @admin.action(description=_("Reprocess from scratch"), permissions=("reprocess",))
+    def reprocess_restart(self, request, queryset):
+        _reprocess(self, request, queryset, restart=True)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.reprocess_view)
+        return [
+            path("<path:object_id>/reprocess/", view, name="fitting_fittingresult_reprocess"),
+            *super().get_urls(),
+        ]
+
+    def reprocess_view(self, request, object_id):
+        """The change page's buttons: POST ``restart=0|1``; back to the change page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_reprocess_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(self.get_queryset(request), pk=object_id)
+        _reprocess(self, request, [job], restart=request.POST.get("restart") == "1")
+        return HttpResponseRedirect(reverse("admin:fitting_fittingresult_change", args=[job.pk]))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_reprocess"] = (
+            obj is not None and obj.status in REPROCESSABLE and self.has_reprocess_permission(request)
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+# --- catalogue ------------------------------------------------------------------------------
+class ItemAdminForm(forms.ModelForm):
+    class Meta:
+        model = Item
+        fields = ("name", "category", "image", "is_active")
+
+    def clean_image(self):
+        image = self.cleaned_data.get("image")
+        if isinstance(image, UploadedFile):  # a new upload, not the file already stored
+            image.seek(0)
+            data = image.read()
+            image.seek(0)
+            try:
+                images.decode(data)
+            except ServiceError as exc:
+                raise ValidationError(exc.message, code=exc.code) from exc
+            self.instance.content_hash = images.sha256_hex(data)
+        return image
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    form = ItemAdminForm
+    list_display = ("preview", "name", "category", "is_active", "created_at")
+    list_display_links = ("preview", "name")
+    list_editable = ("is_active",)
+    list_filter = ("category", "is_active")
+    search_fields = ("name",)
+    readonly_fields = ("preview", "content_hash", "created_at")
+    fields = ("name", "category", "image", "preview", "is_active", "content_hash", "created_at")
+
+    @admin.display(description=_("image"))
+    def preview(self, obj: Item) -> str:
+        return thumbnail(obj.image, link=False)

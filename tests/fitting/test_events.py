@@ -1,0 +1,492 @@
+"""GET /api/virtual-fitting/<id>/events: the job as a server-sent event stream.
+
+In-process tests drive the async view through Django's AsyncClient (reading the stream as it
+is produced) or the real ASGI application; the end-to-end test reads the stream from a real
+uvicorn process while a real qcluster runs the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connections
+from django.db.backends.signals import connection_created
+from django.test import AsyncClient
+from PIL import Image
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from fitting.models import STEP_ORDER, FittingResult
+from fitting.services import (
+    RequestedItem,
+    fitting_claim,
+    fitting_complete,
+    fitting_fail,
+    fitting_start,
+    fitting_step_finished,
+    fitting_step_started,
+)
+from tests.e2e import Stack
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def events_url(job_id) -> str:
+    return f"/api/virtual-fitting/{job_id}/events"
+
+
+# --- reading a stream ---------------------------------------------------------------------
+@dataclass
+class Event:
+    kind: str  # "job" or "comment"
+    data: dict | None = None
+    id: int | None = None
+    comment: str = ""
+
+
+def parse_block(block: str) -> Event:
+    lines = [line for line in block.split("\n") if line]
+    if all(line.startswith(":") for line in lines):
+        return Event("comment", comment="\n".join(line[1:].strip() for line in lines))
+    fields = dict(line.split(": ", 1) for line in lines)
+    assert set(fields) == {"event", "data", "id"}, block
+    return Event(fields["event"], data=json.loads(fields["data"]), id=int(fields["id"]))
+
+
+def parse_body(body: str) -> list[Event]:
+    assert body.endswith("\n\n"), body
+    return [parse_block(block) for block in body[:-2].split("\n\n")]
+
+
+class StreamReader:
+    """Reads Django's async streaming response one SSE block at a time, as it is produced."""
+
+    def __init__(self, response):
+        self._chunks = aiter(response.streaming_content)
+        self._buffer = ""
+
+    async def next(self, timeout: float = 5.0) -> Event | None:
+        """The next event or comment; None when the stream has ended."""
+        while "\n\n" not in self._buffer:
+            try:
+                chunk = await asyncio.wait_for(anext(self._chunks), timeout)
+            except StopAsyncIteration:
+                assert self._buffer == "", f"stream ended inside a block: {self._buffer!r}"
+                return None
+            self._buffer += chunk.decode()
+        block, self._buffer = self._buffer.split("\n\n", 1)
+        return parse_block(block)
+
+    async def close(self) -> None:
+        await self._chunks.aclose()
+
+
+# --- jobs, moved on by the same services the pipeline uses --------------------------------
+def start_job(user, photo, items) -> FittingResult:
+    job, _ = fitting_start(
+        user=user,
+        photo_url=photo.image.url,
+        items=[RequestedItem(item_id=i.id, category=i.category) for i in items],
+    )
+    return job
+
+
+def claimed(job: FittingResult) -> FittingResult:
+    assert fitting_claim(job_id=str(job.id), attempt=job.attempt)
+    return FittingResult.objects.get(id=job.id)
+
+
+def step_image(photo) -> Image.Image:
+    return Image.new("RGB", (photo.width, photo.height), (90, 120, 200))
+
+
+def detail_json(user, job) -> dict:
+    client = APIClient()
+    client.force_authenticate(user)
+    response = client.get(f"/api/virtual-fitting/{job.id}")
+    assert response.status_code == 200
+    return response.json()
+
+
+def token_headers(user) -> dict:
+    token, _ = Token.objects.get_or_create(user=user)
+    return {"Authorization": f"Token {token.key}"}
+
+
+@pytest.fixture
+def job(user, photo, catalogue) -> FittingResult:
+    return start_job(user, photo, [catalogue["top"], catalogue["bottom"]])
+
+
+@pytest.fixture
+def request_thread_connections():
+    """Database connections opened off the test's thread, with persistent connections on.
+
+    With CONN_MAX_AGE > 0 Django's end-of-request cleanup keeps connections open; one left
+    in a finished request's thread would be leaked. The view must close its own.
+    """
+    opened = []
+    main = threading.get_ident()
+
+    def record(sender, connection, **kwargs):
+        if threading.get_ident() != main:
+            opened.append(connection)
+
+    db_settings = connections.settings["default"]
+    previous = db_settings["CONN_MAX_AGE"]
+    db_settings["CONN_MAX_AGE"] = 600
+    connection_created.connect(record)
+    try:
+        yield opened
+    finally:
+        connection_created.disconnect(record)
+        db_settings["CONN_MAX_AGE"] = previous
+        for wrapper in opened:
+            wrapper.inc_thread_sharing()  # closed from this thread, whatever thread opened it
+            wrapper.close()
+
+
+@pytest.fixture
+def fast_stream(settings):
+    settings.FITTING_EVENTS_POLL = 0.02
+    settings.FITTING_EVENTS_HEARTBEAT = 60
+
+
+# --- the stream ---------------------------------------------------------------------------
+def test_stream_headers_and_first_event_is_the_job_as_the_api_shows_it(user, job, fast_stream):
+    headers = token_headers(user)
+    expected = detail_json(user, job)
+
+    async def scenario():
+        response = await AsyncClient().get(events_url(job.id), headers=headers)
+        assert response.status_code == 200
+        assert response["Content-Type"] == "text/event-stream"
+        assert response["Cache-Control"] == "no-cache"
+        assert response["X-Accel-Buffering"] == "no"
+        reader = StreamReader(response)
+        first = await reader.next()
+        await reader.close()
+        return first
+
+    first = async_to_sync(scenario)()
+    assert first.kind == "job"
+    assert first.id == 1
+    assert first.data == expected
+    assert first.data["status"] == "processing"
+    assert first.data["resultImageUrl"] is None
+
+
+def test_each_change_is_an_event_and_the_stream_ends_after_the_terminal_one(user, photo, job, fast_stream):
+    headers = token_headers(user)
+    job = claimed(job)
+
+    def start_top():
+        fitting_step_started(job=job, step="top")
+
+    def finish_top():
+        return fitting_step_finished(job=job, step="top", image=step_image(photo), latency_ms=5, usage={})
+
+    def finish_rest():
+        fitting_step_started(job=job, step="bottom")
+        last = fitting_step_finished(job=job, step="bottom", image=step_image(photo), latency_ms=5, usage={})
+        fitting_complete(job=job, last_step_image=last, message="잘 어울려요 ✨", message_ms=3)
+
+    async def scenario():
+        response = await AsyncClient().get(events_url(job.id), headers=headers)
+        reader = StreamReader(response)
+        seen = [await reader.next()]
+        for change in (start_top, finish_top, finish_rest):
+            await sync_to_async(change)()
+            seen.append(await reader.next())
+        seen.append(await reader.next())
+        return seen
+
+    first, top_started, top_finished, completed, end = async_to_sync(scenario)()
+    assert [e.id for e in (first, top_started, top_finished, completed)] == [1, 2, 3, 4]
+    assert first.data["currentStep"] is None
+    assert top_started.data["currentStep"] == "top"
+    assert [s["status"] for s in top_started.data["steps"]] == ["processing", "pending"]
+    assert [s["status"] for s in top_finished.data["steps"]] == ["completed", "pending"]
+    assert top_finished.data["steps"][0]["imageUrl"].startswith("http://testserver/media/results/")
+    assert completed.data["status"] == "completed"
+    assert completed.data["llmMessage"] == "잘 어울려요 ✨"
+    assert completed.data["resultImageUrl"]
+    assert completed.data == detail_json(user, job)
+    assert end is None  # closed right after the terminal event
+
+
+def test_a_failed_job_shows_the_failed_step_and_error_then_ends(user, job, fast_stream):
+    headers = token_headers(user)
+    job = claimed(job)
+
+    async def scenario():
+        response = await AsyncClient().get(events_url(job.id), headers=headers)
+        reader = StreamReader(response)
+        first = await reader.next()
+        await sync_to_async(fitting_fail)(job=job, step="top", code="ENGINE_ERROR", message="engine said no")
+        return first, await reader.next(), await reader.next()
+
+    first, failed, end = async_to_sync(scenario)()
+    assert first.data["status"] == "processing"
+    assert failed.data["status"] == "failed"
+    assert failed.data["failedStep"] == "top"
+    assert failed.data["error"]["code"] == "ENGINE_ERROR"
+    assert failed.data == detail_json(user, job)
+    assert [s["status"] for s in failed.data["steps"]] == ["failed", "pending"]
+    assert end is None
+
+
+def test_a_finished_job_is_one_event_and_the_end(user, job, fast_stream):
+    headers = token_headers(user)
+    fitting_fail(job=claimed(job), step="top", code="ENGINE_ERROR", message="no")
+
+    async def scenario():
+        response = await AsyncClient().get(events_url(job.id), headers=headers)
+        reader = StreamReader(response)
+        return await reader.next(), await reader.next()
+
+    only, end = async_to_sync(scenario)()
+    assert only.data["status"] == "failed"
+    assert end is None
+
+
+def test_heartbeat_while_nothing_changes_and_the_stream_gives_up_after_max_duration(
+    user, job, settings, request_thread_connections
+):
+    """Through the real ASGI application (it buffers the body: the stream has to end by itself)."""
+    from config.asgi import application
+
+    settings.FITTING_EVENTS_POLL = 0.05
+    settings.FITTING_EVENTS_HEARTBEAT = 0.2
+    settings.FITTING_EVENTS_MAX_DURATION = 1.1
+    headers = token_headers(user)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.get(events_url(job.id), headers=headers)
+
+    started = time.monotonic()
+    response = asyncio.run(scenario())  # not async_to_sync: the view's reads get a thread per request
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    events = parse_body(response.text)
+    assert events[0].kind == "job"
+    assert events[0].data["status"] == "processing"
+    keepalives = events[1:]
+    assert 3 <= len(keepalives) <= 6, keepalives
+    assert all(e.kind == "comment" and e.comment == "keepalive" for e in keepalives)
+    assert 1.0 <= elapsed < 5
+    assert request_thread_connections, "the view never reached the database from its request thread"
+    assert all(c.connection is None for c in request_thread_connections), "a connection was left open"
+
+
+def test_no_heartbeat_before_it_is_due(user, job, settings):
+    settings.FITTING_EVENTS_POLL = 0.02
+    settings.FITTING_EVENTS_HEARTBEAT = 0.5
+    headers = token_headers(user)
+
+    async def scenario():
+        response = await AsyncClient().get(events_url(job.id), headers=headers)
+        reader = StreamReader(response)
+        await reader.next()
+        started = time.monotonic()
+        keepalive = await reader.next()
+        waited = time.monotonic() - started
+        await reader.close()
+        return keepalive, waited
+
+    keepalive, waited = async_to_sync(scenario)()
+    assert keepalive.kind == "comment"
+    assert keepalive.comment == "keepalive"
+    assert 0.45 <= waited < 2
+
+
+def test_session_auth(user, job, fast_stream):
+    async def scenario():
+        client = AsyncClient()
+        await client.aforce_login(user)
+        response = await client.get(events_url(job.id))
+        reader = StreamReader(response)
+        first = await reader.next()
+        await reader.close()
+        return response.status_code, first
+
+    status, first = async_to_sync(scenario)()
+    assert status == 200
+    assert first.data["jobId"] == str(job.id)
+
+
+def get_sync(path, **kwargs):
+    return async_to_sync(AsyncClient().get)(path, **kwargs)
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body["error"]) == {"code", "message", "field"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert body["error"]["field"] is None
+
+
+def test_anonymous_is_401(job):
+    assert_error(get_sync(events_url(job.id)), 401, "NOT_AUTHENTICATED")
+
+
+def test_a_wrong_token_is_401_even_with_a_session(user, job):
+    async def scenario():
+        client = AsyncClient()
+        await client.aforce_login(user)
+        return await client.get(events_url(job.id), headers={"Authorization": "Token not-a-real-token"})
+
+    response = async_to_sync(scenario)()
+    assert_error(response, 401, "NOT_AUTHENTICATED")
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_an_inactive_users_token_is_401(user, job):
+    headers = token_headers(user)
+    user.is_active = False
+    user.save()
+    assert_error(get_sync(events_url(job.id), headers=headers), 401, "NOT_AUTHENTICATED")
+
+
+def test_another_users_job_is_404(other_user, job):
+    assert_error(get_sync(events_url(job.id), headers=token_headers(other_user)), 404, "NOT_FOUND")
+
+
+def test_an_unknown_job_is_404(user):
+    assert_error(get_sync(events_url(uuid.uuid4()), headers=token_headers(user)), 404, "NOT_FOUND")
+
+
+def test_post_is_405(user, job):
+    response = async_to_sync(AsyncClient().post)(events_url(job.id), headers=token_headers(user))
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+
+
+def test_a_client_that_goes_away_ends_the_stream_quietly(
+    user, job, fast_stream, caplog, request_thread_connections
+):
+    """The ASGI server reports the disconnect: the stream stops polling and nothing is logged."""
+    from config.asgi import application
+
+    token = token_headers(user)["Authorization"]
+    sent: list[dict] = []
+    received: list[str] = []
+    first_body = asyncio.Event()
+
+    async def receive():
+        received.append("called")
+        if len(received) == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await first_body.wait()
+        await asyncio.sleep(0.1)  # a few polls happen, then the client is gone
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+        if message["type"] == "http.response.body" and message.get("body"):
+            first_body.set()
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": events_url(job.id), "raw_path": events_url(job.id).encode(),
+        "query_string": b"", "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+        "headers": [(b"host", b"testserver"), (b"authorization", token.encode())],
+    }
+
+    async def scenario():
+        await asyncio.wait_for(application(scope, receive, send), timeout=5)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())  # as under uvicorn: the view's reads run in a thread of the request
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 200
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body").decode()
+    assert body.startswith("event: job\n")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert request_thread_connections, "the view never reached the database from its request thread"
+    assert all(c.connection is None for c in request_thread_connections), "a connection was left open"
+
+
+# --- end to end: uvicorn + qcluster -------------------------------------------------------
+def read_stream(client: httpx.Client, url: str, timeout: float = 60) -> list[Event]:
+    """Every block of an SSE stream until the server closes it."""
+    events, lines = [], []
+    deadline = time.monotonic() + timeout
+    with client.stream("GET", url, timeout=httpx.Timeout(10, read=timeout)) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"] == "text/event-stream"
+        for line in response.iter_lines():
+            assert time.monotonic() < deadline, events
+            if line:
+                lines.append(line)
+            elif lines:
+                events.append(parse_block("\n".join(lines)))
+                lines = []
+    assert not lines
+    return events
+
+
+def progress(job: dict) -> tuple[int, int]:
+    """How far a job is: finished steps, then the step in progress (terminal counts as beyond)."""
+    finished = sum(step["status"] == "completed" for step in job["steps"])
+    if job["status"] != "processing":
+        return finished, len(STEP_ORDER)
+    current = STEP_ORDER.index(job["currentStep"]) if job["currentStep"] else -1
+    return finished, current
+
+
+@pytest.mark.queue
+def test_stream_from_uvicorn_follows_a_job_run_by_a_qcluster(tmp_path):
+    stack = Stack(tmp_path).prepare()
+    try:
+        stack.start_web()
+        stack.start_cluster()
+        with stack.client() as client:
+            chosen = {item["category"]: item for item in client.get("/api/items").json()}
+            response = client.post("/api/virtual-fitting", json={
+                "userPhotoUrl": stack.photo_url,
+                "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
+            })
+            assert response.status_code == 202, response.text
+            job_id = response.json()["jobId"]
+
+            # A client that leaves mid-stream must not upset the server.
+            with client.stream("GET", events_url(job_id)) as abandoned:
+                assert next(abandoned.iter_lines()) == "event: job"
+
+            events = read_stream(client, events_url(job_id))
+            final = client.get(f"/api/virtual-fitting/{job_id}").json()
+    finally:
+        stack.stop()
+
+    jobs = [e.data for e in events if e.kind == "job"]
+    assert [e.id for e in events if e.kind == "job"] == list(range(1, len(jobs) + 1))
+    assert jobs[0]["status"] == "processing"
+    assert [progress(j) for j in jobs] == sorted(progress(j) for j in jobs)
+    assert all(a != b for a, b in itertools.pairwise(jobs)), "an event without a change"
+    last = jobs[-1]
+    assert last == final
+    assert last["status"] == "completed"
+    assert [(s["category"], s["status"]) for s in last["steps"]] == [
+        ("top", "completed"), ("bottom", "completed"), ("outer", "completed"),
+    ]
+    assert all(s["imageUrl"] for s in last["steps"]) and last["resultImageUrl"] and last["llmMessage"]
+    seen_steps = [j["currentStep"] for j in jobs if j["currentStep"]]
+    assert seen_steps == sorted(seen_steps, key=STEP_ORDER.index)
+    log = stack.output("web")
+    assert "Traceback" not in log and "ERROR" not in log, log

@@ -1,0 +1,131 @@
+"""The demo page in a real browser: log in, upload a photo, pick garments, watch the job finish.
+
+Headless Chromium (Debian's package, never a downloaded browser) driven by Playwright,
+against the app's real processes: uvicorn and a qcluster on a database of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import ROOT, Stack
+
+pytestmark = pytest.mark.browser
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is not installed (pip install -r requirements-dev.txt)"
+)
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    # The network is closed in CI: background networking makes Chromium hang.
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PHOTO = ROOT / "fitting" / "demo" / "person_drawn.png"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+@pytest.fixture
+def stack(tmp_path):
+    stack = Stack(tmp_path).prepare()
+    stack.start_web()
+    stack.start_cluster()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def page():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1100, "height": 900}, locale="ko-KR")
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        problems: list[str] = []
+        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
+        page.problems = problems
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def image_loaded(locator) -> bool:
+    return locator.evaluate("img => img.complete && img.naturalWidth > 0")
+
+
+def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, page):
+    expect = sync_api.expect
+
+    # Not logged in: the page sends us to the login form, which brings us back.
+    page.goto(stack.base + "/")
+    assert "/login/" in page.url
+    page.fill("#id_username", "demo")
+    page.fill("#id_password", "demo-password")
+    page.click("[data-testid=login-submit]")
+    page.wait_for_url(stack.base + "/")
+    expect(page.get_by_test_id("username")).to_have_text("demo")
+
+    # The seeded photo is listed; a new upload is added and selected.
+    expect(page.get_by_test_id("photo-choice")).to_have_count(1)
+    page.set_input_files("[data-testid=photo-input]", str(PHOTO))
+    expect(page.get_by_test_id("photo-status")).to_contain_text("uploaded")
+    expect(page.get_by_test_id("photo-choice")).to_have_count(2)
+    checked_photo = page.locator("[data-testid=photo-choice]:checked")
+    expect(checked_photo).to_have_count(1)
+    assert "/media/" in checked_photo.input_value()
+
+    # Nothing picked: the API's 400 is shown.
+    for category in ("top", "bottom", "outer"):
+        expect(page.get_by_test_id(f"item-{category}-none")).to_be_checked()
+    page.click("[data-testid=start]")
+    expect(page.get_by_test_id("error")).to_contain_text("INSUFFICIENT_ITEMS")
+    assert [p for p in page.problems if "400" not in p] == []  # the browser logs the 400 itself
+    page.problems.clear()
+
+    # One garment per category, every thumbnail loaded.
+    for category in ("top", "bottom", "outer"):
+        group = page.get_by_test_id(f"category-{category}")
+        expect(group.locator("img")).to_have_count(2)
+        assert all(image_loaded(img) for img in group.locator("img").all())
+        group.locator("input[type=radio]").nth(1).check()
+    page.click("[data-testid=start]")
+    expect(page.get_by_test_id("error")).to_be_hidden()
+
+    # Followed over the event stream until the end.
+    expect(page.locator("[data-testid=job-status][data-status=completed]")).to_have_count(1, timeout=90_000)
+    for category in ("top", "bottom", "outer"):
+        row = page.get_by_test_id(f"step-{category}")
+        expect(row).to_have_attribute("data-status", "completed")
+        image = page.get_by_test_id(f"step-{category}-image")
+        expect(image).to_have_attribute("src", re.compile(rf"^{re.escape(stack.base)}/media/results/"))
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    result = page.get_by_test_id("result-image")
+    expect(result).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=result.element_handle())
+    assert result.evaluate("img => [img.naturalWidth, img.naturalHeight]") == list(_size(PHOTO))
+    expect(page.get_by_test_id("llm-message")).not_to_be_empty()
+    message = page.get_by_test_id("llm-message").inner_text()
+    assert 0 < len(message) <= 50 and "no message" not in message
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-finished.png"), full_page=True)
+    assert page.problems == []
+
+
+def _size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size

@@ -1,0 +1,175 @@
+"""Crashes, double delivery, lost messages and load, with the app's real processes.
+
+Each test runs uvicorn and qcluster processes on a database of their own (a SQLite file,
+or a fresh PostgreSQL database when DATABASE_URL points at PostgreSQL) and the real
+google-genai client against the fake Gemini server.
+"""
+
+import asyncio
+import os
+import time
+
+import httpx
+import pytest
+
+from tests.e2e import Stack
+from tests.fakegemini import FakeGemini, delay, ok
+
+pytestmark = pytest.mark.queue
+
+ON_REDIS = bool(os.environ.get("REDIS_URL"))
+
+
+@pytest.fixture
+def fake():
+    server = FakeGemini().start()
+    yield server
+    server.stop()
+
+
+def gemini_stack(tmp_path, fake, **env) -> Stack:
+    settings = {
+        "FITTING_ENGINE": "gemini", "GEMINI_API_KEY": "test-key", "GEMINI_BASE_URL": fake.base_url,
+        "GEMINI_RETRY_INITIAL_DELAY": "0.05", "GEMINI_RETRY_MAX_DELAY": "0.2",
+        "FITTING_RESULT_CACHE": "false", "FITTING_START_RATE": "100000/minute",
+        **env,
+    }
+    return Stack(tmp_path, **settings).prepare()
+
+
+def all_items(client: httpx.Client) -> list[dict]:
+    chosen = {item["category"]: item for item in client.get("/api/items").json()}
+    return [{"itemId": item["id"], "category": category} for category, item in chosen.items()]
+
+
+def start_job(client: httpx.Client, photo_url: str, items: list[dict]) -> str:
+    response = client.post("/api/virtual-fitting", json={"userPhotoUrl": photo_url, "items": items})
+    assert response.status_code == 202, response.text
+    return response.json()["jobId"]
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_cluster_mid_step_ends_truthfully_and_reprocess_completes(tmp_path, fake):
+    stack = gemini_stack(tmp_path, fake, FITTING_JOB_TIMEOUT="6", FITTING_SWEEP_GRACE="1")
+    try:
+        stack.start_web()
+        stack.start_cluster()
+        fake.script_image(ok(), delay(30))  # top finishes; bottom hangs until the kill
+        with stack.client() as client:
+            job_id = start_job(client, stack.photo_url, all_items(client))
+            wait_until(lambda: len(fake.image_requests) >= 2, 60, "the second step to start")
+            stack.kill("worker")  # SIGKILL the whole cluster while `bottom` is running
+            row = stack.job_row(job_id)
+            assert (row["status"], row["current_step"], row["steps"]) == ("processing", "bottom", ["top"])
+            time.sleep(6 + 1.5)  # past the deadline and the grace
+            stack.python("from fitting.tasks import sweep_fittings; print(sweep_fittings())")
+            row = stack.job_row(job_id)
+            assert (row["status"], row["failed_step"], row["error_code"]) == ("timeout", "bottom", "TIMEOUT")
+            assert row["steps"] == ["top"]
+            calls_before = len(fake.image_requests)
+            out = stack.manage("reprocess_failed_fittings", job_id, "--sync")
+            assert job_id in out
+            row = stack.job_row(job_id)
+            assert row["status"] == "completed", (row, out)
+            assert row["attempt"] == 2
+            assert row["steps"] == ["bottom", "final", "outer", "top"]  # one image per step, none twice
+            assert len(fake.image_requests) - calls_before == 2  # only bottom and outer were redone
+            job = client.get(f"/api/virtual-fitting/{job_id}").json()
+            assert job["status"] == "completed" and client.get(job["resultImageUrl"]).status_code == 200
+    finally:
+        stack.stop()
+
+
+@pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("sqlite") or not os.environ.get(
+    "DATABASE_URL"), reason="two clusters on one database: the PostgreSQL run")
+def test_two_clusters_and_a_task_delivered_twice_run_the_job_once(tmp_path, fake):
+    stack = gemini_stack(tmp_path, fake)
+    try:
+        stack.start_web()
+        stack.start_cluster("worker")
+        stack.start_cluster("worker2")
+        fake.script_image(delay(1), delay(1), delay(1))
+        with stack.client() as client:
+            job_id = start_job(client, stack.photo_url, all_items(client))
+            stack.python(f"from fitting.services import enqueue_run; enqueue_run(job_id='{job_id}', attempt=1)")
+            job = stack.wait_for_job(client, job_id)
+        assert job["status"] == "completed"
+        time.sleep(2)  # let the second delivery arrive and be skipped
+        assert len(fake.image_requests) == 3
+        assert stack.job_row(job_id)["steps"] == ["bottom", "final", "outer", "top"]
+        assert "already taken" in stack.output("worker") + stack.output("worker2")
+    finally:
+        stack.stop()
+
+
+@pytest.mark.skipif(not ON_REDIS, reason="the Redis broker's at-most-once delivery: the Redis run")
+def test_message_lost_with_a_killed_cluster_is_recovered_by_the_sweep(tmp_path, fake):
+    stack = gemini_stack(tmp_path, fake, FITTING_WORKERS="1", FITTING_JOB_TIMEOUT="20",
+                         FITTING_REQUEUE_AFTER="1", FITTING_SWEEP_GRACE="1")
+    try:
+        stack.start_web()
+        stack.start_cluster()
+        fake.script_image(delay(60))  # the one worker is busy with the first job
+        with stack.client() as client:
+            items = all_items(client)[:1]
+            busy = start_job(client, stack.photo_url, items)
+            wait_until(lambda: fake.image_requests, 60, "the first job to reach the engine")
+            waiting = start_job(client, stack.photo_url, items)
+            time.sleep(2)  # the cluster takes the second message off Redis into its own queue
+            stack.kill("worker")
+            assert stack.job_row(waiting)["status"] == "processing"
+            out = stack.python("from fitting.tasks import requeue_lost; print('REQUEUED', requeue_lost())")
+            assert "REQUEUED 1" in out
+            stack.start_cluster("worker-after")
+            job = stack.wait_for_job(client, waiting, timeout=60)
+            assert job["status"] == "completed", job
+            assert stack.job_row(busy)["status"] == "processing"  # until its deadline; then the sweep
+    finally:
+        stack.stop()
+
+
+def test_load_many_concurrent_posts_all_complete_once(tmp_path, fake):
+    jobs_wanted = 100
+    stack = gemini_stack(tmp_path, fake, FITTING_WORKERS="8")
+    try:
+        stack.start_web()
+        stack.start_cluster()
+        users = stack.make_users(5)
+        with stack.client() as client:
+            items = all_items(client)
+
+        async def post_all() -> list[tuple[str, int, str]]:
+            async with httpx.AsyncClient(base_url=stack.base, timeout=120) as client:
+                async def one(n: int):
+                    token, photo_url = users[n % len(users)]
+                    chosen = items[: 1 + n % 3]
+                    response = await client.post(
+                        "/api/virtual-fitting", headers={"Authorization": f"Token {token}"},
+                        json={"userPhotoUrl": photo_url, "items": chosen},
+                    )
+                    return token, response.status_code, response.json().get("jobId"), len(chosen)
+
+                return await asyncio.gather(*(one(n) for n in range(jobs_wanted)))
+
+        results = asyncio.run(post_all())
+        assert [status for _, status, _, _ in results] == [202] * jobs_wanted, stack.output("web")
+        expected_steps = sum(steps for *_, steps in results)
+        for token, _, job_id, steps in results:
+            with stack.client(token) as client:
+                job = stack.wait_for_job(client, job_id, timeout=300)
+                assert job["status"] == "completed", job
+                assert len(job["steps"]) == steps
+        assert len(fake.image_requests) == expected_steps  # nothing ran twice
+        logs = stack.output("worker") + stack.output("web")
+        assert "database is locked" not in logs
+    finally:
+        stack.stop()

@@ -1,0 +1,31 @@
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from fitting.admin import thumbnail
+from users.models import UserImage
+
+
+@admin.register(UserImage)
+class UserImageAdmin(admin.ModelAdmin):
+    """Users' photos, as uploaded through the API (re-encoded, upright): view or delete only."""
+
+    list_display = ("preview", "owner", "size", "created_at")
+    list_select_related = ("owner",)
+    search_fields = ("owner__username",)
+    date_hierarchy = "created_at"
+    fields = ("owner", "preview", "size", "content_hash", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False  # photos come in through the upload API, which normalises them
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("photo"))
+    def preview(self, obj: UserImage) -> str:
+        return thumbnail(obj.image)
+
+    @admin.display(description=_("size"))
+    def size(self, obj: UserImage) -> str:
+        return f"{obj.width}×{obj.height}"
