@@ -19,13 +19,18 @@ def _run(name: str) -> list[Row]:
     started = time.monotonic()
     print(f"--- bench.{name}", file=sys.stderr, flush=True)
     process = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=None, text=True,
-        timeout=900, check=False,
+        [sys.executable, "-m", f"bench.{name}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        timeout=900,
+        check=False,
     )
     print(f"--- bench.{name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     for line in process.stdout.splitlines():
         if line.startswith(ROWS_MARK):
-            return [Row(**row) for row in json.loads(line[len(ROWS_MARK):])]
+            return [Row(**row) for row in json.loads(line[len(ROWS_MARK) :])]
     return [Row(f"bench.{name}", "—", "—", f"crashed (exit {process.returncode}); see stderr")]
 
 
@@ -34,7 +39,9 @@ def _table(rows: list[Row]) -> str:
     cells = [header] + [(r.benchmark, r.figure, r.target, r.met) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(4)]
     line = lambda c: "| " + " | ".join(v.ljust(w) for v, w in zip(c, widths)) + " |"  # noqa: E731
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])])
+    return "\n".join(
+        [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])]
+    )
 
 
 def main() -> None:

@@ -48,7 +48,10 @@ def _wrk(tmp: Path, url: str, method: str, token: str, body: str | None) -> dict
     script.write_text(_LUA.format(method=method, token=token, body=json.dumps(body) if body else "nil"))
     out = subprocess.run(
         ["wrk", "-t2", f"-c{CONCURRENCY}", f"-d{DURATION}s", "--timeout", "10s", "-s", str(script), url],
-        capture_output=True, text=True, timeout=DURATION + 60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=DURATION + 60,
+        check=True,
     ).stdout
     result = json.loads(re.search(r"BENCHJSON (.*)", out).group(1))
     result["rps"] = result["requests"] / result["seconds"]
@@ -62,6 +65,7 @@ def _httpx(url: str, method: str, token: str, body: str | None) -> dict:
         limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
         headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
         async with httpx.AsyncClient(limits=limits, headers=headers, timeout=30) as client:
+
             async def worker() -> None:
                 nonlocal bad
                 for _ in range(REQUESTS_PER_TASK):
@@ -73,8 +77,15 @@ def _httpx(url: str, method: str, token: str, body: str | None) -> dict:
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
             seconds = time.perf_counter() - started
-        return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "requests": len(latencies),
-                "seconds": seconds, "non2xx": bad, "errors": 0, "rps": len(latencies) / seconds}
+        return {
+            "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99),
+            "requests": len(latencies),
+            "seconds": seconds,
+            "non2xx": bad,
+            "errors": 0,
+            "rps": len(latencies) / seconds,
+        }
 
     return asyncio.run(main())
 
@@ -82,7 +93,10 @@ def _httpx(url: str, method: str, token: str, body: str | None) -> dict:
 CONFIGS = {
     # name: extra environment of the web process (bench.settings_db swaps the connection mode)
     "as shipped": {},
-    "persistent connections (CONN_MAX_AGE=60)": {"DJANGO_SETTINGS_MODULE": "bench.settings_db", "BENCH_DB_MODE": "persistent"},
+    "persistent connections (CONN_MAX_AGE=60)": {
+        "DJANGO_SETTINGS_MODULE": "bench.settings_db",
+        "BENCH_DB_MODE": "persistent",
+    },
     "no pool, CONN_MAX_AGE=0": {"DJANGO_SETTINGS_MODULE": "bench.settings_db", "BENCH_DB_MODE": "none"},
 }
 
@@ -91,7 +105,9 @@ def _open_connections(database: str) -> int:
     import psycopg
 
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)
+        ).fetchone()[0]
 
 
 def _measure(env: dict[str, str], tool: str) -> dict[str, dict]:
@@ -103,11 +119,15 @@ def _measure(env: dict[str, str], tool: str) -> dict[str, dict]:
         app.start_web()
         with app.client() as client:
             ids = item_ids(client)
-            body = json.dumps({
-                "userPhotoUrl": app.photo_url,
-                "items": [{"itemId": ids[c], "category": c} for c in ("top", "bottom", "outer")],
-            })
-            created = client.post("/api/virtual-fitting", content=body, headers={"Content-Type": "application/json"})
+            body = json.dumps(
+                {
+                    "userPhotoUrl": app.photo_url,
+                    "items": [{"itemId": ids[c], "category": c} for c in ("top", "bottom", "outer")],
+                }
+            )
+            created = client.post(
+                "/api/virtual-fitting", content=body, headers={"Content-Type": "application/json"}
+            )
             assert created.status_code == 202, created.text
             job_url = f"{app.base}/api/virtual-fitting/{created.json()['jobId']}"
         for name, url, method, payload in (
@@ -120,11 +140,15 @@ def _measure(env: dict[str, str], tool: str) -> dict[str, dict]:
             else:
                 r = _httpx(url, method, app.token, payload)
             results[name] = r
-            log(f"[api] {tool} {name}: {r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
-                f"{r['requests']} requests, non-2xx {r['non2xx']}, socket errors {r['errors']}")
+            log(
+                f"[api] {tool} {name}: {r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                f"{r['requests']} requests, non-2xx {r['non2xx']}, socket errors {r['errors']}"
+            )
         results["connections"] = _open_connections(app.database.name)
-        log(f"[api] web log errors: {app.output('web').count(' ERROR ')}; "
-            f"PostgreSQL connections the web process holds after the load: {results['connections']}")
+        log(
+            f"[api] web log errors: {app.output('web').count(' ERROR ')}; "
+            f"PostgreSQL connections the web process holds after the load: {results['connections']}"
+        )
     finally:
         app.stop()
     return results
@@ -143,17 +167,24 @@ def run() -> list[Row]:
         if env:  # a variant: one summary row
             figure = "; ".join(
                 f"{name.split()[0]} {name.split()[1].replace('/api/virtual-fitting', '…')}: {r['rps']:.0f} req/s "
-                f"p50 {r['p50']:.0f} p99 {r['p99']:.0f} ms" + (f" ({r['non2xx']} non-2xx)" if r["non2xx"] else "")
+                f"p50 {r['p50']:.0f} p99 {r['p99']:.0f} ms"
+                + (f" ({r['non2xx']} non-2xx)" if r["non2xx"] else "")
                 for name, r in results.items()
             )
-            rows.append(Row(f"2. API variant: {config}",
-                            f"{figure}; POST {ratio:.0%} of health; {connections} DB connections held after"))
+            rows.append(
+                Row(
+                    f"2. API variant: {config}",
+                    f"{figure}; POST {ratio:.0%} of health; {connections} DB connections held after",
+                )
+            )
             continue
         for name in ("POST /api/virtual-fitting", "GET /api/virtual-fitting/<id>", "GET /healthz"):
             r = results[name]
             share = r["rps"] / health["rps"]
-            figure = (f"{r['rps']:.0f} req/s ({share:.0%} of health), p50 {r['p50']:.1f} ms "
-                      f"({r['p50'] / health['p50']:.1f}× health), p99 {r['p99']:.1f} ms ({r['p99'] / health['p99']:.1f}×)")
+            figure = (
+                f"{r['rps']:.0f} req/s ({share:.0%} of health), p50 {r['p50']:.1f} ms "
+                f"({r['p50'] / health['p50']:.1f}× health), p99 {r['p99']:.1f} ms ({r['p99'] / health['p99']:.1f}×)"
+            )
             if r["non2xx"] or r["errors"]:
                 figure += f"; {r['non2xx']} non-2xx, {r['errors']} socket errors"
             if name.startswith("POST"):
@@ -162,8 +193,14 @@ def run() -> list[Row]:
                 verdict = met(ratio >= TARGET_POST_RATIO)
                 if errors:
                     verdict = f"{verdict}, but {errors} error responses (503/500: DB connections exhausted)"
-                rows.append(Row(f"2. API {name}, c={CONCURRENCY}, PostgreSQL ({tool}), {config}", figure,
-                                f"≥ {TARGET_POST_RATIO:.0%} of health req/s", verdict))
+                rows.append(
+                    Row(
+                        f"2. API {name}, c={CONCURRENCY}, PostgreSQL ({tool}), {config}",
+                        figure,
+                        f"≥ {TARGET_POST_RATIO:.0%} of health req/s",
+                        verdict,
+                    )
+                )
             else:
                 rows.append(Row(f"2. API {name}, c={CONCURRENCY}, {config}", figure))
     return rows

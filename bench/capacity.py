@@ -14,7 +14,6 @@ pages shared by the forked workers in every worker; PSS shares them out fairly.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -80,7 +79,9 @@ import fitting.engines.local; loc = rss()
 print(base, pipe, gem, loc)
 """
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "LOG_LEVEL": "WARNING"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     base, pipe, gem, loc = map(int, out.stdout.split())
     return [
         f"django.setup() (all apps): {base} MB RSS",
@@ -102,8 +103,14 @@ def _run(database_url: str, label: str, **extra_env: str) -> list[Row]:
     fake.script_image(*(delay(STEP_SECONDS) for _ in range(JOBS * 3)))
     tmp = Path(tempfile.mkdtemp(prefix="bench-capacity-"))
     app = stack(
-        tmp, DATABASE_URL=database_url, FITTING_WORKERS=str(WORKERS), FITTING_ENGINE="gemini",
-        GEMINI_API_KEY="bench-key", GEMINI_BASE_URL=fake.base_url, DJANGO_DEBUG="false", **extra_env,
+        tmp,
+        DATABASE_URL=database_url,
+        FITTING_WORKERS=str(WORKERS),
+        FITTING_ENGINE="gemini",
+        GEMINI_API_KEY="bench-key",
+        GEMINI_BASE_URL=fake.base_url,
+        DJANGO_DEBUG="false",
+        **extra_env,
     )
     try:
         app.prepare()
@@ -142,8 +149,10 @@ def _run(database_url: str, label: str, **extra_env: str) -> list[Row]:
             warm_started = time.monotonic()
             warm = list(pool.map(post, [["top"]] * WORKERS))
             wait_all(client, warm, 120)
-            log(f"[capacity:{label}] warm-up of {WORKERS} one-step jobs (0.5 s engine) on cold workers took "
-                f"{time.monotonic() - warm_started:.1f} s (each worker imports the engine on its first task)")
+            log(
+                f"[capacity:{label}] warm-up of {WORKERS} one-step jobs (0.5 s engine) on cold workers took "
+                f"{time.monotonic() - warm_started:.1f} s (each worker imports the engine on its first task)"
+            )
             warmed = _tree_memory(cluster.pid)
 
             peak = {"pss": 0}
@@ -176,28 +185,38 @@ def _run(database_url: str, label: str, **extra_env: str) -> list[Row]:
     throughput = JOBS / makespan
     ideal = WORKERS / (3 * STEP_SECONDS)
     durations = sorted(f - s for s, f in zip(started, finished))
-    log(f"[capacity:{label}] posting took {max(created) - min(created):.2f} s; makespan {makespan:.1f} s "
+    log(
+        f"[capacity:{label}] posting took {max(created) - min(created):.2f} s; makespan {makespan:.1f} s "
         f"(ideal {JOBS / ideal:.1f} s); job run time p50 {durations[len(durations) // 2]:.2f} s, "
-        f"max {durations[-1]:.2f} s (ideal {3 * STEP_SECONDS:.1f} s)")
+        f"max {durations[-1]:.2f} s (ideal {3 * STEP_SECONDS:.1f} s)"
+    )
     mb = 1024
     for name, m in (("idle, just started", idle), ("after warm-up", warmed), ("peak during the run", peak)):
         w = m["worker_rss"]
-        log(f"[capacity:{label}] {name}: {m['processes']} processes, RSS sum {m['rss'] / mb:.0f} MB, "
+        log(
+            f"[capacity:{label}] {name}: {m['processes']} processes, RSS sum {m['rss'] / mb:.0f} MB, "
             f"PSS sum {m['pss'] / mb:.0f} MB; per worker RSS mean {sum(w) / len(w) / mb:.0f} MB max {max(w) / mb:.0f} MB, "
-            f"PSS mean {sum(m['worker_pss']) / len(w) / mb:.0f} MB, USS mean {sum(m['worker_uss']) / len(w) / mb:.0f} MB")
+            f"PSS mean {sum(m['worker_pss']) / len(w) / mb:.0f} MB, USS mean {sum(m['worker_uss']) / len(w) / mb:.0f} MB"
+        )
     worker_rss = peak["worker_rss"]
     per_worker = max(worker_rss) / mb
     ratio = throughput / ideal
     return [
-        Row(f"3. capacity, {WORKERS} workers, {JOBS}×3 steps at {STEP_SECONDS:.0f} s ({label})",
+        Row(
+            f"3. capacity, {WORKERS} workers, {JOBS}×3 steps at {STEP_SECONDS:.0f} s ({label})",
             f"{throughput:.2f} jobs/s = {ratio:.0%} of ideal {ideal:.2f} (makespan {makespan:.1f} s vs "
             f"{JOBS / ideal:.0f} s; job run p50 {durations[len(durations) // 2]:.1f} s)",
-            f"≥ {TARGET_RATIO:.0%} of ideal", met(ratio >= TARGET_RATIO)),
-        Row(f"3. cluster memory at peak ({label})",
+            f"≥ {TARGET_RATIO:.0%} of ideal",
+            met(ratio >= TARGET_RATIO),
+        ),
+        Row(
+            f"3. cluster memory at peak ({label})",
             f"RSS sum {peak['rss'] / mb:.0f} MB, PSS sum {peak['pss'] / mb:.0f} MB; per worker RSS max "
             f"{per_worker:.0f} MB (mean {sum(worker_rss) / len(worker_rss) / mb:.0f}), PSS mean "
             f"{sum(peak['worker_pss']) / len(worker_rss) / mb:.0f} MB",
-            f"≤ {TARGET_MB_PER_WORKER} MB RSS per worker", met(per_worker <= TARGET_MB_PER_WORKER)),
+            f"≤ {TARGET_MB_PER_WORKER} MB RSS per worker",
+            met(per_worker <= TARGET_MB_PER_WORKER),
+        ),
     ]
 
 
@@ -212,10 +231,20 @@ def run() -> list[Row]:
                 rows += _run(POSTGRES_URL, "PostgreSQL")
             except ClusterBroken as exc:
                 log(f"[capacity] as shipped on PostgreSQL: {exc}; again without the connection pool")
-                rows.append(Row("3. capacity on PostgreSQL, settings as shipped", f"could not run: {exc}",
-                                f"≥ {TARGET_RATIO:.0%} of ideal", "no: qcluster broken (see report)"))
-                rows += _run(POSTGRES_URL, "PostgreSQL, CONN_MAX_AGE=0 no pool",
-                             DJANGO_SETTINGS_MODULE="bench.settings_db", BENCH_DB_MODE="none")
+                rows.append(
+                    Row(
+                        "3. capacity on PostgreSQL, settings as shipped",
+                        f"could not run: {exc}",
+                        f"≥ {TARGET_RATIO:.0%} of ideal",
+                        "no: qcluster broken (see report)",
+                    )
+                )
+                rows += _run(
+                    POSTGRES_URL,
+                    "PostgreSQL, CONN_MAX_AGE=0 no pool",
+                    DJANGO_SETTINGS_MODULE="bench.settings_db",
+                    BENCH_DB_MODE="none",
+                )
         elif name == "sqlite":
             rows += _run("", "SQLite")
     return rows

@@ -65,9 +65,7 @@ def make_photo(size: tuple[int, int] = PHOTO_SIZE, seed: int = 7) -> bytes:
     rng = np.random.default_rng(seed)
     w, h = size
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack(
-        [120 + 80 * x / w, 110 + 60 * y / h, 150 - 50 * (x + y) / (w + h)], axis=-1
-    )
+    base = np.stack([120 + 80 * x / w, 110 + 60 * y / h, 150 - 50 * (x + y) / (w + h)], axis=-1)
     image = Image.fromarray(base.clip(0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
     draw.ellipse((w * 0.40, h * 0.08, w * 0.60, h * 0.24), fill=(224, 188, 160))  # head

@@ -39,7 +39,10 @@ def measure(label: str, **env: str) -> Row:
         app.start_web()
         app.start_cluster()
         with app.client() as client:
-            body = {"userPhotoUrl": app.photo_url, "items": [{"itemId": item_ids(client)["top"], "category": "top"}]}
+            body = {
+                "userPhotoUrl": app.photo_url,
+                "items": [{"itemId": item_ids(client)["top"], "category": "top"}],
+            }
             warm = [client.post("/api/virtual-fitting", json=body).json()["jobId"] for _ in range(WARMUP)]
             for job_id in warm:
                 app.wait_for_job(client, job_id, timeout=40)
@@ -55,10 +58,14 @@ def measure(label: str, **env: str) -> Row:
         app.stop()
     # createdAt is the API's; enqueued_at is the same instant (set in the same service call).
     waits = [(_ts(j["startedAt"]) - _ts(j["createdAt"])) * 1000 for j in jobs]
-    log(f"[pickup] {label}: p50 {percentile(waits, 50):.0f} ms, p99 {percentile(waits, 99):.0f} ms, "
-        f"max {max(waits):.0f} ms over {len(waits)} jobs")
-    return Row(f"4. queue pickup (created → started), {label}",
-               f"p50 {percentile(waits, 50):.0f} ms, p99 {percentile(waits, 99):.0f} ms ({len(waits)} jobs, 0.2 s apart)")
+    log(
+        f"[pickup] {label}: p50 {percentile(waits, 50):.0f} ms, p99 {percentile(waits, 99):.0f} ms, "
+        f"max {max(waits):.0f} ms over {len(waits)} jobs"
+    )
+    return Row(
+        f"4. queue pickup (created → started), {label}",
+        f"p50 {percentile(waits, 50):.0f} ms, p99 {percentile(waits, 99):.0f} ms ({len(waits)} jobs, 0.2 s apart)",
+    )
 
 
 def _postgres(label: str, **env: str) -> list[Row]:
@@ -68,10 +75,19 @@ def _postgres(label: str, **env: str) -> list[Row]:
     except AssertionError as exc:
         log(f"[pickup] {label} as shipped failed: {str(exc)[:200]} … again with CONN_MAX_AGE=0, no pool")
         return [
-            Row(f"4. queue pickup, {label}, as shipped", "could not run: jobs never started", "—",
-                "no: qcluster broken on PostgreSQL (see report)"),
-            measure(f"{label}, CONN_MAX_AGE=0 no pool", DATABASE_URL=POSTGRES_URL,
-                    DJANGO_SETTINGS_MODULE="bench.settings_db", BENCH_DB_MODE="none", **env),
+            Row(
+                f"4. queue pickup, {label}, as shipped",
+                "could not run: jobs never started",
+                "—",
+                "no: qcluster broken on PostgreSQL (see report)",
+            ),
+            measure(
+                f"{label}, CONN_MAX_AGE=0 no pool",
+                DATABASE_URL=POSTGRES_URL,
+                DJANGO_SETTINGS_MODULE="bench.settings_db",
+                BENCH_DB_MODE="none",
+                **env,
+            ),
         ]
 
 
@@ -80,7 +96,7 @@ def run() -> list[Row]:
     rows += _postgres("ORM broker, PostgreSQL")
     try:
         _flush_redis()
-    except Exception as exc:  # noqa: BLE001 - no Redis here: say so in the table
+    except Exception as exc:
         rows.append(Row("4. queue pickup, Redis broker", "—", "—", f"not run: Redis unavailable ({exc})"))
         return rows
     rows += _postgres("Redis broker, PostgreSQL", REDIS_URL=REDIS_URL)

@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import ENGINE_OUTPUT_SIZE, cheap_fake_gemini, Row, emit, log, make_photo, met, percentile
+from bench.common import ENGINE_OUTPUT_SIZE, Row, cheap_fake_gemini, emit, log, make_photo, met, percentile
 
 JOBS = int(os.environ.get("BENCH_PIPELINE_JOBS", "12"))
 WARMUP = 2
@@ -127,7 +127,9 @@ def _micro(photo_bytes: bytes) -> list[str]:
     from fitting.engines import gemini
 
     person = images.decode(photo_bytes)
-    garment = images.decode((Path(__file__).resolve().parent.parent / "fitting/demo/top_navy_tshirt.png").read_bytes())
+    garment = images.decode(
+        (Path(__file__).resolve().parent.parent / "fitting/demo/top_navy_tshirt.png").read_bytes()
+    )
     answer = person.resize(ENGINE_OUTPUT_SIZE)
     buf = io.BytesIO()
     answer.save(buf, "PNG")
@@ -143,23 +145,35 @@ def _micro(photo_bytes: bytes) -> list[str]:
 
     lines = []
     lines.append(f"decode person JPEG 1024x1536: {best(lambda: images.decode(photo_bytes)):.1f} ms")
-    lines.append(f"decode answer PNG {ENGINE_OUTPUT_SIZE[0]}x{ENGINE_OUTPUT_SIZE[1]}: {best(lambda: images.decode(answer_png)):.1f} ms")
-    lines.append(f"to_canvas answer -> 1024x1536 (LANCZOS): {best(lambda: images.to_canvas(answer, person.size)):.1f} ms")
+    lines.append(
+        f"decode answer PNG {ENGINE_OUTPUT_SIZE[0]}x{ENGINE_OUTPUT_SIZE[1]}: {best(lambda: images.decode(answer_png)):.1f} ms"
+    )
+    lines.append(
+        f"to_canvas answer -> 1024x1536 (LANCZOS): {best(lambda: images.to_canvas(answer, person.size)):.1f} ms"
+    )
     for name in ("BICUBIC", "BILINEAR"):
         method = getattr(Image.Resampling, name)
-        lines.append(f"  same resize with {name}: {best(lambda m=method: answer.resize(person.size, m)):.1f} ms")
-    lines.append(f"to_canvas already canvas-sized (convert copy): {best(lambda: images.to_canvas(person, person.size)):.1f} ms")
+        lines.append(
+            f"  same resize with {name}: {best(lambda m=method: answer.resize(person.size, m)):.1f} ms"
+        )
+    lines.append(
+        f"to_canvas already canvas-sized (convert copy): {best(lambda: images.to_canvas(person, person.size)):.1f} ms"
+    )
     for quality in (90, 85, 80):
+
         def enc(q=quality):
             out = io.BytesIO()
             person.save(out, "JPEG", quality=q)
             return out
+
         size = len(enc().getvalue()) // 1024
         lines.append(f"encode step JPEG q{quality} 1024x1536: {best(enc):.1f} ms, {size} KiB")
     lines.append(f"_image_part person (JPEG q92): {best(lambda: gemini._image_part(person)):.1f} ms")
     lines.append(f"_image_part garment 600x700 (PNG): {best(lambda: gemini._image_part(garment)):.1f} ms")
     canvas = images.blank_canvas(person.size)
-    lines.append(f"_image_part blank canvas 1024x1536 (PNG, every step): {best(lambda: gemini._image_part(canvas, png=True)):.1f} ms")
+    lines.append(
+        f"_image_part blank canvas 1024x1536 (PNG, every step): {best(lambda: gemini._image_part(canvas, png=True)):.1f} ms"
+    )
     lines.append(f"blank_canvas PNG bytes: {len(images.encode_png(canvas)) // 1024} KiB")
     return lines
 
@@ -183,9 +197,14 @@ def run() -> list[Row]:
         user = get_user_model().objects.get(username="demo")
         photo_bytes = make_photo()
         photo = photo_create(owner=user, upload=SimpleUploadedFile("photo.jpg", photo_bytes, "image/jpeg"))
-        items = [Item.objects.filter(category=c, is_active=True).order_by("id").first() for c in ("top", "bottom", "outer")]
-        log(f"[pipeline] photo {photo.width}x{photo.height}, {len(photo_bytes) // 1024} KiB; garments "
-            + ", ".join(f"{i.image.width}x{i.image.height}" for i in items))
+        items = [
+            Item.objects.filter(category=c, is_active=True).order_by("id").first()
+            for c in ("top", "bottom", "outer")
+        ]
+        log(
+            f"[pipeline] photo {photo.width}x{photo.height}, {len(photo_bytes) // 1024} KiB; garments "
+            + ", ".join(f"{i.image.width}x{i.image.height}" for i in items)
+        )
 
         timers = Timers()
         walls: list[float] = []
@@ -225,14 +244,18 @@ def run() -> list[Row]:
         assert FittingResult.objects.filter(status=Status.COMPLETED).count() == WARMUP + JOBS
 
         p50 = statistics.median(overheads)
-        log(f"[pipeline] {JOBS} jobs: wall p50 {statistics.median(walls):.0f} ms, overhead p50 {p50:.0f} ms, "
-            f"p90 {percentile(overheads, 90):.0f} ms")
+        log(
+            f"[pipeline] {JOBS} jobs: wall p50 {statistics.median(walls):.0f} ms, overhead p50 {p50:.0f} ms, "
+            f"p90 {percentile(overheads, 90):.0f} ms"
+        )
         log("[pipeline] per-job breakdown (median ms; calls per job):")
         for bucket, values in sorted(per_bucket.items(), key=lambda kv: -statistics.median(kv[1])):
             calls = timers.counts.get(bucket, 0)
             log(f"    {bucket:<42} {statistics.median(values):7.1f}   {calls if calls else ''}")
         known = sum(statistics.median(v) for k, v in per_bucket.items() if k != "(whole job)")
-        log(f"    {'other (Python, ORM, SDK glue)':<42} {statistics.median(per_bucket['(whole job)']) - known:7.1f}")
+        log(
+            f"    {'other (Python, ORM, SDK glue)':<42} {statistics.median(per_bucket['(whole job)']) - known:7.1f}"
+        )
 
         # cProfile of a few jobs: which functions stand out (own time).
         profile = cProfile.Profile()
@@ -243,7 +266,9 @@ def run() -> list[Row]:
         stream = io.StringIO()
         stats = pstats.Stats(profile, stream=stream)
         stats.sort_stats("tottime").print_stats(12)
-        stats.sort_stats("cumulative").print_stats(r"fitting/|django/db/models/query|google/genai/(models|_api_client)", 25)
+        stats.sort_stats("cumulative").print_stats(
+            r"fitting/|django/db/models/query|google/genai/(models|_api_client)", 25
+        )
         log("[pipeline] cProfile of 3 jobs (this thread only; the fake server runs in another):")
         log("\n".join(line for line in stream.getvalue().splitlines() if line.strip())[:7000])
 

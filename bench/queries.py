@@ -19,15 +19,17 @@ SIZES = (10, 200)
 
 def run() -> list[Row]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-queries-"))
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DJANGO_DEBUG": "false",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp / "media"),
-        "FITTING_RESULT_CACHE": "false",
-        "FITTING_START_RATE": "100000/second",
-        "LOG_LEVEL": "WARNING",
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "DJANGO_DEBUG": "false",
+            "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+            "MEDIA_ROOT": str(tmp / "media"),
+            "FITTING_RESULT_CACHE": "false",
+            "FITTING_START_RATE": "100000/second",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     import django
 
     django.setup()
@@ -47,16 +49,22 @@ def run() -> list[Row]:
     token = Token.objects.get(user=user).key
     photo = UserImage.objects.filter(owner=user).first()
     items = {c: Item.objects.filter(category=c).order_by("id").first() for c in ("top", "bottom", "outer")}
-    body = json.dumps({
-        "userPhotoUrl": photo.image.url,
-        "items": [{"itemId": i.id, "category": c} for c, i in items.items()],
-    })
+    body = json.dumps(
+        {
+            "userPhotoUrl": photo.image.url,
+            "items": [{"itemId": i.id, "category": c} for c, i in items.items()],
+        }
+    )
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
 
     def count(method: str, path: str, **kwargs) -> tuple[int, list[str], int]:
         with CaptureQueriesContext(connection) as captured:
             response = getattr(client, method)(path, **kwargs)
-        return len(captured.captured_queries), [q["sql"][:110] for q in captured.captured_queries], response.status_code
+        return (
+            len(captured.captured_queries),
+            [q["sql"][:110] for q in captured.captured_queries],
+            response.status_code,
+        )
 
     counts: dict[str, list[int]] = {}
     for size in SIZES:
@@ -66,11 +74,17 @@ def run() -> list[Row]:
         # Half of them completed with their step and final images, as real data would be.
         for job in FittingResult.objects.filter(owner=user, status=Status.PROCESSING)[: size // 2]:
             for step in ("top", "bottom", "outer", "final"):
-                FittingResultImage.objects.get_or_create(job=job, step=step, defaults={"image": photo.image.name, "width": 1, "height": 1})
+                FittingResultImage.objects.get_or_create(
+                    job=job, step=step, defaults={"image": photo.image.name, "width": 1, "height": 1}
+                )
             FittingResult.objects.filter(id=job.id).update(status=Status.COMPLETED)
         job = FittingResult.objects.filter(owner=user, status=Status.COMPLETED).first()
         probes = {
-            "POST /api/virtual-fitting": ("post", "/api/virtual-fitting", {"data": body, "content_type": "application/json"}),
+            "POST /api/virtual-fitting": (
+                "post",
+                "/api/virtual-fitting",
+                {"data": body, "content_type": "application/json"},
+            ),
             "GET /api/virtual-fitting/<id>": ("get", f"/api/virtual-fitting/{job.id}", {}),
             "GET /api/virtual-fitting (page of 20)": ("get", "/api/virtual-fitting", {}),
             "GET /healthz": ("get", "/healthz", {}),
@@ -87,9 +101,14 @@ def run() -> list[Row]:
     for name, values in counts.items():
         fixed = len(set(values)) == 1
         log(f"[queries] {name}: " + ", ".join(f"{v} at {s} jobs" for v, s in zip(values, SIZES)))
-        rows.append(Row(f"2b. SQL queries per request: {name}",
-                        " / ".join(f"{v}" for v in values) + f" (at {SIZES[0]} / {SIZES[1]} jobs)",
-                        "fixed", met(fixed)))
+        rows.append(
+            Row(
+                f"2b. SQL queries per request: {name}",
+                " / ".join(f"{v}" for v in values) + f" (at {SIZES[0]} / {SIZES[1]} jobs)",
+                "fixed",
+                met(fixed),
+            )
+        )
     return rows
 
 

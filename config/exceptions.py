@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -76,3 +76,7 @@ def exception_handler(exc, context):
         field, message = None, str(exc.detail)
     response.data = error_body(code, message, field)
     return response
+
+
+def api_not_found(request, *args, **kwargs) -> JsonResponse:
+    return JsonResponse(error_body("NOT_FOUND", _("Not found.")), status=404)

@@ -1,10 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.exceptions import api_not_found
 from fitting.apis import HealthApi
+from fitting.media import serve_media
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -13,14 +14,12 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("users.urls")),
     path("api/", include("fitting.urls")),
+    # Anything else under /api/ (an id that is not a UUID, a typo) answers in the API's shape.
+    re_path(r"^api/", api_not_found),
     path("", include("fitting.pages")),
 ]
 
 if getattr(settings, "SERVE_MEDIA", False):
     # The embedded default serves media from the app itself; production uses the storage backend.
     prefix = settings.MEDIA_URL.lstrip("/")
-
-    def serve_media(request, path):
-        return serve(request, path, document_root=settings.MEDIA_ROOT)
-
     urlpatterns += [re_path(rf"^{prefix}(?P<path>.*)$", serve_media)]

@@ -185,7 +185,22 @@ class FittingListCreateApi(APIView):
     def get_throttles(self):
         return [FittingStartThrottle()] if self.request.method == "POST" else []
 
-    @extend_schema(responses={200: JobOutputSerializer(many=True), 401: UNAUTHENTICATED})
+    @extend_schema(
+        parameters=[OpenApiParameter("page", int, description="1-based page number")],
+        responses={
+            200: inline_serializer(
+                "JobPage",
+                {
+                    "count": serializers.IntegerField(),
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": JobOutputSerializer(many=True),
+                },
+            ),
+            401: UNAUTHENTICATED,
+            404: error("No such page.", "NOT_FOUND"),
+        },
+    )
     def get(self, request):
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(fitting_list(user=request.user), request, view=self)

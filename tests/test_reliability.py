@@ -173,3 +173,23 @@ def test_load_many_concurrent_posts_all_complete_once(tmp_path, fake):
         assert "database is locked" not in logs
     finally:
         stack.stop()
+
+
+def test_sigterm_to_the_cluster_main_process_lets_the_running_step_finish(tmp_path, fake):
+    import signal
+
+    stack = gemini_stack(tmp_path, fake)
+    try:
+        stack.start_web()
+        cluster = stack.start_cluster()
+        fake.script_image(delay(3))
+        with stack.client() as client:
+            job_id = start_job(client, stack.photo_url, all_items(client)[:1])
+            wait_until(lambda: fake.image_requests, 60, "the step to start")
+            cluster.send_signal(signal.SIGTERM)  # the main process only, as in the README
+            assert cluster.wait(timeout=60) == 0
+            row = stack.job_row(job_id)
+        assert row["status"] == "completed", (row, stack.output("worker"))
+        assert len(row["steps"]) == 2 and "final" in row["steps"]  # its step and the final image
+    finally:
+        stack.stop()

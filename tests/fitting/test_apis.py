@@ -200,7 +200,9 @@ def test_job_detail_is_owner_only(api, photo, catalogue, other_user):
     assert_error(intruder.get(f"{URL}/{job_id}"), 404, "NOT_FOUND")
     assert intruder.get(URL).json()["count"] == 0
     assert_error(api.get(f"{URL}/{uuid.uuid4()}"), 404, "NOT_FOUND")
-    assert api.get(f"{URL}/not-a-uuid").status_code == 404
+    assert_error(api.get(f"{URL}/not-a-uuid"), 404, "NOT_FOUND")
+    assert_error(api.get(f"{URL}/null,null/events"), 404, "NOT_FOUND")
+    assert_error(api.get("/api/nothing-here"), 404, "NOT_FOUND")
 
 
 def test_list_is_paginated_newest_first(api, photo, catalogue, settings):
@@ -248,3 +250,21 @@ def test_health_reports_a_broken_queue(client, db, monkeypatch):
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["queue"] == "down"
+
+
+def test_result_images_are_owner_only(api, photo, catalogue, user, other_user):
+    from fitting.pipeline import run_job
+
+    job_id = post(api, body(photo, catalogue["top"])).json()["jobId"]
+    run_job(job_id=job_id, attempt=1)
+    job = api.get(f"{URL}/{job_id}").json()
+    urls = [job["resultImageUrl"], *(s["imageUrl"] for s in job["steps"])]
+    owner, intruder = APIClient(), APIClient()
+    owner.force_login(user)  # media are plain Django views: a session or a token header
+    intruder.force_login(other_user)
+    for url in urls:
+        path = url.replace("http://testserver", "")
+        assert owner.get(path).status_code == 200
+        assert owner.get(path)["Content-Type"] == "image/jpeg"
+        assert intruder.get(path).status_code == 404
+        assert APIClient().get(path).status_code == 404

@@ -4,6 +4,7 @@ import zlib
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
 from PIL import Image
 
 from tests.factories import image_bytes
@@ -110,11 +111,13 @@ def test_pixel_limit_is_configurable(api, settings):
     ],
     ids=["empty", "text", "svg", "html", "truncated", "gif", "bmp"],
 )
-def test_not_an_accepted_image(api, data):
+def test_not_an_accepted_image(api, data, media_root):
     response = upload(api, data, name="x.png", content_type="image/png")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "IMAGE_INVALID"
     assert UserImage.objects.count() == 0
+    assert not list(media_root.glob("photos/*"))  # no file left behind
+    assert api.get("/healthz").status_code == 200
 
 
 def test_missing_file_field(api):
@@ -135,8 +138,6 @@ def test_polyglot_is_stored_as_plain_pixels(api):
 
 
 def test_list_is_owner_only_and_newest_first(api, other_user):
-    from rest_framework.test import APIClient
-
     ids = [upload(api, image_bytes(fmt="PNG"), name="a.png").json()["id"] for _ in range(3)]
     assert [p["id"] for p in api.get(URL).json()] == ids[::-1]
     intruder = APIClient()
@@ -144,8 +145,22 @@ def test_list_is_owner_only_and_newest_first(api, other_user):
     assert intruder.get(URL).json() == []
 
 
-def test_uploaded_photo_is_served_as_an_image(api, client):
-    url = upload(api, image_bytes(fmt="PNG"), name="a.png").json()["url"]
-    response = client.get(url.replace("http://testserver", ""))
+def test_uploaded_photo_is_served_to_its_owner_only_as_an_image(api, client, user, other_user):
+    url = upload(api, image_bytes(fmt="PNG"), name="a.png").json()["url"].replace("http://testserver", "")
+    owner = APIClient()
+    owner.force_login(user)
+    response = owner.get(url)
     assert response.status_code == 200
     assert response["Content-Type"] in ("image/png", "image/jpeg")
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert client.get(url).status_code == 404  # anonymous
+    client.force_login(other_user)
+    assert client.get(url).status_code == 404  # someone else
+    client.force_login(user)
+    assert client.get(url).status_code == 200  # the owner's session
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=user)
+    from django.test import Client
+
+    assert Client().get(url, headers={"Authorization": f"Token {token.key}"}).status_code == 200
