@@ -52,7 +52,7 @@ def decode(data: bytes, *, max_bytes: int | None = None, max_pixels: int | None 
             if width * height > max_pixels:
                 raise ImageTooManyPixelsError()
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
     except (ImageInvalidError, ImageTooManyPixelsError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -61,7 +61,8 @@ def decode(data: bytes, *, max_bytes: int | None = None, max_pixels: int | None 
         raise ImageInvalidError() from exc
     if width == 0 or height == 0:
         raise ImageInvalidError()
-    return image.convert("RGBA") if _has_alpha(image) else image.convert("RGB")
+    wanted = "RGBA" if _has_alpha(image) else "RGB"
+    return image if image.mode == wanted else image.convert(wanted)
 
 
 def _has_alpha(image: Image.Image) -> bool:
@@ -74,7 +75,8 @@ def to_canvas(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     Same aspect ratio (within 1%): a plain resize. Otherwise cover and centre-crop, so
     the person is never stretched.
     """
-    image = image.convert("RGB")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
     if image.size == size:
         return image
     w, h = image.size

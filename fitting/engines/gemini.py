@@ -11,6 +11,7 @@ milliseconds), never sleeps past the deadline, and honours the server's ``RetryI
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -131,7 +132,7 @@ class GeminiEngine:
             types.Part.from_text(text=prompts.step_prompt(category)),
             _image_part(person),
             _image_part(garment),
-            _image_part(images.blank_canvas(_input_size(canvas_size)), png=True),
+            _canvas_part(_input_size(canvas_size)),
         ]
         response = _generate(
             model=self.model,
@@ -292,6 +293,12 @@ def _input_size(size: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
+@functools.lru_cache(maxsize=16)
+def _canvas_part(size: tuple[int, int]) -> types.Part:
+    """The blank canvas, encoded once per size: every step of every job sends the same one."""
+    return types.Part.from_bytes(data=images.encode_png(images.blank_canvas(size)), mime_type="image/png")
+
+
 def _image_part(image: Image.Image, *, png: bool = False) -> types.Part:
     """An inline image: JPEG for photos (a fraction of PNG's size), PNG when alpha matters."""
     if image.size != _input_size(image.size):
@@ -299,7 +306,7 @@ def _image_part(image: Image.Image, *, png: bool = False) -> types.Part:
     if png or image.mode in ("RGBA", "LA", "P"):
         return types.Part.from_bytes(data=images.encode_png(image), mime_type="image/png")
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=92)
+    (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=92)
     return types.Part.from_bytes(data=buffer.getvalue(), mime_type="image/jpeg")
 
 
