@@ -144,12 +144,9 @@ def _event(data: str, event_id: int) -> str:
 async def _stream(
     *, request: HttpRequest, user: AbstractBaseUser, job_id: UUID, first: Snapshot
 ) -> AsyncIterator[str]:
-    poll = float(getattr(settings, "FITTING_EVENTS_POLL", 0.5))
-    heartbeat = float(getattr(settings, "FITTING_EVENTS_HEARTBEAT", 15))
-    max_duration = float(
-        getattr(settings, "FITTING_EVENTS_MAX_DURATION", None)
-        or getattr(settings, "FITTING_JOB_TIMEOUT", 300) + 120
-    )
+    poll = settings.FITTING_EVENTS_POLL
+    heartbeat = settings.FITTING_EVENTS_HEARTBEAT
+    max_duration = settings.FITTING_EVENTS_MAX_DURATION
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + max_duration
 

@@ -182,6 +182,11 @@ FITTING_RESULT_CACHE = env.bool("FITTING_RESULT_CACHE", default=True)
 FITTING_RETENTION_DAYS = env.int("FITTING_RETENTION_DAYS", default=30)
 # Per-user rate of POST /api/virtual-fitting (DRF throttle rate: "N/second|minute|hour|day").
 FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
+# The event stream: how often it looks at the job, how often it sends a heartbeat while
+# nothing changes, and how long it stays open at most.
+FITTING_EVENTS_POLL = env.float("FITTING_EVENTS_POLL", default=0.5)
+FITTING_EVENTS_HEARTBEAT = env.float("FITTING_EVENTS_HEARTBEAT", default=15)
+FITTING_EVENTS_MAX_DURATION = env.float("FITTING_EVENTS_MAX_DURATION", default=FITTING_JOB_TIMEOUT + 120)
 # Steps spend their time waiting on the image model: I/O-bound, so more workers than cores.
 FITTING_WORKERS = env.int("FITTING_WORKERS", default=8)
 

@@ -490,3 +490,35 @@ def test_stream_from_uvicorn_follows_a_job_run_by_a_qcluster(tmp_path):
     assert seen_steps == sorted(seen_steps, key=STEP_ORDER.index)
     log = stack.output("web")
     assert "Traceback" not in log and "ERROR" not in log, log
+
+
+@pytest.mark.queue
+def test_every_step_arrives_live_with_its_image(tmp_path):
+    """Each step takes a second on the fake Gemini: the stream shows each one as it happens."""
+    from tests.fakegemini import FakeGemini, delay
+
+    fake = FakeGemini().start()
+    fake.script_image(delay(1), delay(1), delay(1))
+    fake.script_text(delay(1))  # so the last step's image is seen before the job completes
+    stack = Stack(tmp_path, FITTING_ENGINE="gemini", GEMINI_API_KEY="test-key", GEMINI_BASE_URL=fake.base_url,
+                  FITTING_EVENTS_POLL="0.1").prepare()
+    try:
+        stack.start_web()
+        stack.start_cluster()
+        with stack.client() as client:
+            chosen = {item["category"]: item for item in client.get("/api/items").json()}
+            job_id = client.post("/api/virtual-fitting", json={
+                "userPhotoUrl": stack.photo_url,
+                "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
+            }).json()["jobId"]
+            events = [e.data for e in read_stream(client, events_url(job_id)) if e.kind == "job"]
+    finally:
+        stack.stop()
+        fake.stop()
+    # Each step was seen running, then seen finished with its image, before the job ended.
+    running = [j["currentStep"] for j in events if j["currentStep"]]
+    assert list(dict.fromkeys(running)) == ["top", "bottom", "outer"]
+    for k, category in enumerate(["top", "bottom", "outer"]):
+        arrived = next(i for i, j in enumerate(events) if j["steps"][k]["imageUrl"])
+        assert events[arrived]["status"] == "processing", f"{category} only seen at the end"
+    assert events[-1]["status"] == "completed"
