@@ -19,7 +19,8 @@ run: $(STAMP)
 	$(PY) manage.py seed_demo
 	@echo ""
 	@echo "  Demo page:  http://127.0.0.1:8000/"
-	@echo "  Admin:      http://127.0.0.1:8000/admin/   (demo / demo-password)"
+	@echo "  Admin:      http://127.0.0.1:8000/admin/   (admin / admin-password)"
+	@echo "  Demo login: demo / demo-password (its token is the DEMO_TOKEN line above)"
 	@echo "  API docs:   http://127.0.0.1:8000/api/docs/"
 	@echo "  Health:     http://127.0.0.1:8000/healthz"
 	@echo ""
