@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.e2e import Stack  # noqa: E402
+from tests.e2e import Stack
 
 
 def main() -> int:
@@ -21,12 +21,20 @@ def main() -> int:
             stack.start_web()
             stack.start_cluster()
             command = [
-                str(Path(sys.executable).parent / "st"), "run", f"{stack.base}/api/schema/",
-                "--url", stack.base,
-                "-H", f"Authorization: Token {stack.token}",
-                "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
-                "response_schema_conformance",
-                "--max-examples", "25", "--generation-deterministic", "--workers", "2",
+                str(Path(sys.executable).parent / "st"),
+                "run",
+                f"{stack.base}/api/schema/",
+                "--url",
+                stack.base,
+                "-H",
+                f"Authorization: Token {stack.token}",
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--max-examples",
+                "25",
+                "--generation-deterministic",
+                "--workers",
+                "2",
             ]
             return subprocess.run(command, check=False, timeout=1200).returncode
         finally:

@@ -39,9 +39,7 @@ def _table(rows: list[Row]) -> str:
     cells = [header] + [(r.benchmark, r.figure, r.target, r.met) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(4)]
     line = lambda c: "| " + " | ".join(v.ljust(w) for v, w in zip(c, widths)) + " |"  # noqa: E731
-    return "\n".join(
-        [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])]
-    )
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])])
 
 
 def main() -> None:

@@ -105,9 +105,7 @@ def _open_connections(database: str) -> int:
     import psycopg
 
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)
-        ).fetchone()[0]
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)).fetchone()[0]
 
 
 def _measure(env: dict[str, str], tool: str) -> dict[str, dict]:
@@ -125,9 +123,7 @@ def _measure(env: dict[str, str], tool: str) -> dict[str, dict]:
                     "items": [{"itemId": ids[c], "category": c} for c in ("top", "bottom", "outer")],
                 }
             )
-            created = client.post(
-                "/api/virtual-fitting", content=body, headers={"Content-Type": "application/json"}
-            )
+            created = client.post("/api/virtual-fitting", content=body, headers={"Content-Type": "application/json"})
             assert created.status_code == 202, created.text
             job_url = f"{app.base}/api/virtual-fitting/{created.json()['jobId']}"
         for name, url, method, payload in (
@@ -167,8 +163,7 @@ def run() -> list[Row]:
         if env:  # a variant: one summary row
             figure = "; ".join(
                 f"{name.split()[0]} {name.split()[1].replace('/api/virtual-fitting', '…')}: {r['rps']:.0f} req/s "
-                f"p50 {r['p50']:.0f} p99 {r['p99']:.0f} ms"
-                + (f" ({r['non2xx']} non-2xx)" if r["non2xx"] else "")
+                f"p50 {r['p50']:.0f} p99 {r['p99']:.0f} ms" + (f" ({r['non2xx']} non-2xx)" if r["non2xx"] else "")
                 for name, r in results.items()
             )
             rows.append(

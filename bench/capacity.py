@@ -79,9 +79,7 @@ import fitting.engines.local; loc = rss()
 print(base, pipe, gem, loc)
 """
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "LOG_LEVEL": "WARNING"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     base, pipe, gem, loc = map(int, out.stdout.split())
     return [
         f"django.setup() (all apps): {base} MB RSS",

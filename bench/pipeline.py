@@ -127,9 +127,7 @@ def _micro(photo_bytes: bytes) -> list[str]:
     from fitting.engines import gemini
 
     person = images.decode(photo_bytes)
-    garment = images.decode(
-        (Path(__file__).resolve().parent.parent / "fitting/demo/top_navy_tshirt.png").read_bytes()
-    )
+    garment = images.decode((Path(__file__).resolve().parent.parent / "fitting/demo/top_navy_tshirt.png").read_bytes())
     answer = person.resize(ENGINE_OUTPUT_SIZE)
     buf = io.BytesIO()
     answer.save(buf, "PNG")
@@ -153,9 +151,7 @@ def _micro(photo_bytes: bytes) -> list[str]:
     )
     for name in ("BICUBIC", "BILINEAR"):
         method = getattr(Image.Resampling, name)
-        lines.append(
-            f"  same resize with {name}: {best(lambda m=method: answer.resize(person.size, m)):.1f} ms"
-        )
+        lines.append(f"  same resize with {name}: {best(lambda m=method: answer.resize(person.size, m)):.1f} ms")
     lines.append(
         f"to_canvas already canvas-sized (convert copy): {best(lambda: images.to_canvas(person, person.size)):.1f} ms"
     )
@@ -198,8 +194,7 @@ def run() -> list[Row]:
         photo_bytes = make_photo()
         photo = photo_create(owner=user, upload=SimpleUploadedFile("photo.jpg", photo_bytes, "image/jpeg"))
         items = [
-            Item.objects.filter(category=c, is_active=True).order_by("id").first()
-            for c in ("top", "bottom", "outer")
+            Item.objects.filter(category=c, is_active=True).order_by("id").first() for c in ("top", "bottom", "outer")
         ]
         log(
             f"[pipeline] photo {photo.width}x{photo.height}, {len(photo_bytes) // 1024} KiB; garments "
@@ -253,9 +248,7 @@ def run() -> list[Row]:
             calls = timers.counts.get(bucket, 0)
             log(f"    {bucket:<42} {statistics.median(values):7.1f}   {calls if calls else ''}")
         known = sum(statistics.median(v) for k, v in per_bucket.items() if k != "(whole job)")
-        log(
-            f"    {'other (Python, ORM, SDK glue)':<42} {statistics.median(per_bucket['(whole job)']) - known:7.1f}"
-        )
+        log(f"    {'other (Python, ORM, SDK glue)':<42} {statistics.median(per_bucket['(whole job)']) - known:7.1f}")
 
         # cProfile of a few jobs: which functions stand out (own time).
         profile = cProfile.Profile()

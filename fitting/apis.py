@@ -3,7 +3,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext as _
 from django_q.brokers import get_broker
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
@@ -31,11 +30,19 @@ class HealthApi(APIView):
         responses={
             (200, "application/json"): inline_serializer(
                 "Health",
-                {"status": serializers.CharField(), "database": serializers.CharField(), "queue": serializers.CharField()},
+                {
+                    "status": serializers.CharField(),
+                    "database": serializers.CharField(),
+                    "queue": serializers.CharField(),
+                },
             ),
             (503, "application/json"): inline_serializer(
                 "HealthDown",
-                {"status": serializers.CharField(), "database": serializers.CharField(), "queue": serializers.CharField()},
+                {
+                    "status": serializers.CharField(),
+                    "database": serializers.CharField(),
+                    "queue": serializers.CharField(),
+                },
             ),
         }
     )
@@ -69,9 +76,9 @@ class ItemOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     category = serializers.CharField()
-    imageUrl = serializers.SerializerMethodField()  # noqa: N815
+    imageUrl = serializers.SerializerMethodField()
 
-    def get_imageUrl(self, item) -> str:  # noqa: N802
+    def get_imageUrl(self, item) -> str:
         return self.context["request"].build_absolute_uri(item.image.url)
 
 
@@ -99,19 +106,19 @@ class ItemListApi(APIView):
 class JobOutputSerializer(serializers.Serializer):
     """The job as clients see it; also the payload of each event of the event stream."""
 
-    jobId = serializers.UUIDField(source="id")  # noqa: N815
+    jobId = serializers.UUIDField(source="id")
     status = serializers.CharField()
-    currentStep = serializers.CharField(source="current_step", allow_null=True)  # noqa: N815
-    failedStep = serializers.CharField(source="failed_step", allow_null=True)  # noqa: N815
-    llmMessage = serializers.CharField(source="llm_message", allow_null=True)  # noqa: N815
+    currentStep = serializers.CharField(source="current_step", allow_null=True)
+    failedStep = serializers.CharField(source="failed_step", allow_null=True)
+    llmMessage = serializers.CharField(source="llm_message", allow_null=True)
     cached = serializers.BooleanField()
-    resultImageUrl = serializers.SerializerMethodField()  # noqa: N815
+    resultImageUrl = serializers.SerializerMethodField()
     items = serializers.SerializerMethodField()
     steps = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
-    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
-    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)  # noqa: N815
-    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at")
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
 
     def _url(self, image) -> str:
         request = self.context.get("request")
@@ -121,7 +128,7 @@ class JobOutputSerializer(serializers.Serializer):
     def _images(self, job) -> dict:
         return {image.step: image for image in job.images.all()}
 
-    def get_resultImageUrl(self, job) -> str | None:  # noqa: N802
+    def get_resultImageUrl(self, job) -> str | None:
         final = self._images(job).get(ImageStep.FINAL)
         return self._url(final) if final else None
 
@@ -141,7 +148,9 @@ class JobOutputSerializer(serializers.Serializer):
                 state = "processing"
             else:
                 state = "pending"
-            steps.append({"category": job_item.category, "status": state, "imageUrl": self._url(image) if image else None})
+            steps.append(
+                {"category": job_item.category, "status": state, "imageUrl": self._url(image) if image else None}
+            )
         return steps
 
     def get_error(self, job) -> dict | None:
@@ -164,20 +173,20 @@ class FittingListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         @extend_schema_serializer(component_name="FittingRequestItem")
         class ItemSerializer(serializers.Serializer):
-            itemId = serializers.IntegerField(min_value=1, max_value=2**63 - 1)  # noqa: N815
+            itemId = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
             category = serializers.CharField(max_length=50)
-            imageUrl = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=2000)  # noqa: N815
+            imageUrl = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=2000)
 
-        userPhotoUrl = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=2000)  # noqa: N815
+        userPhotoUrl = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=2000)
         items = ItemSerializer(many=True, required=False, allow_empty=True, max_length=50)
 
     @extend_schema_serializer(component_name="FittingAccepted")
     class CreatedSerializer(serializers.Serializer):
         """The same body for a replayed Idempotency-Key: the job's status when it was accepted."""
 
-        jobId = serializers.UUIDField(source="id")  # noqa: N815
+        jobId = serializers.UUIDField(source="id")
         status = serializers.SerializerMethodField()
-        createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+        createdAt = serializers.DateTimeField(source="created_at")
 
         def get_status(self, job) -> str:
             return Status.COMPLETED if job.cached else Status.PROCESSING
@@ -204,15 +213,15 @@ class FittingListCreateApi(APIView):
     def get(self, request):
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(fitting_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response(
-            JobOutputSerializer(page, many=True, context={"request": request}).data
-        )
+        return paginator.get_paginated_response(JobOutputSerializer(page, many=True, context={"request": request}).data)
 
     @extend_schema(
         request=InputSerializer,
         parameters=[
             OpenApiParameter(
-                "Idempotency-Key", str, OpenApiParameter.HEADER,
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
                 description="Same key + same body within 24 h returns the same job.",
             )
         ],
@@ -220,8 +229,13 @@ class FittingListCreateApi(APIView):
             202: CreatedSerializer,
             400: error(
                 "The request is not valid (checked in this order).",
-                "PHOTO_REQUIRED", "INSUFFICIENT_ITEMS", "TOO_MANY_ITEMS", "DUPLICATE_CATEGORY",
-                "INVALID_CATEGORY", "INVALID_ITEM_ID", "VALIDATION_ERROR",
+                "PHOTO_REQUIRED",
+                "INSUFFICIENT_ITEMS",
+                "TOO_MANY_ITEMS",
+                "DUPLICATE_CATEGORY",
+                "INVALID_CATEGORY",
+                "INVALID_ITEM_ID",
+                "VALIDATION_ERROR",
             ),
             401: UNAUTHENTICATED,
             422: error("The Idempotency-Key was used with another body.", "IDEMPOTENCY_KEY_REUSED"),
@@ -256,5 +270,3 @@ class FittingDetailApi(APIView):
         if job is None:
             raise NotFound()
         return Response(JobOutputSerializer(job, context={"request": request}).data)
-
-

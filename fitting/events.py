@@ -141,9 +141,7 @@ def _event(data: str, event_id: int) -> str:
     return f"event: job\ndata: {data}\nid: {event_id}\n\n"
 
 
-async def _stream(
-    *, request: HttpRequest, user: AbstractBaseUser, job_id: UUID, first: Snapshot
-) -> AsyncIterator[str]:
+async def _stream(*, request: HttpRequest, user: AbstractBaseUser, job_id: UUID, first: Snapshot) -> AsyncIterator[str]:
     poll = settings.FITTING_EVENTS_POLL
     heartbeat = settings.FITTING_EVENTS_HEARTBEAT
     max_duration = settings.FITTING_EVENTS_MAX_DURATION

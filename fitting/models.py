@@ -69,11 +69,12 @@ class FittingResult(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fittings")
     user_image = models.ForeignKey("users.UserImage", on_delete=models.PROTECT, related_name="fittings")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROCESSING)
-    current_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)
-    failed_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)
+    # NULL, not "": the API shows "no step" as null, and the check constraints say so.
+    current_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
+    failed_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
-    llm_message = models.TextField(null=True, blank=True)
+    llm_message = models.TextField(null=True, blank=True)  # noqa: DJ001 - null: no message (it failed)
     engine = models.CharField(max_length=20)
     model = models.CharField(max_length=100)
     prompt_version = models.CharField(max_length=20)
@@ -82,7 +83,8 @@ class FittingResult(models.Model):
     step_metrics = models.JSONField(default=dict, blank=True)
     cache_key = models.CharField(max_length=64, db_index=True)
     cached = models.BooleanField(default=False)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL for "no key", so the unique constraint only covers jobs that have one.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)

@@ -6,9 +6,7 @@ from django.urls import path
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.generic import TemplateView
 
-demo_page = login_required(
-    ensure_csrf_cookie(TemplateView.as_view(template_name="demo.html")), login_url="/login/"
-)
+demo_page = login_required(ensure_csrf_cookie(TemplateView.as_view(template_name="demo.html")), login_url="/login/")
 
 urlpatterns = [
     path("", demo_page, name="demo"),

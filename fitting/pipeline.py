@@ -36,11 +36,7 @@ def run_job(*, job_id: str, attempt: int) -> None:
     if not fitting_claim(job_id=job_id, attempt=attempt):
         logger.info("job %s attempt %s: already taken or finished, skipping", job_id, attempt)
         return
-    job = (
-        FittingResult.objects.select_related("user_image")
-        .prefetch_related("items__item", "images")
-        .get(id=job_id)
-    )
+    job = FittingResult.objects.select_related("user_image").prefetch_related("items__item", "images").get(id=job_id)
     try:
         _run_steps(job)
     except JobSuperseded:
@@ -124,4 +120,3 @@ def _write_message(engine, job: FittingResult, image: Image.Image, garments) -> 
         logger.warning("job %s: message failed", job.id, exc_info=True)
         message = None
     return message, round((time.monotonic() - started) * 1000)
-

@@ -19,11 +19,7 @@ def item_list(*, category: str | None = None) -> QuerySet[Item]:
 
 def fitting_list(*, user: AbstractBaseUser) -> QuerySet[FittingResult]:
     """The user's jobs, newest first, with what the API shows prefetched (fixed query count)."""
-    return (
-        FittingResult.objects.filter(owner=user)
-        .prefetch_related("items", "images")
-        .order_by("-created_at", "-id")
-    )
+    return FittingResult.objects.filter(owner=user).prefetch_related("items", "images").order_by("-created_at", "-id")
 
 
 def fitting_get(*, user: AbstractBaseUser, job_id) -> FittingResult | None:

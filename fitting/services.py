@@ -57,7 +57,7 @@ class RequestedItem:
     image_url: str | None = None
 
 
-class JobSuperseded(Exception):  # noqa: N818 - a signal to stop, not an error
+class JobSuperseded(Exception):
     """The job is no longer this attempt's to write (ended by the sweep, or reprocessed)."""
 
 
@@ -85,14 +85,10 @@ def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: li
         if item is None or not item.is_active:
             raise InvalidItemIdError(field=f"items[{index}].itemId")
         if requested.image_url and not _same_file(requested.image_url, item.image.url):
-            raise InvalidItemIdError(
-                _("imageUrl is not the image of this item."), field=f"items[{index}].imageUrl"
-            )
+            raise InvalidItemIdError(_("imageUrl is not the image of this item."), field=f"items[{index}].imageUrl")
     for index, requested in enumerate(items):
         if found[requested.item_id].category != requested.category:
-            raise InvalidCategoryError(
-                _("The category is not the item's own."), field=f"items[{index}].category"
-            )
+            raise InvalidCategoryError(_("The category is not the item's own."), field=f"items[{index}].category")
     ordered = sorted((found[r.item_id] for r in items), key=lambda i: STEP_ORDER.index(i.category))
     return photo, ordered
 
@@ -143,7 +139,10 @@ def fitting_start(
     try:
         with transaction.atomic():
             return _create_job(
-                user=user, photo_url=photo_url, items=items, idempotency_key=idempotency_key,
+                user=user,
+                photo_url=photo_url,
+                items=items,
+                idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
             ), False
     except IntegrityError:
@@ -217,7 +216,11 @@ def _complete_from_cache(job: FittingResult) -> bool:
     )
     now = timezone.now()
     FittingResult.objects.filter(id=job.id).update(
-        status=Status.COMPLETED, cached=True, llm_message=source.llm_message, started_at=now, finished_at=now,
+        status=Status.COMPLETED,
+        cached=True,
+        llm_message=source.llm_message,
+        started_at=now,
+        finished_at=now,
         updated_at=now,
     )
     job.refresh_from_db()
@@ -237,9 +240,7 @@ def enqueue_run(*, job_id: str, attempt: int) -> None:
 # --- progress: every write is conditional on the job still being this attempt's -----------
 def _update_own(job: FittingResult, **fields) -> None:
     fields["updated_at"] = timezone.now()
-    updated = FittingResult.objects.filter(
-        id=job.id, attempt=job.attempt, status=Status.PROCESSING
-    ).update(**fields)
+    updated = FittingResult.objects.filter(id=job.id, attempt=job.attempt, status=Status.PROCESSING).update(**fields)
     if not updated:
         raise JobSuperseded(str(job.id))
     for name, value in fields.items():

@@ -1,6 +1,7 @@
 import pytest
 from rest_framework.test import APIClient
 
+from tests.conftest_gemini import *  # noqa: F403
 from tests.factories import make_item, make_photo, make_user
 
 
@@ -39,4 +40,3 @@ def catalogue(db):
         "bottom": make_item("bottom", "Beige chinos", (200, 180, 140)),
         "outer": make_item("outer", "Khaki coat", (120, 110, 60)),
     }
-from tests.conftest_gemini import *  # noqa: F403

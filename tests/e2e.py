@@ -43,8 +43,13 @@ class Stack:
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-            timeout=300, check=False,
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout
@@ -78,8 +83,21 @@ class Stack:
         return [tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("USER ")]
 
     def start_web(self) -> None:
-        self._spawn("web", [sys.executable, "-m", "uvicorn", "config.asgi:application",
-                            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"])
+        self._spawn(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -95,8 +113,9 @@ class Stack:
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.processes[name] = process
         return process
 
@@ -104,9 +123,7 @@ class Stack:
         return (self.tmp / f"{name}.log").read_text(errors="replace")[-5000:]
 
     def client(self, token: str | None = None) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.base, headers={"Authorization": f"Token {token or self.token}"}, timeout=60
-        )
+        return httpx.Client(base_url=self.base, headers={"Authorization": f"Token {token or self.token}"}, timeout=60)
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and everything it started (a crashed machine, not a shutdown)."""

@@ -39,8 +39,12 @@ def make_photo(owner, size=(64, 96), color=(200, 180, 160)) -> UserImage:
 
 def make_item(category: str = "top", name: str | None = None, color=(30, 40, 120), active: bool = True) -> Item:
     data = image_bytes((48, 48), color)
-    item = Item(name=name or f"{category} {next(_counter)}", category=category, is_active=active,
-                content_hash=images.sha256_hex(data))
+    item = Item(
+        name=name or f"{category} {next(_counter)}",
+        category=category,
+        is_active=active,
+        content_hash=images.sha256_hex(data),
+    )
     item.image.save("item.png", ContentFile(data), save=False)
     item.save()
     return item

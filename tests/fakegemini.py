@@ -62,9 +62,7 @@ class Behaviour:
     usage: dict[str, int] | None = None
 
 
-def ok(
-    size: tuple[int, int] | None = None, *, text: str | None = None, usage: dict | None = None
-) -> Behaviour:
+def ok(size: tuple[int, int] | None = None, *, text: str | None = None, usage: dict | None = None) -> Behaviour:
     """An image derived from the request's first image (``text`` puts a text part first)."""
     return Behaviour("ok", size=size, text=text, usage=usage)
 
@@ -170,9 +168,7 @@ class FakeGemini:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._server.handle_error = lambda request, client_address: None  # client hung up
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -235,9 +231,7 @@ class FakeGemini:
             return 200, _answer(request, [{"text": behaviour.text}], behaviour.reason or "STOP", None)
         if behaviour.kind == "bad_image":
             junk = base64.b64encode(b"definitely not a PNG").decode()
-            return 200, _answer(
-                request, [{"inlineData": {"mimeType": "image/png", "data": junk}}], "STOP", None
-            )
+            return 200, _answer(request, [{"inlineData": {"mimeType": "image/png", "data": junk}}], "STOP", None)
         if behaviour.kind == "ok":
             image = self._make_image(request, behaviour.size)
             buffer = io.BytesIO()

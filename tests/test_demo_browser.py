@@ -23,9 +23,15 @@ sync_api = pytest.importorskip(
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
     # The network is closed in CI: background networking makes Chromium hang.
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PHOTO = ROOT / "fitting" / "demo" / "person_drawn.png"
 ARTIFACTS = ROOT / "tests" / "artifacts"

@@ -23,10 +23,13 @@ def test_post_then_completed_by_a_real_qcluster(stack):
     with stack.client() as client:
         items = client.get("/api/items").json()
         chosen = {item["category"]: item for item in items}
-        response = client.post("/api/virtual-fitting", json={
-            "userPhotoUrl": stack.photo_url,
-            "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
-        })
+        response = client.post(
+            "/api/virtual-fitting",
+            json={
+                "userPhotoUrl": stack.photo_url,
+                "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
+            },
+        )
         assert response.status_code == 202, response.text
         job = stack.wait_for_job(client, response.json()["jobId"])
         assert job["status"] == "completed", job

@@ -29,9 +29,13 @@ def fake():
 
 def gemini_stack(tmp_path, fake, **env) -> Stack:
     settings = {
-        "FITTING_ENGINE": "gemini", "GEMINI_API_KEY": "test-key", "GEMINI_BASE_URL": fake.base_url,
-        "GEMINI_RETRY_INITIAL_DELAY": "0.05", "GEMINI_RETRY_MAX_DELAY": "0.2",
-        "FITTING_RESULT_CACHE": "false", "FITTING_START_RATE": "100000/minute",
+        "FITTING_ENGINE": "gemini",
+        "GEMINI_API_KEY": "test-key",
+        "GEMINI_BASE_URL": fake.base_url,
+        "GEMINI_RETRY_INITIAL_DELAY": "0.05",
+        "GEMINI_RETRY_MAX_DELAY": "0.2",
+        "FITTING_RESULT_CACHE": "false",
+        "FITTING_START_RATE": "100000/minute",
         **env,
     }
     return Stack(tmp_path, **settings).prepare()
@@ -89,8 +93,10 @@ def test_killed_cluster_mid_step_ends_truthfully_and_reprocess_completes(tmp_pat
         stack.stop()
 
 
-@pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("sqlite") or not os.environ.get(
-    "DATABASE_URL"), reason="two clusters on one database: the PostgreSQL run")
+@pytest.mark.skipif(
+    os.environ.get("DATABASE_URL", "").startswith("sqlite") or not os.environ.get("DATABASE_URL"),
+    reason="two clusters on one database: the PostgreSQL run",
+)
 def test_two_clusters_and_a_task_delivered_twice_run_the_job_once(tmp_path, fake):
     stack = gemini_stack(tmp_path, fake)
     try:
@@ -113,8 +119,14 @@ def test_two_clusters_and_a_task_delivered_twice_run_the_job_once(tmp_path, fake
 
 @pytest.mark.skipif(not ON_REDIS, reason="the Redis broker's at-most-once delivery: the Redis run")
 def test_message_lost_with_a_killed_cluster_is_recovered_by_the_sweep(tmp_path, fake):
-    stack = gemini_stack(tmp_path, fake, FITTING_WORKERS="1", FITTING_JOB_TIMEOUT="20",
-                         FITTING_REQUEUE_AFTER="1", FITTING_SWEEP_GRACE="1")
+    stack = gemini_stack(
+        tmp_path,
+        fake,
+        FITTING_WORKERS="1",
+        FITTING_JOB_TIMEOUT="20",
+        FITTING_REQUEUE_AFTER="1",
+        FITTING_SWEEP_GRACE="1",
+    )
     try:
         stack.start_web()
         stack.start_cluster()
@@ -149,11 +161,13 @@ def test_load_many_concurrent_posts_all_complete_once(tmp_path, fake):
 
         async def post_all() -> list[tuple[str, int, str]]:
             async with httpx.AsyncClient(base_url=stack.base, timeout=120) as client:
+
                 async def one(n: int):
                     token, photo_url = users[n % len(users)]
                     chosen = items[: 1 + n % 3]
                     response = await client.post(
-                        "/api/virtual-fitting", headers={"Authorization": f"Token {token}"},
+                        "/api/virtual-fitting",
+                        headers={"Authorization": f"Token {token}"},
                         json={"userPhotoUrl": photo_url, "items": chosen},
                     )
                     return token, response.status_code, response.json().get("jobId"), len(chosen)

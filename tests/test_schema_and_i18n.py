@@ -9,8 +9,15 @@ def test_openapi_schema_documents_the_error_codes(client, db):
     assert schema["openapi"].startswith("3.")
     post = schema["paths"]["/api/virtual-fitting"]["post"]
     assert set(post["responses"]) >= {"202", "400", "401", "422", "429"}
-    for code in ("PHOTO_REQUIRED", "INSUFFICIENT_ITEMS", "TOO_MANY_ITEMS", "DUPLICATE_CATEGORY",
-                 "INVALID_CATEGORY", "INVALID_ITEM_ID", "VALIDATION_ERROR"):
+    for code in (
+        "PHOTO_REQUIRED",
+        "INSUFFICIENT_ITEMS",
+        "TOO_MANY_ITEMS",
+        "DUPLICATE_CATEGORY",
+        "INVALID_CATEGORY",
+        "INVALID_ITEM_ID",
+        "VALIDATION_ERROR",
+    ):
         assert code in post["responses"]["400"]["description"]
     assert post["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
     assert "/api/virtual-fitting/{job_id}" in schema["paths"]
@@ -27,13 +34,18 @@ def test_interactive_docs_are_served_without_a_cdn(client, db):
 
 @pytest.mark.parametrize(
     ("language", "expected"),
-    [(None, "아이템을 하나 이상 선택해 주세요."), ("ko", "아이템을 하나 이상 선택해 주세요."),
-     ("en", "Pick at least one item."), ("en-US,en;q=0.9", "Pick at least one item.")],
+    [
+        (None, "아이템을 하나 이상 선택해 주세요."),
+        ("ko", "아이템을 하나 이상 선택해 주세요."),
+        ("en", "Pick at least one item."),
+        ("en-US,en;q=0.9", "Pick at least one item."),
+    ],
 )
 def test_error_messages_follow_accept_language(api, photo, language, expected):
     headers = {"HTTP_ACCEPT_LANGUAGE": language} if language else {}
-    response = api.post("/api/virtual-fitting", {"userPhotoUrl": photo.image.url, "items": []}, format="json",
-                        **headers)
+    response = api.post(
+        "/api/virtual-fitting", {"userPhotoUrl": photo.image.url, "items": []}, format="json", **headers
+    )
     assert response.json()["error"] == {"code": "INSUFFICIENT_ITEMS", "message": expected, "field": "items"}
 
 
@@ -41,10 +53,12 @@ def test_job_error_message_is_translated_for_the_client(api, photo, catalogue):
     from fitting.models import FittingResult
     from fitting.services import RequestedItem, fitting_start
 
-    job, _ = fitting_start(user=photo.owner, photo_url=photo.image.url,
-                           items=[RequestedItem(item_id=catalogue["top"].id, category="top")])
-    FittingResult.objects.filter(id=job.id).update(status="failed", failed_step="top",
-                                                   error_code="ENGINE_BLOCKED", error_message="IMAGE_SAFETY")
+    job, _ = fitting_start(
+        user=photo.owner, photo_url=photo.image.url, items=[RequestedItem(item_id=catalogue["top"].id, category="top")]
+    )
+    FittingResult.objects.filter(id=job.id).update(
+        status="failed", failed_step="top", error_code="ENGINE_BLOCKED", error_message="IMAGE_SAFETY"
+    )
     ko = api.get(f"/api/virtual-fitting/{job.id}").json()["error"]
     en = api.get(f"/api/virtual-fitting/{job.id}", HTTP_ACCEPT_LANGUAGE="en").json()["error"]
     assert ko == {"code": "ENGINE_BLOCKED", "message": "안전 또는 정책상의 이유로 이미지 엔진이 요청을 거부했습니다."}

@@ -3,13 +3,12 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
-
-from config.openapi import UNAUTHENTICATED, error
-from config.parsers import SafeJSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.openapi import UNAUTHENTICATED, error
+from config.parsers import SafeJSONParser
 from fitting.errors import ServiceError, ValidationFailed
 from users.selectors import photo_list
 from users.services import photo_create
@@ -27,7 +26,7 @@ class PhotoOutputSerializer(serializers.Serializer):
     url = serializers.SerializerMethodField()
     width = serializers.IntegerField()
     height = serializers.IntegerField()
-    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at")
 
     def get_url(self, photo) -> str:
         return self.context["request"].build_absolute_uri(photo.image.url)
@@ -51,7 +50,10 @@ class TokenApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: OutputSerializer, 400: error("Bad credentials or body.", "INVALID_CREDENTIALS", "VALIDATION_ERROR")},
+        responses={
+            200: OutputSerializer,
+            400: error("Bad credentials or body.", "INVALID_CREDENTIALS", "VALIDATION_ERROR"),
+        },
     )
     def post(self, request):
         from rest_framework.authtoken.models import Token
@@ -83,7 +85,10 @@ class PhotoListCreateApi(APIView):
             201: PhotoOutputSerializer,
             400: error(
                 "Not an accepted image, or over a limit.",
-                "IMAGE_INVALID", "IMAGE_TOO_LARGE", "IMAGE_TOO_MANY_PIXELS", "VALIDATION_ERROR",
+                "IMAGE_INVALID",
+                "IMAGE_TOO_LARGE",
+                "IMAGE_TOO_MANY_PIXELS",
+                "VALIDATION_ERROR",
             ),
             401: UNAUTHENTICATED,
         },

@@ -26,9 +26,7 @@ def photo_create(*, owner: AbstractBaseUser, upload: UploadedFile) -> UserImage:
         exc.field = "image"
         raise
     data, extension = images.encode_upload(decoded)
-    photo = UserImage(
-        owner=owner, width=decoded.width, height=decoded.height, content_hash=images.sha256_hex(data)
-    )
+    photo = UserImage(owner=owner, width=decoded.width, height=decoded.height, content_hash=images.sha256_hex(data))
     photo.image.save(f"photo.{extension}", ContentFile(data), save=False)
     photo.save()
     return photo

@@ -186,9 +186,7 @@ def navy_tshirt() -> Image.Image:
         draw.polygon(_scaled(back_neck), fill=_shade(colour, 0.55))
         _lines(draw, [[(245, 95), (270, 118), (300, 124), (330, 118), (355, 95)]], _shade(colour, 1.25), 6)
         _lines(draw, [[(428, 238), (440, 120)], [(172, 238), (160, 120)]], dark, 2)  # sleeve seams
-        _lines(
-            draw, [[(236, 300), (252, 420), (246, 560)], [(370, 330), (356, 470)]], _shade(colour, 0.85), 3
-        )
+        _lines(draw, [[(236, 300), (252, 420), (246, 560)], [(370, 330), (356, 470)]], _shade(colour, 0.85), 3)
         _dashed(draw, (172, 612), (428, 612), dark)
         _dashed(draw, (100, 302), (152, 320), dark)
         _dashed(draw, (448, 320), (500, 302), dark)
@@ -287,9 +285,7 @@ def beige_chinos() -> Image.Image:
 
     def details(draw: ImageDraw.ImageDraw) -> None:
         dark = _shade(colour, 0.78)
-        draw.rectangle(
-            _scaled([(200, 40), (400, 78)]), fill=_shade(colour, 0.95), outline=dark, width=SUPERSAMPLE
-        )
+        draw.rectangle(_scaled([(200, 40), (400, 78)]), fill=_shade(colour, 0.95), outline=dark, width=SUPERSAMPLE)
         for x in (222, 268, 332, 378):  # belt loops
             draw.rectangle(
                 _scaled([(x - 5, 36), (x + 5, 86)]),
@@ -382,12 +378,8 @@ def khaki_trench_coat() -> Image.Image:
         dark = _shade(colour, 0.72)
         draw.polygon(_scaled(lapel_left), fill=_shade(colour, 1.08), outline=dark, width=2 * SUPERSAMPLE)
         draw.polygon(_scaled(lapel_right), fill=_shade(colour, 0.94), outline=dark, width=2 * SUPERSAMPLE)
-        draw.rectangle(
-            _scaled([(160, 392), (440, 420)]), fill=_shade(colour, 0.9), outline=dark, width=SUPERSAMPLE
-        )
-        draw.rectangle(
-            _scaled([(286, 388), (316, 424)]), outline=(60, 50, 36), width=3 * SUPERSAMPLE
-        )  # buckle
+        draw.rectangle(_scaled([(160, 392), (440, 420)]), fill=_shade(colour, 0.9), outline=dark, width=SUPERSAMPLE)
+        draw.rectangle(_scaled([(286, 388), (316, 424)]), outline=(60, 50, 36), width=3 * SUPERSAMPLE)  # buckle
         _dots(
             draw,
             [(262, 320), (338, 320), (262, 470), (338, 470), (262, 540), (338, 540)],
@@ -506,9 +498,7 @@ def drawn_person() -> Image.Image:
         wrist = (cx + side * (half - 2), lm["crotch_y"] + round(0.45 * unit))
         limb([shoulder, elbow], BASE_LAYER, 0.34 * unit)
         limb([elbow, wrist], SKIN, 0.27 * unit)
-        draw.ellipse(
-            [(wrist[0] - 17) * s, (wrist[1] - 6) * s, (wrist[0] + 17) * s, (wrist[1] + 40) * s], fill=SKIN
-        )
+        draw.ellipse([(wrist[0] - 17) * s, (wrist[1] - 6) * s, (wrist[0] + 17) * s, (wrist[1] + 40) * s], fill=SKIN)
     # Legs: thigh to ankle, then shoes.
     for side in (-1, 1):
         hip = (cx + side * 0.36 * unit, lm["crotch_y"] - 30)
@@ -527,9 +517,7 @@ def drawn_person() -> Image.Image:
         )
     # Neck, then a fitted base layer: torso and shorts.
     chin = lm["chin"]
-    polygon(
-        [(cx - 17, chin - 12), (cx + 17, chin - 12), (cx + 22, sy + 6), (cx - 22, sy + 6)], _shade(SKIN, 0.92)
-    )
+    polygon([(cx - 17, chin - 12), (cx + 17, chin - 12), (cx + 22, sy + 6), (cx - 22, sy + 6)], _shade(SKIN, 0.92))
     waist_half, hip_half = round(0.6 * unit), round(0.74 * unit)
     torso = [
         (cx - half, sy + 8),

@@ -186,9 +186,7 @@ def _generate(
     client = get_client()
 
     def attempt() -> types.GenerateContentResponse:
-        per_attempt = config.model_copy(
-            update={"http_options": types.HttpOptions(timeout=_ms_left(deadline))}
-        )
+        per_attempt = config.model_copy(update={"http_options": types.HttpOptions(timeout=_ms_left(deadline))})
         return client.models.generate_content(model=model, contents=contents, config=per_attempt)
 
     try:
@@ -204,9 +202,7 @@ def _generate(
         # Each attempt's timeout is the time left, so a timeout means the deadline passed.
         if isinstance(exc, _TIMEOUT_ERRORS) or deadline - time.monotonic() <= 0:
             raise DeadlineExceeded() from exc
-        raise EngineUnavailableError(
-            f"The image engine could not be reached ({type(exc).__name__})."
-        ) from exc
+        raise EngineUnavailableError(f"The image engine could not be reached ({type(exc).__name__}).") from exc
     except ServiceError:
         raise
     except Exception as exc:  # a malformed answer the SDK could not parse, and the like

@@ -45,9 +45,7 @@ def cut_out_garment(garment: Image.Image) -> Image.Image:
         rgba = np.dstack([rgb, _foreground_alpha(rgb)])
     alpha = rgba[:, :, 3]
     if np.count_nonzero(alpha >= OPAQUE) < MIN_GARMENT_FRACTION * alpha.size:
-        raise EngineError(
-            "The garment could not be cut out of its photo: nothing stands out from the background."
-        )
+        raise EngineError("The garment could not be cut out of its photo: nothing stands out from the background.")
     ys, xs = np.nonzero(alpha)
     return Image.fromarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], "RGBA")
 
@@ -144,9 +142,7 @@ def find_body(person: Image.Image) -> BodyFrame:
 def _frame_from_face(grey: np.ndarray, scale: float) -> BodyFrame | None:
     height, width = grey.shape
     min_side = max(24, round(min(height, width) * 0.06))
-    faces = _face_cascade().detectMultiScale(
-        grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
-    )
+    faces = _face_cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
     # A face in the lower part of the photo would be a garment print, not the wearer's.
     faces = [tuple(int(v) for v in face) for face in faces if face[1] + face[3] / 2 < height * 0.6]
     if not faces:

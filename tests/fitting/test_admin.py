@@ -23,9 +23,7 @@ from tests.factories import image_bytes, make_user
 CHANGELIST = "admin:fitting_fittingresult_changelist"
 
 
-def make_job(
-    owner, photo, *items, status=Status.FAILED, failed_step=None, done=(), **fields
-) -> FittingResult:
+def make_job(owner, photo, *items, status=Status.FAILED, failed_step=None, done=(), **fields) -> FittingResult:
     """A job row as the pipeline leaves it, with a stored image for each step in ``done``."""
     identity = engine_identity()
     now = timezone.now()
@@ -75,9 +73,7 @@ def failed_job(user, photo, catalogue):
         catalogue["outer"],
         failed_step="bottom",
         done=["top"],
-        step_metrics={
-            "top": {"latency_ms": 812, "prompt_tokens": 10, "candidates_tokens": 5, "total_tokens": 15}
-        },
+        step_metrics={"top": {"latency_ms": 812, "prompt_tokens": 10, "candidates_tokens": 5, "total_tokens": 15}},
     )
 
 
@@ -108,9 +104,7 @@ def test_staff_with_view_permission_only_cannot_reprocess(client, db, failed_job
     response = client.get(reverse(CHANGELIST))
     assert failed_job.id in listed(response)
     assert "reprocess_resume" not in response.content.decode()
-    response = client.post(
-        reverse("admin:fitting_fittingresult_reprocess", args=[failed_job.id]), {"restart": "0"}
-    )
+    response = client.post(reverse("admin:fitting_fittingresult_reprocess", args=[failed_job.id]), {"restart": "0"})
     assert response.status_code == 403
     failed_job.refresh_from_db()
     assert failed_job.attempt == 1
@@ -153,9 +147,7 @@ def test_search_finds_a_job_by_its_id_or_a_prefix(staff_client, user, photo, cat
 def test_search_finds_jobs_by_username_email_and_message(staff_client, user, other_user, photo, catalogue):
     other_user.email = "bob@example.com"
     other_user.save()
-    alice = make_job(
-        user, photo, catalogue["top"], status=Status.COMPLETED, llm_message="네이비 티셔츠가 멋져요 ✨"
-    )
+    alice = make_job(user, photo, catalogue["top"], status=Status.COMPLETED, llm_message="네이비 티셔츠가 멋져요 ✨")
     bob = make_job(other_user, photo, catalogue["top"])
     assert listed(staff_client.get(reverse(CHANGELIST), {"q": "alice"})) == {alice.id}
     assert listed(staff_client.get(reverse(CHANGELIST), {"q": "bob@example"})) == {bob.id}
@@ -165,9 +157,7 @@ def test_search_finds_jobs_by_username_email_and_message(staff_client, user, oth
 
 def test_filters_by_status_failed_step_and_engine(staff_client, user, photo, catalogue):
     at_top = make_job(user, photo, catalogue["top"], failed_step="top")
-    at_bottom = make_job(
-        user, photo, catalogue["top"], catalogue["bottom"], failed_step="bottom", done=["top"]
-    )
+    at_bottom = make_job(user, photo, catalogue["top"], catalogue["bottom"], failed_step="bottom", done=["top"])
     timed_out = make_job(
         user,
         photo,
@@ -236,9 +226,7 @@ def test_detail_page_of_a_completed_job_has_no_reprocess_buttons(staff_client, u
 
 def test_jobs_cannot_be_added_or_deleted(staff_client, failed_job):
     assert staff_client.get(reverse("admin:fitting_fittingresult_add")).status_code == 403
-    response = staff_client.post(
-        reverse("admin:fitting_fittingresult_delete", args=[failed_job.id]), {"post": "yes"}
-    )
+    response = staff_client.post(reverse("admin:fitting_fittingresult_delete", args=[failed_job.id]), {"post": "yes"})
     assert response.status_code == 403
     assert FittingResult.objects.filter(id=failed_job.id).exists()
 
@@ -256,9 +244,7 @@ def messages_of(response) -> list[str]:
     return [str(m) for m in response.context["messages"]]
 
 
-def test_resume_action_reprocesses_from_the_failed_step(
-    staff_client, failed_job, django_capture_on_commit_callbacks
-):
+def test_resume_action_reprocesses_from_the_failed_step(staff_client, failed_job, django_capture_on_commit_callbacks):
     top_row = failed_job.images.get(step="top")
     with django_capture_on_commit_callbacks(execute=True):
         response = run_action(staff_client, "reprocess_resume", failed_job)
@@ -294,9 +280,7 @@ def test_actions_skip_jobs_that_are_not_failed_or_timed_out(staff_client, failed
     found = messages_of(response)
     assert found[0] == "2 jobs reprocessed, resuming from the failed step."
     assert found[1].startswith("2 jobs skipped: only failed or timed-out jobs can be reprocessed")
-    assert (
-        f"{str(running.id)[:8]} processing" in found[1] and f"{str(completed.id)[:8]} completed" in found[1]
-    )
+    assert f"{str(running.id)[:8]} processing" in found[1] and f"{str(completed.id)[:8]} completed" in found[1]
     statuses = dict(FittingResult.objects.values_list("id", "status"))
     assert statuses == {
         failed_job.id: "processing",

@@ -74,23 +74,40 @@ def test_relative_photo_url_is_accepted(api, photo, catalogue):
     ("make_body", "code", "field"),
     [
         (lambda p, c: {"items": [{"itemId": c["top"].id, "category": "top"}]}, "PHOTO_REQUIRED", "userPhotoUrl"),
-        (lambda p, c: body(p, c["top"], userPhotoUrl="http://testserver/media/photos/nope.jpg"),
-         "PHOTO_REQUIRED", "userPhotoUrl"),
+        (
+            lambda p, c: body(p, c["top"], userPhotoUrl="http://testserver/media/photos/nope.jpg"),
+            "PHOTO_REQUIRED",
+            "userPhotoUrl",
+        ),
         (lambda p, c: body(p, c["top"], userPhotoUrl=""), "PHOTO_REQUIRED", "userPhotoUrl"),
         (lambda p, c: body(p), "INSUFFICIENT_ITEMS", "items"),
         (lambda p, c: {"userPhotoUrl": p.image.url}, "INSUFFICIENT_ITEMS", "items"),
         (lambda p, c: body(p, c["top"], c["bottom"], c["outer"], make_item("top")), "TOO_MANY_ITEMS", "items"),
         (lambda p, c: body(p, c["top"], make_item("top")), "DUPLICATE_CATEGORY", "items[1].category"),
-        (lambda p, c: {"userPhotoUrl": p.image.url, "items": [{"itemId": c["top"].id, "category": "hat"}]},
-         "INVALID_CATEGORY", "items[0].category"),
-        (lambda p, c: {"userPhotoUrl": p.image.url, "items": [{"itemId": c["top"].id, "category": "bottom"}]},
-         "INVALID_CATEGORY", "items[0].category"),
-        (lambda p, c: {"userPhotoUrl": p.image.url, "items": [{"itemId": 999999, "category": "top"}]},
-         "INVALID_ITEM_ID", "items[0].itemId"),
+        (
+            lambda p, c: {"userPhotoUrl": p.image.url, "items": [{"itemId": c["top"].id, "category": "hat"}]},
+            "INVALID_CATEGORY",
+            "items[0].category",
+        ),
+        (
+            lambda p, c: {"userPhotoUrl": p.image.url, "items": [{"itemId": c["top"].id, "category": "bottom"}]},
+            "INVALID_CATEGORY",
+            "items[0].category",
+        ),
+        (
+            lambda p, c: {"userPhotoUrl": p.image.url, "items": [{"itemId": 999999, "category": "top"}]},
+            "INVALID_ITEM_ID",
+            "items[0].itemId",
+        ),
         (lambda p, c: body(p, make_item("top", active=False)), "INVALID_ITEM_ID", "items[0].itemId"),
-        (lambda p, c: {"userPhotoUrl": p.image.url,
-                       "items": [{"itemId": c["top"].id, "category": "top", "imageUrl": c["bottom"].image.url}]},
-         "INVALID_ITEM_ID", "items[0].imageUrl"),
+        (
+            lambda p, c: {
+                "userPhotoUrl": p.image.url,
+                "items": [{"itemId": c["top"].id, "category": "top", "imageUrl": c["bottom"].image.url}],
+            },
+            "INVALID_ITEM_ID",
+            "items[0].imageUrl",
+        ),
     ],
 )
 def test_each_validation_code(api, photo, catalogue, make_body, code, field):
@@ -107,13 +124,16 @@ def test_validation_codes_come_in_the_seeds_order(api, photo, catalogue, other_u
         "items": [{"itemId": 999999, "category": "hat"}] * 4,
     }
     assert_error(post(api, everything_wrong), 400, "PHOTO_REQUIRED")
-    assert_error(post(api, {**everything_wrong, "userPhotoUrl": photo.image.url, "items": []}),
-                 400, "INSUFFICIENT_ITEMS")
+    assert_error(
+        post(api, {**everything_wrong, "userPhotoUrl": photo.image.url, "items": []}), 400, "INSUFFICIENT_ITEMS"
+    )
     assert_error(post(api, {**everything_wrong, "userPhotoUrl": photo.image.url}), 400, "TOO_MANY_ITEMS")
     two_hats = {"userPhotoUrl": photo.image.url, "items": [{"itemId": 999999, "category": "hat"}] * 2}
     assert_error(post(api, two_hats), 400, "DUPLICATE_CATEGORY")
-    hat_and_missing = {"userPhotoUrl": photo.image.url,
-                       "items": [{"itemId": 999999, "category": "top"}, {"itemId": dup.id, "category": "hat"}]}
+    hat_and_missing = {
+        "userPhotoUrl": photo.image.url,
+        "items": [{"itemId": 999999, "category": "top"}, {"itemId": dup.id, "category": "hat"}],
+    }
     assert_error(post(api, hat_and_missing), 400, "INVALID_CATEGORY")
     missing = {"userPhotoUrl": photo.image.url, "items": [{"itemId": 999999, "category": "top"}]}
     assert_error(post(api, missing), 400, "INVALID_ITEM_ID")
@@ -155,21 +175,30 @@ def test_unsupported_content_type(api):
 
 def test_anonymous_requests_are_refused():
     client = APIClient()
-    for method, url in [("get", URL), ("post", URL), ("get", "/api/items"), ("get", "/api/users/me/photos"),
-                        ("get", f"{URL}/{uuid.uuid4()}")]:
+    for method, url in [
+        ("get", URL),
+        ("post", URL),
+        ("get", "/api/items"),
+        ("get", "/api/users/me/photos"),
+        ("get", f"{URL}/{uuid.uuid4()}"),
+    ]:
         assert_error(getattr(client, method)(url), 401, "NOT_AUTHENTICATED")
 
 
 def test_token_auth(client, user, photo, catalogue):
-    response = client.post("/api/auth/token", {"username": "alice", "password": "pw-for-tests-123"},
-                           content_type="application/json")
+    response = client.post(
+        "/api/auth/token", {"username": "alice", "password": "pw-for-tests-123"}, content_type="application/json"
+    )
     assert response.status_code == 200
     token = response.json()["token"]
-    response = client.post(URL, json.dumps(body(photo, catalogue["top"])), content_type="application/json",
-                           headers={"Authorization": f"Token {token}"})
+    response = client.post(
+        URL,
+        json.dumps(body(photo, catalogue["top"])),
+        content_type="application/json",
+        headers={"Authorization": f"Token {token}"},
+    )
     assert response.status_code == 202
-    bad = client.post("/api/auth/token", {"username": "alice", "password": "wrong"},
-                      content_type="application/json")
+    bad = client.post("/api/auth/token", {"username": "alice", "password": "wrong"}, content_type="application/json")
     assert_error(bad, 400, "INVALID_CREDENTIALS")
 
 

@@ -105,8 +105,7 @@ def test_keys_are_per_user_and_expire(api, photo, catalogue, other_user):
 
 
 def test_invalid_request_with_a_key_writes_nothing(api, photo):
-    response = api.post(URL, {"userPhotoUrl": photo.image.url, "items": []}, format="json",
-                        HTTP_IDEMPOTENCY_KEY="k")
+    response = api.post(URL, {"userPhotoUrl": photo.image.url, "items": []}, format="json", HTTP_IDEMPOTENCY_KEY="k")
     assert response.json()["error"]["code"] == "INSUFFICIENT_ITEMS"
     assert FittingResult.objects.count() == 0
 

@@ -377,9 +377,7 @@ def test_post_is_405(user, job):
     assert_error(response, 405, "METHOD_NOT_ALLOWED")
 
 
-def test_a_client_that_goes_away_ends_the_stream_quietly(
-    user, job, fast_stream, caplog, request_thread_connections
-):
+def test_a_client_that_goes_away_ends_the_stream_quietly(user, job, fast_stream, caplog, request_thread_connections):
     """The ASGI server reports the disconnect: the stream stops polling and nothing is logged."""
     from config.asgi import application
 
@@ -402,9 +400,17 @@ def test_a_client_that_goes_away_ends_the_stream_quietly(
             first_body.set()
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": events_url(job.id), "raw_path": events_url(job.id).encode(),
-        "query_string": b"", "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": events_url(job.id),
+        "raw_path": events_url(job.id).encode(),
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
         "headers": [(b"host", b"testserver"), (b"authorization", token.encode())],
     }
 
@@ -458,10 +464,13 @@ def test_stream_from_uvicorn_follows_a_job_run_by_a_qcluster(tmp_path):
         stack.start_cluster()
         with stack.client() as client:
             chosen = {item["category"]: item for item in client.get("/api/items").json()}
-            response = client.post("/api/virtual-fitting", json={
-                "userPhotoUrl": stack.photo_url,
-                "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
-            })
+            response = client.post(
+                "/api/virtual-fitting",
+                json={
+                    "userPhotoUrl": stack.photo_url,
+                    "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
+                },
+            )
             assert response.status_code == 202, response.text
             job_id = response.json()["jobId"]
 
@@ -483,7 +492,9 @@ def test_stream_from_uvicorn_follows_a_job_run_by_a_qcluster(tmp_path):
     assert last == final
     assert last["status"] == "completed"
     assert [(s["category"], s["status"]) for s in last["steps"]] == [
-        ("top", "completed"), ("bottom", "completed"), ("outer", "completed"),
+        ("top", "completed"),
+        ("bottom", "completed"),
+        ("outer", "completed"),
     ]
     assert all(s["imageUrl"] for s in last["steps"]) and last["resultImageUrl"] and last["llmMessage"]
     seen_steps = [j["currentStep"] for j in jobs if j["currentStep"]]
@@ -500,17 +511,25 @@ def test_every_step_arrives_live_with_its_image(tmp_path):
     fake = FakeGemini().start()
     fake.script_image(delay(1), delay(1), delay(1))
     fake.script_text(delay(1))  # so the last step's image is seen before the job completes
-    stack = Stack(tmp_path, FITTING_ENGINE="gemini", GEMINI_API_KEY="test-key", GEMINI_BASE_URL=fake.base_url,
-                  FITTING_EVENTS_POLL="0.1").prepare()
+    stack = Stack(
+        tmp_path,
+        FITTING_ENGINE="gemini",
+        GEMINI_API_KEY="test-key",
+        GEMINI_BASE_URL=fake.base_url,
+        FITTING_EVENTS_POLL="0.1",
+    ).prepare()
     try:
         stack.start_web()
         stack.start_cluster()
         with stack.client() as client:
             chosen = {item["category"]: item for item in client.get("/api/items").json()}
-            job_id = client.post("/api/virtual-fitting", json={
-                "userPhotoUrl": stack.photo_url,
-                "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
-            }).json()["jobId"]
+            job_id = client.post(
+                "/api/virtual-fitting",
+                json={
+                    "userPhotoUrl": stack.photo_url,
+                    "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
+                },
+            ).json()["jobId"]
             events = [e.data for e in read_stream(client, events_url(job_id)) if e.kind == "job"]
     finally:
         stack.stop()

@@ -99,9 +99,7 @@ def test_three_steps_each_start_from_the_previous_output(engine, fake_gemini, se
         for earlier in range(k):
             xy = marker_centre(earlier, answered, PERSON_SIZE)
             assert close_to(person.convert("RGB").getpixel(xy), fg.marker_color(earlier))
-        assert not close_to(
-            person.convert("RGB").getpixel(marker_centre(k, answered, PERSON_SIZE)), fg.marker_color(k)
-        )
+        assert not close_to(person.convert("RGB").getpixel(marker_centre(k, answered, PERSON_SIZE)), fg.marker_color(k))
     for k in range(3):
         assert close_to(current.getpixel(marker_centre(k, answered, PERSON_SIZE)), fg.marker_color(k))
 

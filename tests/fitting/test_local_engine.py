@@ -219,9 +219,7 @@ def test_white_background_of_a_product_photo_is_not_pasted():
     garment = red_disc_on_white()
     after = (
         LocalEngine()
-        .apply_garment(
-            person=grey_person(), garment=garment, category="top", canvas_size=(600, 900), timeout=30
-        )
+        .apply_garment(person=grey_person(), garment=garment, category="top", canvas_size=(600, 900), timeout=30)
         .image
     )
     assert_only_the_disc_was_pasted(after)
@@ -234,9 +232,7 @@ def test_an_rgba_garment_keeps_its_alpha():
     ImageDraw.Draw(garment).ellipse((50, 50, 350, 350), fill=(220, 20, 30, 255))
     after = (
         LocalEngine()
-        .apply_garment(
-            person=grey_person(), garment=garment, category="top", canvas_size=(600, 900), timeout=30
-        )
+        .apply_garment(person=grey_person(), garment=garment, category="top", canvas_size=(600, 900), timeout=30)
         .image
     )
     assert_only_the_disc_was_pasted(after)
@@ -263,9 +259,7 @@ def test_no_time_left_raises_deadline_exceeded():
             timeout=0,
         )
     with pytest.raises(DeadlineExceeded):
-        LocalEngine().write_message(
-            image=drawn_person(), garments=[("top", demo("top_navy_tshirt.png"))], timeout=-1
-        )
+        LocalEngine().write_message(image=drawn_person(), garments=[("top", demo("top_navy_tshirt.png"))], timeout=-1)
 
 
 # --- the message ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from PIL import Image
 from fitting.models import FittingResult, FittingResultImage
 from fitting.pipeline import run_job
 from fitting.services import RequestedItem, fitting_start
-from fitting.tasks import sweep_expired, sweep_fittings, requeue_lost
+from fitting.tasks import requeue_lost, sweep_expired, sweep_fittings
 from tests.factories import make_item
 
 
@@ -137,7 +137,8 @@ def test_sweep_ends_a_job_whose_worker_died(user, photo, catalogue, settings):
     job = start(user, photo, catalogue["top"], catalogue["bottom"])
     # The worker claimed it, finished top, was in bottom, then died.
     FittingResult.objects.filter(id=job.id).update(
-        started_at=timezone.now(), current_step="bottom",
+        started_at=timezone.now(),
+        current_step="bottom",
         deadline_at=timezone.now() - timedelta(seconds=settings.FITTING_SWEEP_GRACE + 1),
     )
     fresh = start(user, photo, catalogue["top"])  # inside its deadline: untouched

@@ -15,7 +15,8 @@ from tests.fakegemini import bad_image, block, delay, fail, marker_box, marker_c
 
 def start(user, photo, *items) -> FittingResult:
     job, _ = fitting_start(
-        user=user, photo_url=photo.image.url,
+        user=user,
+        photo_url=photo.image.url,
         items=[RequestedItem(item_id=i.id, category=i.category) for i in items],
     )
     return job
@@ -64,7 +65,7 @@ def test_each_step_starts_from_the_previous_output(fake_gemini, user, photo, cat
     for k, call in enumerate(calls):
         assert call.model == settings.GEMINI_IMAGE_MODEL
         assert call.headers["x-goog-api-key"] == "test-key"
-        person, garment, canvas = call.images
+        person, _garment, canvas = call.images
         assert person.size == size and canvas.size == size
         for earlier in range(k):  # step k received every earlier step's marker
             assert_marker(person, earlier, size)
@@ -86,8 +87,12 @@ def test_failure_at_the_second_step_keeps_the_first(fake_gemini, user, photo, ca
 
 @pytest.mark.parametrize(
     ("behaviour", "code"),
-    [(block("IMAGE_SAFETY"), "ENGINE_BLOCKED"), (text_only(), "ENGINE_NO_IMAGE"),
-     (bad_image(), "ENGINE_BAD_IMAGE"), (fail(500), "ENGINE_UNAVAILABLE")],
+    [
+        (block("IMAGE_SAFETY"), "ENGINE_BLOCKED"),
+        (text_only(), "ENGINE_NO_IMAGE"),
+        (bad_image(), "ENGINE_BAD_IMAGE"),
+        (fail(500), "ENGINE_UNAVAILABLE"),
+    ],
 )
 def test_engine_outcomes_are_stored_on_the_job(fake_gemini, user, photo, catalogue, behaviour, code):
     fake_gemini.script_image(*[behaviour] * 10)

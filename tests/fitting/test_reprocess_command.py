@@ -93,10 +93,7 @@ def test_selects_failed_and_timed_out_jobs_oldest_failure_first(jobs):
         str(jobs["old"].id),
     ]
     failed = job_lines(output)[str(jobs["failed"].id)]
-    assert (
-        failed
-        == f"{jobs['failed'].id} failed failed_step=bottom code=ENGINE_REJECTED -> would resume from bottom"
-    )
+    assert failed == f"{jobs['failed'].id} failed failed_step=bottom code=ENGINE_REJECTED -> would resume from bottom"
     assert job_lines(output)[str(jobs["timeout"].id)].endswith(
         "timeout failed_step=top code=TIMEOUT -> would resume from top"
     )
@@ -107,9 +104,7 @@ def test_status_since_and_limit_narrow_the_selection(jobs):
     assert set(job_lines(reprocess("--dry-run", "--status", "timeout"))) == ids(jobs["timeout"])
     assert set(job_lines(reprocess("--dry-run", "--status", "failed"))) == ids(jobs["failed"], jobs["old"])
     assert set(job_lines(reprocess("--dry-run", "--since", "2"))) == ids(jobs["failed"], jobs["timeout"])
-    assert set(job_lines(reprocess("--dry-run", "--since", "6"))) == ids(
-        jobs["failed"], jobs["timeout"], jobs["old"]
-    )
+    assert set(job_lines(reprocess("--dry-run", "--since", "6"))) == ids(jobs["failed"], jobs["timeout"], jobs["old"])
     # oldest failure first: the job that ended first
     assert set(job_lines(reprocess("--dry-run", "--limit", "1"))) == ids(jobs["failed"])
     assert set(job_lines(reprocess("--dry-run", "--limit", "2", "--status", "failed"))) == ids(
@@ -189,9 +184,7 @@ def test_sync_runs_the_jobs_here_on_the_local_engine(jobs):
 def failed_at_bottom(fake_gemini, user, photo, catalogue):
     """A three-step job that really ran and failed at bottom: top's image is stored."""
     fake_gemini.script_image(ok(), fail(400, "bad garment"))
-    job = make_job(
-        user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"], status=Status.PROCESSING
-    )
+    job = make_job(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"], status=Status.PROCESSING)
     run_job(job_id=str(job.id), attempt=1)
     job.refresh_from_db()
     assert (job.status, job.failed_step, job.error_code) == ("failed", "bottom", "ENGINE_REJECTED")
@@ -209,8 +202,7 @@ def test_sync_resume_makes_only_the_remaining_engine_calls(fake_gemini, failed_a
     top_row = job.images.get(step="top")
     output = reprocess(str(job.id), "--sync")
     assert job_lines(output)[str(job.id)] == (
-        f"{job.id} failed failed_step=bottom code=ENGINE_REJECTED"
-        " -> resumed from bottom, completed as attempt 2"
+        f"{job.id} failed failed_step=bottom code=ENGINE_REJECTED -> resumed from bottom, completed as attempt 2"
     )
     assert summary(output) == "1 reprocessed, 1 completed, 0 failed again, 0 skipped, 0 not found"
     assert steps_asked(fake_gemini.image_requests[2:]) == ["bottom", "outer"]

@@ -13,8 +13,9 @@ from users.models import UserImage
 
 
 def finished_job(user, photo, item):
-    job, _ = fitting_start(user=user, photo_url=photo.image.url,
-                           items=[RequestedItem(item_id=item.id, category=item.category)])
+    job, _ = fitting_start(
+        user=user, photo_url=photo.image.url, items=[RequestedItem(item_id=item.id, category=item.category)]
+    )
     run_job(job_id=str(job.id), attempt=1)
     return FittingResult.objects.get(id=job.id)
 
@@ -24,8 +25,9 @@ def age(model, days, **filters):
     model.objects.filter(**filters).update(**{field: timezone.now() - timedelta(days=days)})
 
 
-def test_old_jobs_and_photos_go_and_their_files_with_them(user, catalogue, settings,
-                                                          django_capture_on_commit_callbacks):
+def test_old_jobs_and_photos_go_and_their_files_with_them(
+    user, catalogue, settings, django_capture_on_commit_callbacks
+):
     settings.FITTING_RETENTION_DAYS = 30
     old_photo, new_photo = make_photo(user), make_photo(user)
     old_job = finished_job(user, old_photo, catalogue["top"])
@@ -44,8 +46,9 @@ def test_old_jobs_and_photos_go_and_their_files_with_them(user, catalogue, setti
 
 
 def test_jobs_in_progress_are_never_touched(user, photo, catalogue):
-    job, _ = fitting_start(user=user, photo_url=photo.image.url,
-                           items=[RequestedItem(item_id=catalogue["top"].id, category="top")])
+    job, _ = fitting_start(
+        user=user, photo_url=photo.image.url, items=[RequestedItem(item_id=catalogue["top"].id, category="top")]
+    )
     age(UserImage, 400, id=photo.id)
     FittingResult.objects.filter(id=job.id).update(created_at=timezone.now() - timedelta(days=400))
     call_command("purge_expired", stdout=StringIO())
@@ -65,8 +68,9 @@ def test_dry_run_deletes_nothing(user, photo, catalogue):
 def test_shared_files_of_cached_results_stay(user, photo, catalogue, settings, django_capture_on_commit_callbacks):
     settings.FITTING_RESULT_CACHE = True
     first = finished_job(user, photo, catalogue["top"])
-    second, _ = fitting_start(user=user, photo_url=photo.image.url,
-                              items=[RequestedItem(item_id=catalogue["top"].id, category="top")])
+    second, _ = fitting_start(
+        user=user, photo_url=photo.image.url, items=[RequestedItem(item_id=catalogue["top"].id, category="top")]
+    )
     assert second.cached
     age(FittingResult, 100, id=first.id)
     with django_capture_on_commit_callbacks(execute=True):

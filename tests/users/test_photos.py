@@ -4,8 +4,8 @@ import zlib
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.test import APIClient
 from PIL import Image
+from rest_framework.test import APIClient
 
 from tests.factories import image_bytes
 from users.models import UserImage
@@ -25,9 +25,7 @@ def stored_image(photo_id: int) -> Image.Image:
     return image
 
 
-@pytest.mark.parametrize(
-    ("fmt", "name"), [("JPEG", "a.jpg"), ("PNG", "a.png"), ("WEBP", "a.webp"), ("HEIF", "a.heic")]
-)
+@pytest.mark.parametrize(("fmt", "name"), [("JPEG", "a.jpg"), ("PNG", "a.png"), ("WEBP", "a.webp"), ("HEIF", "a.heic")])
 def test_upload_formats(api, fmt, name):
     response = upload(api, image_bytes((40, 60), fmt=fmt), name=name)
     assert response.status_code == 201, response.content
@@ -52,7 +50,7 @@ def test_exif_orientation_is_applied(api):
     stored = stored_image(response.json()["id"])
     assert stored.size == (40, 60)
     assert stored.getexif().get(0x0112) in (None, 1)  # no orientation left to apply
-    red, green, blue = stored.convert("RGB").getpixel((20, 3))  # orientation 6 puts the left strip on top
+    red, _green, blue = stored.convert("RGB").getpixel((20, 3))  # orientation 6 puts the left strip on top
     assert red > 200 and blue < 60
 
 
@@ -77,6 +75,7 @@ def test_byte_limit(api, settings):
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A tiny PNG that claims an enormous size: a decompression bomb's header."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -124,7 +123,9 @@ def test_missing_file_field(api):
     response = api.post(URL, {"other": "x"}, format="multipart")
     assert response.status_code == 400
     assert response.json()["error"] == {
-        "code": "VALIDATION_ERROR", "message": response.json()["error"]["message"], "field": "image"
+        "code": "VALIDATION_ERROR",
+        "message": response.json()["error"]["message"],
+        "field": "image",
     }
 
 

@@ -60,9 +60,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "job_ids", nargs="*", metavar="JOB_ID", help="only these jobs (full ids; before --status)"
-        )
+        parser.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="only these jobs (full ids; before --status)")
         parser.add_argument(
             "--status",
             nargs="+",
@@ -73,9 +71,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--since", type=_positive(float), metavar="HOURS", help="only jobs created in the last HOURS"
         )
-        parser.add_argument(
-            "--limit", type=_positive(int), metavar="N", help="at most N jobs, oldest failure first"
-        )
+        parser.add_argument("--limit", type=_positive(int), metavar="N", help="at most N jobs, oldest failure first")
         parser.add_argument(
             "--restart", action="store_true", help="start from the first step, dropping the step images"
         )
