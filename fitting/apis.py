@@ -195,6 +195,7 @@ class FittingListCreateApi(APIView):
         return [FittingStartThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(
+        operation_id="virtual_fitting_list",
         parameters=[OpenApiParameter("page", int, description="1-based page number")],
         responses={
             200: inline_serializer(

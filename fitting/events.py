@@ -6,7 +6,7 @@ job changes, found by polling the database. The stream ends right after an event
 terminal status, or after ``FITTING_EVENTS_MAX_DURATION`` seconds; while nothing changes a
 comment line keeps proxies from closing an idle connection.
 
-Settings (read with defaults, all in seconds): ``FITTING_EVENTS_POLL`` (0.5),
+Settings (seconds, from the environment): ``FITTING_EVENTS_POLL`` (0.5),
 ``FITTING_EVENTS_HEARTBEAT`` (15), ``FITTING_EVENTS_MAX_DURATION`` (``FITTING_JOB_TIMEOUT`` + 120).
 """
 

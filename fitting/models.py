@@ -124,6 +124,12 @@ class FittingResult(models.Model):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    def first_unfinished_step(self) -> str | None:
+        """The first step (in step order) without a stored image: where a resumed attempt starts."""
+        finished = {image.step for image in self.images.all()}
+        steps = sorted((item.category for item in self.items.all()), key=STEP_ORDER.index)
+        return next((step for step in steps if step not in finished), None)
+
 
 class FittingResultItem(models.Model):
     """A garment of a job, with its category and its place in the step order."""

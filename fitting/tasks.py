@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from fitting.models import STEP_ORDER, FittingResult, Status
+from fitting.models import FittingResult, Status
 from fitting.services import enqueue_run
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def sweep_expired() -> int:
     )
     count = 0
     for job in expired:
-        step = job.current_step or _first_unfinished_step(job)
+        step = job.current_step or job.first_unfinished_step()
         count += FittingResult.objects.filter(id=job.id, attempt=job.attempt, status=Status.PROCESSING).update(
             status=Status.TIMEOUT,
             current_step=None,
@@ -58,12 +58,6 @@ def sweep_expired() -> int:
     if count:
         logger.warning("sweep: %s job(s) ended as timeout", count)
     return count
-
-
-def _first_unfinished_step(job: FittingResult) -> str | None:
-    finished = {image.step for image in job.images.all()}
-    steps = sorted((i.category for i in job.items.all()), key=STEP_ORDER.index)
-    return next((s for s in steps if s not in finished), None)
 
 
 def requeue_lost() -> int:

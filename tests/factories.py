@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 import itertools
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.utils import timezone
 from PIL import Image, ImageDraw
 
 from fitting import images
-from fitting.models import Item
+from fitting.engines import engine_identity
+from fitting.models import STEP_ORDER, FittingResult, FittingResultImage, FittingResultItem, Item, Status
+from fitting.pipeline import run_job
+from fitting.services import RequestedItem, fitting_start
 from users.models import UserImage
 
 _counter = itertools.count(1)
@@ -48,3 +53,52 @@ def make_item(category: str = "top", name: str | None = None, color=(30, 40, 120
     item.image.save("item.png", ContentFile(data), save=False)
     item.save()
     return item
+
+
+def start_job(user, photo, *items) -> FittingResult:
+    """A job started through the service, as the API does (enqueued on commit)."""
+    job, _ = fitting_start(
+        user=user,
+        photo_url=photo.image.url,
+        items=[RequestedItem(item_id=i.id, category=i.category) for i in items],
+    )
+    return job
+
+
+def run_now(job: FittingResult) -> FittingResult:
+    """Run the job's current attempt inline, as a worker would, and read it back."""
+    run_job(job_id=str(job.id), attempt=job.attempt)
+    return FittingResult.objects.get(id=job.id)
+
+
+def make_job(owner, photo, *items, status=Status.FAILED, failed_step=None, done=(), **fields) -> FittingResult:
+    """A job row as the pipeline leaves it, with a stored image for each step in ``done``."""
+    identity = engine_identity()
+    now = timezone.now()
+    terminal = status != Status.PROCESSING
+    defaults = {
+        "engine": identity.name,
+        "model": identity.model,
+        "prompt_version": identity.prompt_version,
+        "deadline_at": now + timedelta(minutes=5),
+        "started_at": now - timedelta(seconds=12) if terminal else None,
+        "finished_at": now if terminal else None,
+        "error_code": "ENGINE_REJECTED" if status == Status.FAILED else "",
+        "error_message": "fake error 400: bad garment" if status == Status.FAILED else "",
+    }
+    created_at = fields.pop("created_at", None)
+    job = FittingResult.objects.create(
+        owner=owner, user_image=photo, status=status, failed_step=failed_step, **{**defaults, **fields}
+    )
+    if created_at is not None:
+        FittingResult.objects.filter(id=job.id).update(created_at=created_at)
+        job.refresh_from_db()
+    ordered = sorted(items, key=lambda i: STEP_ORDER.index(i.category))
+    for order, item in enumerate(ordered, start=1):
+        FittingResultItem.objects.create(job=job, item=item, category=item.category, order=order)
+    for step in done:
+        row = FittingResultImage(job=job, step=step, width=photo.width, height=photo.height)
+        picture = Image.new("RGB", (photo.width, photo.height), (90, 120, 200))
+        row.image.save(f"{step}.jpg", ContentFile(images.encode_result(picture)), save=False)
+        row.save()
+    return job

@@ -51,11 +51,9 @@ def test_error_messages_follow_accept_language(api, photo, language, expected):
 
 def test_job_error_message_is_translated_for_the_client(api, photo, catalogue):
     from fitting.models import FittingResult
-    from fitting.services import RequestedItem, fitting_start
+    from tests.factories import start_job
 
-    job, _ = fitting_start(
-        user=photo.owner, photo_url=photo.image.url, items=[RequestedItem(item_id=catalogue["top"].id, category="top")]
-    )
+    job = start_job(photo.owner, photo, catalogue["top"])
     FittingResult.objects.filter(id=job.id).update(
         status="failed", failed_step="top", error_code="ENGINE_BLOCKED", error_message="IMAGE_SAFETY"
     )

@@ -6,54 +6,18 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
-from PIL import Image
 
 from fitting import images
-from fitting.engines import engine_identity
-from fitting.models import STEP_ORDER, FittingResult, FittingResultImage, FittingResultItem, Item, Status
-from tests.factories import image_bytes, make_user
+from fitting.models import FittingResult, Item, Status
+from tests.factories import image_bytes, make_job, make_user
 
 CHANGELIST = "admin:fitting_fittingresult_changelist"
-
-
-def make_job(owner, photo, *items, status=Status.FAILED, failed_step=None, done=(), **fields) -> FittingResult:
-    """A job row as the pipeline leaves it, with a stored image for each step in ``done``."""
-    identity = engine_identity()
-    now = timezone.now()
-    terminal = status != Status.PROCESSING
-    defaults = {
-        "engine": identity.name,
-        "model": identity.model,
-        "prompt_version": identity.prompt_version,
-        "deadline_at": now + timedelta(minutes=5),
-        "started_at": now - timedelta(seconds=12) if terminal else None,
-        "finished_at": now if terminal else None,
-        "error_code": "ENGINE_REJECTED" if status == Status.FAILED else "",
-        "error_message": "fake error 400: bad garment" if status == Status.FAILED else "",
-    }
-    created_at = fields.pop("created_at", None)
-    job = FittingResult.objects.create(
-        owner=owner, user_image=photo, status=status, failed_step=failed_step, **{**defaults, **fields}
-    )
-    if created_at is not None:
-        FittingResult.objects.filter(id=job.id).update(created_at=created_at)
-        job.refresh_from_db()
-    ordered = sorted(items, key=lambda i: STEP_ORDER.index(i.category))
-    for order, item in enumerate(ordered, start=1):
-        FittingResultItem.objects.create(job=job, item=item, category=item.category, order=order)
-    for step in done:
-        row = FittingResultImage(job=job, step=step, width=photo.width, height=photo.height)
-        picture = Image.new("RGB", (photo.width, photo.height), (90, 120, 200))
-        row.image.save(f"{step}.jpg", ContentFile(images.encode_result(picture)), save=False)
-        row.save()
-    return job
 
 
 @pytest.fixture

@@ -28,15 +28,14 @@ from rest_framework.test import APIClient
 
 from fitting.models import STEP_ORDER, FittingResult
 from fitting.services import (
-    RequestedItem,
     fitting_claim,
     fitting_complete,
     fitting_fail,
-    fitting_start,
     fitting_step_finished,
     fitting_step_started,
 )
 from tests.e2e import Stack
+from tests.factories import start_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,13 +91,6 @@ class StreamReader:
 
 
 # --- jobs, moved on by the same services the pipeline uses --------------------------------
-def start_job(user, photo, items) -> FittingResult:
-    job, _ = fitting_start(
-        user=user,
-        photo_url=photo.image.url,
-        items=[RequestedItem(item_id=i.id, category=i.category) for i in items],
-    )
-    return job
 
 
 def claimed(job: FittingResult) -> FittingResult:
@@ -125,7 +117,7 @@ def token_headers(user) -> dict:
 
 @pytest.fixture
 def job(user, photo, catalogue) -> FittingResult:
-    return start_job(user, photo, [catalogue["top"], catalogue["bottom"]])
+    return start_job(user, photo, catalogue["top"], catalogue["bottom"])
 
 
 @pytest.fixture

@@ -13,23 +13,8 @@ from PIL import Image
 
 from fitting.models import FittingResult, FittingResultImage
 from fitting.pipeline import run_job
-from fitting.services import RequestedItem, fitting_start
 from fitting.tasks import requeue_lost, sweep_expired, sweep_fittings
-from tests.factories import make_item
-
-
-def start(user, photo, *items) -> FittingResult:
-    job, _ = fitting_start(
-        user=user,
-        photo_url=photo.image.url,
-        items=[RequestedItem(item_id=i.id, category=i.category) for i in items],
-    )
-    return job
-
-
-def run(job: FittingResult) -> FittingResult:
-    run_job(job_id=str(job.id), attempt=job.attempt)
-    return FittingResult.objects.get(id=job.id)
+from tests.factories import make_item, run_now, start_job
 
 
 def read(row: FittingResultImage) -> Image.Image:
@@ -40,7 +25,7 @@ def read(row: FittingResultImage) -> Image.Image:
 
 
 def test_three_steps_complete_in_fixed_order(user, photo, catalogue):
-    job = run(start(user, photo, catalogue["outer"], catalogue["bottom"], catalogue["top"]))
+    job = run_now(start_job(user, photo, catalogue["outer"], catalogue["bottom"], catalogue["top"]))
     assert job.status == "completed"
     assert job.current_step is None and job.failed_step is None
     assert job.started_at and job.finished_at and job.finished_at >= job.started_at
@@ -57,8 +42,8 @@ def test_three_steps_complete_in_fixed_order(user, photo, catalogue):
 
 
 def test_request_order_does_not_change_the_result(user, photo, catalogue):
-    one = run(start(user, photo, catalogue["top"], catalogue["bottom"]))
-    two = run(start(user, photo, catalogue["bottom"], catalogue["top"]))
+    one = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"]))
+    two = run_now(start_job(user, photo, catalogue["bottom"], catalogue["top"]))
     with one.images.get(step="final").image.open("rb") as a, two.images.get(step="final").image.open("rb") as b:
         assert a.read() == b.read()
 
@@ -66,7 +51,7 @@ def test_request_order_does_not_change_the_result(user, photo, catalogue):
 def test_unreadable_garment_at_second_step_keeps_the_first(user, photo, catalogue):
     bottom = catalogue["bottom"]
     bottom.image.save("broken.png", ContentFile(b"not an image at all"))
-    job = run(start(user, photo, catalogue["top"], bottom))
+    job = run_now(start_job(user, photo, catalogue["top"], bottom))
     assert job.status == "failed"
     assert job.failed_step == "bottom"
     assert job.current_step is None
@@ -78,29 +63,29 @@ def test_unreadable_garment_at_second_step_keeps_the_first(user, photo, catalogu
 
 def test_unreadable_photo_fails_the_first_step(user, photo, catalogue):
     photo.image.storage.delete(photo.image.name)
-    job = run(start(user, photo, catalogue["bottom"]))
+    job = run_now(start_job(user, photo, catalogue["bottom"]))
     assert (job.status, job.failed_step, job.error_code) == ("failed", "bottom", "PHOTO_UNREADABLE")
     assert job.images.count() == 0
 
 
 def test_past_deadline_ends_as_timeout_at_the_step_it_was_in(user, photo, catalogue):
-    job = start(user, photo, catalogue["top"], catalogue["bottom"])
+    job = start_job(user, photo, catalogue["top"], catalogue["bottom"])
     FittingResult.objects.filter(id=job.id).update(deadline_at=timezone.now() - timedelta(seconds=1))
-    job = run(job)
+    job = run_now(job)
     assert (job.status, job.failed_step, job.error_code) == ("timeout", "top", "TIMEOUT")
     assert job.finished_at is not None
 
 
 def test_redelivered_task_does_nothing(user, photo, catalogue):
-    job = run(start(user, photo, catalogue["top"], catalogue["bottom"]))
+    job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"]))
     finished_at = job.finished_at
-    job = run(job)  # the broker delivers the same task again
+    job = run_now(job)  # the broker delivers the same task again
     assert job.status == "completed" and job.finished_at == finished_at
     assert job.images.count() == 3
 
 
 def test_a_stale_attempt_does_not_run(user, photo, catalogue):
-    job = start(user, photo, catalogue["top"])
+    job = start_job(user, photo, catalogue["top"])
     run_job(job_id=str(job.id), attempt=job.attempt + 1)
     job.refresh_from_db()
     assert job.started_at is None and job.images.count() == 0
@@ -108,7 +93,7 @@ def test_a_stale_attempt_does_not_run(user, photo, catalogue):
 
 @pytest.mark.django_db(transaction=True)
 def test_double_delivery_at_once_runs_the_job_once(user, photo, catalogue):
-    job = start(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"])
+    job = start_job(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"])
     barrier = threading.Barrier(2)
     errors = []
 
@@ -134,14 +119,14 @@ def test_double_delivery_at_once_runs_the_job_once(user, photo, catalogue):
 
 # --- the sweep -----------------------------------------------------------------------------
 def test_sweep_ends_a_job_whose_worker_died(user, photo, catalogue, settings):
-    job = start(user, photo, catalogue["top"], catalogue["bottom"])
+    job = start_job(user, photo, catalogue["top"], catalogue["bottom"])
     # The worker claimed it, finished top, was in bottom, then died.
     FittingResult.objects.filter(id=job.id).update(
         started_at=timezone.now(),
         current_step="bottom",
         deadline_at=timezone.now() - timedelta(seconds=settings.FITTING_SWEEP_GRACE + 1),
     )
-    fresh = start(user, photo, catalogue["top"])  # inside its deadline: untouched
+    fresh = start_job(user, photo, catalogue["top"])  # inside its deadline: untouched
     assert sweep_fittings()["timedOut"] == 1
     job.refresh_from_db()
     assert (job.status, job.failed_step, job.current_step, job.error_code) == ("timeout", "bottom", None, "TIMEOUT")
@@ -151,18 +136,18 @@ def test_sweep_ends_a_job_whose_worker_died(user, photo, catalogue, settings):
 
 
 def test_sweep_within_grace_leaves_the_job(user, photo, catalogue):
-    job = start(user, photo, catalogue["top"])
+    job = start_job(user, photo, catalogue["top"])
     FittingResult.objects.filter(id=job.id).update(deadline_at=timezone.now() - timedelta(seconds=5))
     assert sweep_expired() == 0
 
 
 def test_sweep_enqueues_a_lost_job_again(user, photo, catalogue, settings):
-    job = start(user, photo, catalogue["top"])
+    job = start_job(user, photo, catalogue["top"])
     OrmQ.objects.all().delete()  # the message was lost (e.g. Redis restarted)
     FittingResult.objects.filter(id=job.id).update(
         enqueued_at=timezone.now() - timedelta(seconds=settings.FITTING_REQUEUE_AFTER + 1)
     )
-    started = start(user, photo, catalogue["top"])
+    started = start_job(user, photo, catalogue["top"])
     FittingResult.objects.filter(id=started.id).update(
         started_at=timezone.now(), enqueued_at=timezone.now() - timedelta(hours=1)
     )
@@ -170,11 +155,11 @@ def test_sweep_enqueues_a_lost_job_again(user, photo, catalogue, settings):
     assert requeue_lost() == 1
     assert [q.task["args"] for q in OrmQ.objects.all()] == [(str(job.id), 1)]
     assert requeue_lost() == 0  # enqueued_at moved: not again until it is stale again
-    assert run(job).status == "completed"
+    assert run_now(job).status == "completed"
 
 
 def test_sweep_does_not_requeue_past_the_deadline(user, photo, catalogue, settings):
-    job = start(user, photo, catalogue["top"])
+    job = start_job(user, photo, catalogue["top"])
     OrmQ.objects.all().delete()
     FittingResult.objects.filter(id=job.id).update(
         enqueued_at=timezone.now() - timedelta(seconds=settings.FITTING_REQUEUE_AFTER + 1),
@@ -194,10 +179,10 @@ def test_sweep_schedule_exists_once(db):
 
 def test_inactive_item_after_start_still_runs(user, photo, catalogue):
     top = make_item("top")
-    job = start(user, photo, top)
+    job = start_job(user, photo, top)
     top.is_active = False
     top.save()
-    assert run(job).status == "completed"
+    assert run_now(job).status == "completed"
 
 
 # --- reprocess ------------------------------------------------------------------------------
@@ -207,7 +192,7 @@ def test_reprocess_resumes_after_the_last_finished_step(user, photo, catalogue):
     bottom = catalogue["bottom"]
     good = bottom.image.name
     bottom.image.save("broken.png", ContentFile(b"broken"))
-    job = run(start(user, photo, catalogue["top"], bottom))
+    job = run_now(start_job(user, photo, catalogue["top"], bottom))
     top_row = job.images.get(step="top")
     assert job.failed_step == "bottom"
     bottom.image.name = good  # the catalogue is fixed
@@ -215,7 +200,7 @@ def test_reprocess_resumes_after_the_last_finished_step(user, photo, catalogue):
     job = fitting_reprocess(job=job, enqueue=False)
     assert (job.status, job.attempt, job.failed_step, job.error_code) == ("processing", 2, None, "")
     assert job.deadline_at > timezone.now()
-    job = run(job)
+    job = run_now(job)
     assert job.status == "completed", job.error_message
     assert job.images.get(step="top").id == top_row.id  # the first step was not redone
     assert sorted(job.images.values_list("step", flat=True)) == ["bottom", "final", "top"]
@@ -224,11 +209,11 @@ def test_reprocess_resumes_after_the_last_finished_step(user, photo, catalogue):
 def test_reprocess_restart_redoes_every_step(user, photo, catalogue):
     from fitting.services import fitting_reprocess
 
-    job = start(user, photo, catalogue["top"])
+    job = start_job(user, photo, catalogue["top"])
     FittingResult.objects.filter(id=job.id).update(deadline_at=timezone.now())
-    job = run(job)
+    job = run_now(job)
     assert job.status == "timeout"
-    job = run(fitting_reprocess(job=job, restart=True, enqueue=False))
+    job = run_now(fitting_reprocess(job=job, restart=True, enqueue=False))
     assert job.status == "completed" and job.attempt == 2
 
 
@@ -236,6 +221,6 @@ def test_only_failed_or_timed_out_jobs_are_reprocessed(user, photo, catalogue):
     from fitting.errors import NotReprocessableError
     from fitting.services import fitting_reprocess
 
-    job = run(start(user, photo, catalogue["top"]))
+    job = run_now(start_job(user, photo, catalogue["top"]))
     with pytest.raises(NotReprocessableError):
         fitting_reprocess(job=job)

@@ -8,23 +8,8 @@ from django.db import connection
 from PIL import Image
 
 from fitting.models import FittingResult
-from fitting.pipeline import run_job
-from fitting.services import RequestedItem, fitting_start
+from tests.factories import run_now, start_job
 from tests.fakegemini import bad_image, block, delay, fail, marker_box, marker_color, ok, text_only
-
-
-def start(user, photo, *items) -> FittingResult:
-    job, _ = fitting_start(
-        user=user,
-        photo_url=photo.image.url,
-        items=[RequestedItem(item_id=i.id, category=i.category) for i in items],
-    )
-    return job
-
-
-def run(job: FittingResult) -> FittingResult:
-    run_job(job_id=str(job.id), attempt=job.attempt)
-    return FittingResult.objects.get(id=job.id)
 
 
 def assert_marker(image: Image.Image, k: int, size) -> None:
@@ -46,7 +31,7 @@ def test_states_are_committed_before_each_step(fake_gemini, user, photo, catalog
                 connection.close()
 
     fake_gemini.on_request = observe
-    job = run(start(user, photo, catalogue["outer"], catalogue["top"], catalogue["bottom"]))
+    job = run_now(start_job(user, photo, catalogue["outer"], catalogue["top"], catalogue["bottom"]))
     assert seen == [
         ("processing", "top", []),
         ("processing", "bottom", ["top"]),
@@ -58,7 +43,7 @@ def test_states_are_committed_before_each_step(fake_gemini, user, photo, catalog
 def test_each_step_starts_from_the_previous_output(fake_gemini, user, photo, catalogue, settings):
     size = (photo.width, photo.height)
     fake_gemini.script_image(ok(size=(size[0] * 2, size[1] * 2)), ok(), ok())  # step 1 answers too large
-    job = run(start(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"]))
+    job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"]))
     assert job.status == "completed", job.error_message
     calls = fake_gemini.image_requests
     assert len(calls) == 3
@@ -78,7 +63,7 @@ def test_each_step_starts_from_the_previous_output(fake_gemini, user, photo, cat
 
 def test_failure_at_the_second_step_keeps_the_first(fake_gemini, user, photo, catalogue):
     fake_gemini.script_image(ok(), fail(400, "bad garment"))
-    job = run(start(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"]))
+    job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"]))
     assert (job.status, job.failed_step, job.error_code) == ("failed", "bottom", "ENGINE_REJECTED")
     assert "bad garment" in job.error_message
     assert list(job.images.values_list("step", flat=True)) == ["top"]
@@ -96,14 +81,14 @@ def test_failure_at_the_second_step_keeps_the_first(fake_gemini, user, photo, ca
 )
 def test_engine_outcomes_are_stored_on_the_job(fake_gemini, user, photo, catalogue, behaviour, code):
     fake_gemini.script_image(*[behaviour] * 10)
-    job = run(start(user, photo, catalogue["top"]))
+    job = run_now(start_job(user, photo, catalogue["top"]))
     assert (job.status, job.failed_step, job.error_code) == ("failed", "top", code)
     assert job.finished_at is not None
 
 
 def test_transient_failure_is_retried_within_the_step(fake_gemini, user, photo, catalogue):
     fake_gemini.script_image(fail(503), fail(429), ok())
-    job = run(start(user, photo, catalogue["top"]))
+    job = run_now(start_job(user, photo, catalogue["top"]))
     assert job.status == "completed"
     assert len(fake_gemini.image_requests) == 3
 
@@ -112,7 +97,7 @@ def test_slow_step_ends_the_job_as_timeout(fake_gemini, user, photo, catalogue, 
     settings.FITTING_JOB_TIMEOUT = 2
     fake_gemini.script_image(ok(), delay(10))
     started = time.monotonic()
-    job = run(start(user, photo, catalogue["top"], catalogue["bottom"]))
+    job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"]))
     assert time.monotonic() - started < 5
     assert (job.status, job.failed_step, job.error_code) == ("timeout", "bottom", "TIMEOUT")
     assert list(job.images.values_list("step", flat=True)) == ["top"]
@@ -120,7 +105,7 @@ def test_slow_step_ends_the_job_as_timeout(fake_gemini, user, photo, catalogue, 
 
 def test_message_failure_still_completes(fake_gemini, user, photo, catalogue):
     fake_gemini.script_text(fail(500), fail(500), fail(500), fail(500), fail(500), fail(500))
-    job = run(start(user, photo, catalogue["top"]))
+    job = run_now(start_job(user, photo, catalogue["top"]))
     assert job.status == "completed"
     assert job.llm_message is None
     assert job.images.filter(step="final").exists()
@@ -130,6 +115,6 @@ def test_message_is_normalised(fake_gemini, user, photo, catalogue):
     from tests.fakegemini import text
 
     fake_gemini.script_text(text('"**정말 잘 어울려요!** 다음에는 모자도 써 보세요."'))
-    job = run(start(user, photo, catalogue["top"]))
+    job = run_now(start_job(user, photo, catalogue["top"]))
     assert job.llm_message.startswith("정말 잘 어울려요!")
     assert "다음" not in job.llm_message and '"' not in job.llm_message and "*" not in job.llm_message

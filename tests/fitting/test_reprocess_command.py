@@ -14,8 +14,8 @@ from django_q.models import OrmQ
 from fitting.models import FittingResult, Status
 from fitting.pipeline import run_job
 from fitting.prompts import step_prompt
+from tests.factories import make_job
 from tests.fakegemini import fail, ok
-from tests.fitting.test_admin import make_job
 
 COMMAND = "reprocess_failed_fittings"
 

@@ -6,18 +6,12 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from fitting.models import FittingResult, FittingResultImage
-from fitting.pipeline import run_job
-from fitting.services import RequestedItem, fitting_start
-from tests.factories import make_photo
+from tests.factories import make_photo, run_now, start_job
 from users.models import UserImage
 
 
 def finished_job(user, photo, item):
-    job, _ = fitting_start(
-        user=user, photo_url=photo.image.url, items=[RequestedItem(item_id=item.id, category=item.category)]
-    )
-    run_job(job_id=str(job.id), attempt=1)
-    return FittingResult.objects.get(id=job.id)
+    return run_now(start_job(user, photo, item))
 
 
 def age(model, days, **filters):
@@ -46,9 +40,7 @@ def test_old_jobs_and_photos_go_and_their_files_with_them(
 
 
 def test_jobs_in_progress_are_never_touched(user, photo, catalogue):
-    job, _ = fitting_start(
-        user=user, photo_url=photo.image.url, items=[RequestedItem(item_id=catalogue["top"].id, category="top")]
-    )
+    job = start_job(user, photo, catalogue["top"])
     age(UserImage, 400, id=photo.id)
     FittingResult.objects.filter(id=job.id).update(created_at=timezone.now() - timedelta(days=400))
     call_command("purge_expired", stdout=StringIO())
@@ -68,9 +60,7 @@ def test_dry_run_deletes_nothing(user, photo, catalogue):
 def test_shared_files_of_cached_results_stay(user, photo, catalogue, settings, django_capture_on_commit_callbacks):
     settings.FITTING_RESULT_CACHE = True
     first = finished_job(user, photo, catalogue["top"])
-    second, _ = fitting_start(
-        user=user, photo_url=photo.image.url, items=[RequestedItem(item_id=catalogue["top"].id, category="top")]
-    )
+    second = start_job(user, photo, catalogue["top"])
     assert second.cached
     age(FittingResult, 100, id=first.id)
     with django_capture_on_commit_callbacks(execute=True):

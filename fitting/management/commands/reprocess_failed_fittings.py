@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from fitting.errors import NotReprocessableError
-from fitting.models import STEP_ORDER, FittingResult, Status
+from fitting.models import FittingResult, Status
 from fitting.selectors import fitting_failed_list
 from fitting.services import fitting_reprocess
 
@@ -40,13 +40,6 @@ def _positive(kind: type[int] | type[float]):
         return number
 
     return parse
-
-
-def _resume_step(job: FittingResult) -> str:
-    """The first step without a stored image: where a resumed attempt starts."""
-    done = {image.step for image in job.images.all()}
-    steps = sorted((item.category for item in job.items.all()), key=STEP_ORDER.index)
-    return next((step for step in steps if step not in done), "message")
 
 
 class Command(BaseCommand):
@@ -154,7 +147,7 @@ class Command(BaseCommand):
         self, tally: Tally, job: FittingResult, *, named: bool, restart: bool, dry_run: bool, sync: bool
     ) -> None:
         head = f"{job.id} {job.status} failed_step={job.failed_step or '-'} code={job.error_code or '-'}"
-        step = _resume_step(job)
+        step = job.first_unfinished_step() or "message"
         if dry_run:
             self.stdout.write(f"{head} -> would " + ("restart" if restart else f"resume from {step}"))
             tally.reprocessed += 1
