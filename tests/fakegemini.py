@@ -154,7 +154,7 @@ def _b64decode(data: str) -> bytes:
 
 # --- the server -----------------------------------------------------------------------------
 class FakeGemini:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[RecordedRequest] = []
         self.outputs: list[Image.Image] = []  # images answered by ok(), in order
         self.errors: list[str] = []  # requests the fake could not read or answer (test bugs)
@@ -165,7 +165,7 @@ class FakeGemini:
         self._image_calls = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._server.handle_error = lambda request, client_address: None  # client hung up
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -351,3 +351,17 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
+
+
+if __name__ == "__main__":
+    # A fake Gemini to try the gemini engine by hand: python -m tests.fakegemini [PORT]
+    import sys
+    import time
+
+    fake = FakeGemini(int(sys.argv[1]) if len(sys.argv) > 1 else 8765).start()
+    print(f"fake Gemini at {fake.base_url} (every image call answers ok(); Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()

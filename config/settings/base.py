@@ -2,9 +2,7 @@
 
 import sys
 
-from django.core.exceptions import ImproperlyConfigured
-
-from config.env import BASE_DIR, env
+from config.env import BASE_DIR, config_error, env
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -154,7 +152,7 @@ UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
 # --- the fitting job ----------------------------------------------------------------------
 FITTING_ENGINE = env("FITTING_ENGINE", default="local")
 if FITTING_ENGINE not in ("local", "gemini"):
-    raise ImproperlyConfigured(f"FITTING_ENGINE must be 'local' or 'gemini', not {FITTING_ENGINE!r}")
+    config_error(f"FITTING_ENGINE must be 'local' or 'gemini', not {FITTING_ENGINE!r}")
 GEMINI_API_KEY = env("GEMINI_API_KEY", default="") or env("GOOGLE_API_KEY", default="")
 GEMINI_BASE_URL = env("GEMINI_BASE_URL", default="")
 GEMINI_API_VERSION = env("GEMINI_API_VERSION", default="v1beta")
@@ -166,7 +164,7 @@ GEMINI_RETRY_ATTEMPTS = env.int("GEMINI_RETRY_ATTEMPTS", default=5)
 GEMINI_RETRY_INITIAL_DELAY = env.float("GEMINI_RETRY_INITIAL_DELAY", default=1.0)
 GEMINI_RETRY_MAX_DELAY = env.float("GEMINI_RETRY_MAX_DELAY", default=8.0)
 if FITTING_ENGINE == "gemini" and not GEMINI_API_KEY:
-    raise ImproperlyConfigured("FITTING_ENGINE=gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY)")
+    config_error("FITTING_ENGINE=gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY)")
 FITTING_JOB_TIMEOUT = env.int("FITTING_JOB_TIMEOUT", default=300)
 FITTING_MESSAGE_TIMEOUT = env.int("FITTING_MESSAGE_TIMEOUT", default=15)
 # A job past its deadline plus this grace is ended as `timeout` by the sweep.
