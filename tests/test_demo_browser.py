@@ -58,7 +58,9 @@ def page():
         problems: list[str] = []
         page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
+        page.on(
+            "requestfailed", lambda r: _is_closed_stream(r) or problems.append(f"request failed: {r.url} {r.failure}")
+        )
         page.problems = problems
         try:
             yield page
@@ -135,3 +137,8 @@ def _size(path: Path) -> tuple[int, int]:
 
     with Image.open(path) as image:
         return image.size
+
+
+def _is_closed_stream(request) -> bool:
+    """The page closes its EventSource after the terminal event; Chromium reports that as aborted."""
+    return request.url.endswith("/events") and "ERR_ABORTED" in (request.failure or "")
