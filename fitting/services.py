@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -94,8 +95,6 @@ def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: li
 
 
 def _same_file(url: str, own_url: str) -> bool:
-    from urllib.parse import urlparse
-
     return urlparse(url).path == urlparse(own_url).path
 
 
@@ -146,11 +145,13 @@ def fitting_start(
                 fingerprint=fingerprint,
             ), False
     except IntegrityError:
+        if not idempotency_key:
+            raise
         # Two requests with one new key at once: the other one created the job.
         earlier = _job_for_idempotency_key(user=user, key=idempotency_key, fingerprint=fingerprint)
-        if idempotency_key and earlier is not None:
-            return earlier, True
-        raise
+        if earlier is None:
+            raise
+        return earlier, True
 
 
 def _job_for_idempotency_key(*, user, key: str, fingerprint: str) -> FittingResult | None:
