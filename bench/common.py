@@ -139,19 +139,6 @@ def cheap_fake_gemini(answer_size: tuple[int, int] = ENGINE_OUTPUT_SIZE):
 
     import tests.fakegemini as fg
 
-    def _light_decode(body):
-        texts, mimes = [], []
-        for content in body.get("contents") or []:
-            for part in content.get("parts") or []:
-                if "text" in part:
-                    texts.append(part["text"])
-                blob = part.get("inlineData") or part.get("inline_data")
-                if blob:
-                    mimes.append(blob.get("mimeType") or blob.get("mime_type") or "")
-        return texts, [], mimes
-
-    fg._decode_parts = _light_decode  # the handler looks it up at call time
-
     photo = Image.open(io.BytesIO(make_photo())).resize(answer_size)
     buffer = io.BytesIO()
     photo.save(buffer, "PNG", compress_level=6)
@@ -164,7 +151,7 @@ def cheap_fake_gemini(answer_size: tuple[int, int] = ENGINE_OUTPUT_SIZE):
                 return 200, fg._answer(request, [part], "STOP", behaviour.usage)
             return super()._respond(request, behaviour)
 
-    fake = CheapFake()
+    fake = CheapFake(decode_images=False)
     fake._server.socket.listen(256)  # 32 workers connect at once; the default backlog is 5
     return fake
 

@@ -129,7 +129,7 @@ class RecordedRequest:
         return "IMAGE" in (self.generation_config.get("responseModalities") or [])
 
 
-def _decode_parts(body: dict[str, Any]) -> tuple[list[str], list[Image.Image], list[str]]:
+def _decode_parts(body: dict[str, Any], *, images: bool = True) -> tuple[list[str], list[Image.Image], list[str]]:
     texts, decoded, mimes = [], [], []
     for content in body.get("contents") or []:
         for part in content.get("parts") or []:
@@ -140,6 +140,8 @@ def _decode_parts(body: dict[str, Any]) -> tuple[list[str], list[Image.Image], l
             blob = part.get("inlineData") or part.get("inline_data")
             if blob:
                 mimes.append(blob.get("mimeType") or blob.get("mime_type") or "")
+                if not images:
+                    continue
                 image = Image.open(io.BytesIO(_b64decode(blob["data"])))
                 image.load()
                 decoded.append(image)
@@ -154,7 +156,9 @@ def _b64decode(data: str) -> bytes:
 
 # --- the server -----------------------------------------------------------------------------
 class FakeGemini:
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, decode_images: bool = True) -> None:
+        # decode_images=False: record only texts and mime types (the benchmarks' cheap fake).
+        self.decode_images = decode_images
         self.requests: list[RecordedRequest] = []
         self.outputs: list[Image.Image] = []  # images answered by ok(), in order
         self.errors: list[str] = []  # requests the fake could not read or answer (test bugs)
@@ -307,7 +311,7 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length)
             try:
                 body = json.loads(raw or b"{}")
-                texts, decoded, mimes = _decode_parts(body)
+                texts, decoded, mimes = _decode_parts(body, images=fake.decode_images)
             except Exception as exc:  # as the real API does with a broken request
                 fake.errors.append(f"{type(exc).__name__}: {exc}")
                 self._send(400, _error_body(400, f"fake server cannot read the request: {exc}", None))
