@@ -27,9 +27,9 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
-from rest_framework.authtoken.models import Token
 from rest_framework.renderers import JSONRenderer
 
+from config.auth import request_user
 from config.exceptions import error_body
 from fitting.apis import JobOutputSerializer
 from fitting.models import TERMINAL_STATUSES, FittingResult
@@ -65,28 +65,13 @@ async def job_events(request: HttpRequest, job_id: UUID) -> HttpResponse:
 
 # --- authentication: DRF's token, else the session, as the REST API does ------------------
 async def _authenticate(request: HttpRequest) -> tuple[AbstractBaseUser | None, HttpResponse | None]:
-    header = request.headers.get("Authorization", "")
-    keyword, _sep, key = header.strip().partition(" ")
-    if keyword.lower() == "token":
-        # As DRF's TokenAuthentication: a token header that does not check out is a 401,
-        # never a fall-back to the session.
-        user = await _token_user(key.strip())
-        if user is None:
-            return None, _not_authenticated(_("Invalid token."))
-        return user, None
-    user = await request.auser()
+    try:
+        user = await _request_user(request)
+    except exceptions.AuthenticationFailed as exc:
+        return None, _not_authenticated(str(exc.detail))
     if not user.is_authenticated:
         return None, _not_authenticated(str(exceptions.NotAuthenticated.default_detail))
     return user, None
-
-
-async def _token_user(key: str) -> AbstractBaseUser | None:
-    if not key or " " in key:
-        return None
-    token = await Token.objects.select_related("user").filter(key=key).afirst()
-    if token is None or not token.user.is_active:
-        return None
-    return token.user
 
 
 def _not_authenticated(message: str) -> JsonResponse:
@@ -116,6 +101,12 @@ def _closing_connections(func: Callable[..., T]) -> Callable[..., T]:
             connections.close_all()
 
     return wrapper
+
+
+@sync_to_async
+@_closing_connections
+def _request_user(request: HttpRequest):
+    return request_user(request)
 
 
 @sync_to_async

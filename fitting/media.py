@@ -10,22 +10,18 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
 from django.views.static import serve
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.request import Request
 
+from config.auth import request_user
 from fitting.models import FittingResultImage
 from users.models import UserImage
 
 
 def _user(request):
-    if request.user.is_authenticated:
-        return request.user
     try:
-        found = TokenAuthentication().authenticate(Request(request))
+        return request_user(request)
     except AuthenticationFailed:
-        found = None
-    return found[0] if found else AnonymousUser()
+        return AnonymousUser()
 
 
 def _may_see(user, path: str) -> bool:
