@@ -60,19 +60,16 @@ def _read_image(field, error: type[JobError]) -> Image.Image:
 def _run_steps(job: FittingResult) -> None:
     items = sorted(job.items.all(), key=lambda i: STEP_ORDER.index(i.category))
     done: dict[str, FittingResultImage] = {image.step: image for image in job.images.all()}
-    remaining = [i for i in items if i.category not in done]
-    step: str | None = remaining[0].category if remaining else None
+    step: str | None = job.first_unfinished_step()
     try:
         if _seconds_left(job.deadline_at) <= 0:
             raise DeadlineExceeded()
         canvas_size = (job.user_image.width, job.user_image.height)
         finished = [done[i.category] for i in items if i.category in done]
-        if finished:  # resume from the last finished step's output
-            current = images.to_canvas(_read_image(finished[-1].image, PhotoUnreadableError), canvas_size)
-            last_row = finished[-1]
-        else:
-            current = images.to_canvas(_read_image(job.user_image.image, PhotoUnreadableError), canvas_size)
-            last_row = None
+        # A resumed attempt starts from the last finished step's output, a new one from the photo.
+        last_row = finished[-1] if finished else None
+        start = last_row.image if last_row else job.user_image.image
+        current = images.to_canvas(_read_image(start, PhotoUnreadableError), canvas_size)
         engine = get_engine()
         garments: list[tuple[str, Image.Image]] = []
         for job_item in items:

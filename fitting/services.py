@@ -262,26 +262,20 @@ def fitting_step_started(*, job: FittingResult, step: str) -> None:
     _update_own(job, current_step=step)
 
 
-def _store_image(*, job: FittingResult, step: str, image: Image.Image) -> FittingResultImage:
-    row = FittingResultImage(job=job, step=step, width=image.width, height=image.height)
-    row.image.save(f"{step}.{images.RESULT_EXTENSION}", ContentFile(images.encode_result(image)), save=False)
-    try:
-        with transaction.atomic():
-            _update_own(job)
-            row.save()
-    except BaseException:
-        row.image.storage.delete(row.image.name)  # nothing half-written
-        raise
-    return row
-
-
 def fitting_step_finished(
     *, job: FittingResult, step: str, image: Image.Image, latency_ms: int, usage: dict[str, int]
 ) -> FittingResultImage:
-    row = _store_image(job=job, step=step, image=image)
-    metrics = dict(job.step_metrics)
-    metrics[step] = {"latency_ms": latency_ms, **usage}
-    _update_own(job, step_metrics=metrics)
+    """Store the step's image and its timing in one transaction; on failure, no file is left."""
+    row = FittingResultImage(job=job, step=step, width=image.width, height=image.height)
+    row.image.save(f"{step}.{images.RESULT_EXTENSION}", ContentFile(images.encode_result(image)), save=False)
+    metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
+    try:
+        with transaction.atomic():
+            _update_own(job, step_metrics=metrics)
+            row.save()
+    except BaseException:
+        row.image.storage.delete(row.image.name)
+        raise
     return row
 
 

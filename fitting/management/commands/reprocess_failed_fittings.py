@@ -13,9 +13,9 @@ from django.utils import timezone
 from fitting.errors import NotReprocessableError
 from fitting.models import FittingResult, Status
 from fitting.selectors import fitting_failed_list
-from fitting.services import fitting_reprocess
+from fitting.services import REPROCESSABLE, fitting_reprocess
 
-REPROCESSABLE = [Status.FAILED.value, Status.TIMEOUT.value]
+STATUS_CHOICES = [status.value for status in REPROCESSABLE]
 
 
 @dataclass
@@ -57,8 +57,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--status",
             nargs="+",
-            choices=REPROCESSABLE,
-            default=REPROCESSABLE,
+            choices=STATUS_CHOICES,
+            default=STATUS_CHOICES,
             help="statuses to select (default: failed timeout)",
         )
         parser.add_argument(
