@@ -144,6 +144,19 @@ class Stack:
         )
         return json.loads(next(line[4:] for line in out.splitlines() if line.startswith("ROW ")))
 
+    @staticmethod
+    def one_item_per_category(client: httpx.Client) -> list[dict]:
+        """A garment of each category from the catalogue, as request items."""
+        chosen = {item["category"]: item for item in client.get("/api/items").json()}
+        return [{"itemId": item["id"], "category": category} for category, item in chosen.items()]
+
+    def start_job(self, client: httpx.Client, items: list[dict] | None = None, photo_url: str | None = None) -> str:
+        """POST a job (one garment per category unless ``items``); its id."""
+        body = {"userPhotoUrl": photo_url or self.photo_url, "items": items or self.one_item_per_category(client)}
+        response = client.post("/api/virtual-fitting", json=body)
+        assert response.status_code == 202, response.text
+        return response.json()["jobId"]
+
     def wait_for_job(self, client: httpx.Client, job_id: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -21,17 +21,7 @@ def stack(tmp_path):
 
 def test_post_then_completed_by_a_real_qcluster(stack):
     with stack.client() as client:
-        items = client.get("/api/items").json()
-        chosen = {item["category"]: item for item in items}
-        response = client.post(
-            "/api/virtual-fitting",
-            json={
-                "userPhotoUrl": stack.photo_url,
-                "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
-            },
-        )
-        assert response.status_code == 202, response.text
-        job = stack.wait_for_job(client, response.json()["jobId"])
+        job = stack.wait_for_job(client, stack.start_job(client))
         assert job["status"] == "completed", job
         assert job["llmMessage"]
         assert [s["status"] for s in job["steps"]] == ["completed"] * 3

@@ -41,17 +41,6 @@ def gemini_stack(tmp_path, fake, **env) -> Stack:
     return Stack(tmp_path, **settings).prepare()
 
 
-def all_items(client: httpx.Client) -> list[dict]:
-    chosen = {item["category"]: item for item in client.get("/api/items").json()}
-    return [{"itemId": item["id"], "category": category} for category, item in chosen.items()]
-
-
-def start_job(client: httpx.Client, photo_url: str, items: list[dict]) -> str:
-    response = client.post("/api/virtual-fitting", json={"userPhotoUrl": photo_url, "items": items})
-    assert response.status_code == 202, response.text
-    return response.json()["jobId"]
-
-
 def wait_until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -69,7 +58,7 @@ def test_killed_cluster_mid_step_ends_truthfully_and_reprocess_completes(tmp_pat
         stack.start_cluster()
         fake.script_image(ok(), delay(30))  # top finishes; bottom hangs until the kill
         with stack.client() as client:
-            job_id = start_job(client, stack.photo_url, all_items(client))
+            job_id = stack.start_job(client)
             wait_until(lambda: len(fake.image_requests) >= 2, 60, "the second step to start")
             stack.kill("worker")  # SIGKILL the whole cluster while `bottom` is running
             row = stack.job_row(job_id)
@@ -105,7 +94,7 @@ def test_two_clusters_and_a_task_delivered_twice_run_the_job_once(tmp_path, fake
         stack.start_cluster("worker2")
         fake.script_image(delay(1), delay(1), delay(1))
         with stack.client() as client:
-            job_id = start_job(client, stack.photo_url, all_items(client))
+            job_id = stack.start_job(client)
             stack.python(f"from fitting.services import enqueue_run; enqueue_run(job_id='{job_id}', attempt=1)")
             job = stack.wait_for_job(client, job_id)
         assert job["status"] == "completed"
@@ -132,10 +121,10 @@ def test_message_lost_with_a_killed_cluster_is_recovered_by_the_sweep(tmp_path, 
         stack.start_cluster()
         fake.script_image(delay(60))  # the one worker is busy with the first job
         with stack.client() as client:
-            items = all_items(client)[:1]
-            busy = start_job(client, stack.photo_url, items)
+            items = stack.one_item_per_category(client)[:1]
+            busy = stack.start_job(client, items)
             wait_until(lambda: fake.image_requests, 60, "the first job to reach the engine")
-            waiting = start_job(client, stack.photo_url, items)
+            waiting = stack.start_job(client, items)
             time.sleep(2)  # the cluster takes the second message off Redis into its own queue
             stack.kill("worker")
             assert stack.job_row(waiting)["status"] == "processing"
@@ -157,7 +146,7 @@ def test_load_many_concurrent_posts_all_complete_once(tmp_path, fake):
         stack.start_cluster()
         users = stack.make_users(5)
         with stack.client() as client:
-            items = all_items(client)
+            items = stack.one_item_per_category(client)
 
         async def post_all() -> list[tuple[str, int, str]]:
             async with httpx.AsyncClient(base_url=stack.base, timeout=120) as client:
@@ -198,7 +187,7 @@ def test_sigterm_to_the_cluster_main_process_lets_the_running_step_finish(tmp_pa
         cluster = stack.start_cluster()
         fake.script_image(delay(3))
         with stack.client() as client:
-            job_id = start_job(client, stack.photo_url, all_items(client)[:1])
+            job_id = stack.start_job(client, stack.one_item_per_category(client)[:1])
             wait_until(lambda: fake.image_requests, 60, "the step to start")
             cluster.send_signal(signal.SIGTERM)  # the main process only, as in the README
             assert cluster.wait(timeout=60) == 0

@@ -455,16 +455,7 @@ def test_stream_from_uvicorn_follows_a_job_run_by_a_qcluster(tmp_path):
         stack.start_web()
         stack.start_cluster()
         with stack.client() as client:
-            chosen = {item["category"]: item for item in client.get("/api/items").json()}
-            response = client.post(
-                "/api/virtual-fitting",
-                json={
-                    "userPhotoUrl": stack.photo_url,
-                    "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
-                },
-            )
-            assert response.status_code == 202, response.text
-            job_id = response.json()["jobId"]
+            job_id = stack.start_job(client)
 
             # A client that leaves mid-stream must not upset the server.
             with client.stream("GET", events_url(job_id)) as abandoned:
@@ -514,14 +505,7 @@ def test_every_step_arrives_live_with_its_image(tmp_path):
         stack.start_web()
         stack.start_cluster()
         with stack.client() as client:
-            chosen = {item["category"]: item for item in client.get("/api/items").json()}
-            job_id = client.post(
-                "/api/virtual-fitting",
-                json={
-                    "userPhotoUrl": stack.photo_url,
-                    "items": [{"itemId": i["id"], "category": c} for c, i in chosen.items()],
-                },
-            ).json()["jobId"]
+            job_id = stack.start_job(client)
             events = [e.data for e in read_stream(client, events_url(job_id)) if e.kind == "job"]
     finally:
         stack.stop()
