@@ -34,18 +34,15 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
 
 
 def _first_error(detail, path: str = "") -> tuple[str | None, str]:
-    """The first (field path, message) of a DRF ValidationError's nested detail."""
+    """The first (field path, message) of a DRF ValidationError's nested detail, e.g. items[1].itemId."""
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if isinstance(key, int):  # a list of children reports {index: errors}
+                return _first_error(value, f"{path}[{key}]")
             name = "" if key == "non_field_errors" else str(key)
             return _first_error(value, f"{path}.{name}" if path and name else (path or name))
-    if isinstance(detail, list) and detail:
-        for index, value in enumerate(detail):
-            if value:  # ListField reports {index: errors}; lists of children keep empty slots
-                child = f"{path}[{index}]" if isinstance(value, dict | list) and len(detail) > 1 else path
-                if isinstance(value, str):
-                    return (path or None), str(value)
-                return _first_error(value, child)
+    if isinstance(detail, list) and detail:  # the field's messages
+        return _first_error(detail[0], path)
     return (path or None), str(detail)
 
 

@@ -297,3 +297,10 @@ def test_result_images_are_owner_only(api, photo, catalogue, user, other_user):
         assert owner.get(path)["Content-Type"] == "image/jpeg"
         assert intruder.get(path).status_code == 404
         assert APIClient().get(path).status_code == 404
+
+
+def test_validation_error_names_the_nested_field(api, photo, catalogue):
+    items = [{"itemId": catalogue["top"].id, "category": "top"}, {"itemId": "x", "category": "bottom"}]
+    response = post(api, {"userPhotoUrl": photo.image.url, "items": items})
+    assert_error(response, 400, "VALIDATION_ERROR", "items[1].itemId")
+    assert_error(post(api, {"userPhotoUrl": {"a": 1}, "items": []}), 400, "VALIDATION_ERROR", "userPhotoUrl")
