@@ -1,7 +1,7 @@
 """Media served by the app itself (the embedded default): owner-only for photos and results.
 
-Catalogue images are public. A person photo or a result image is served only to a user
-who owns a row that points at it (a cached result's rows share files, each owner sees
+Catalogue images are public. A person photo or a result image is served only to staff and
+to a user who owns a row that points at it (a cached result's rows share files, each owner sees
 theirs). In production the storage backend serves media; there, use private buckets with
 signed URLs for the same effect.
 """
@@ -29,6 +29,8 @@ def _may_see(user, path: str) -> bool:
         return True
     if not user.is_authenticated:
         return False
+    if user.is_staff:  # support staff see every job's images in the admin
+        return True
     if path.startswith("photos/"):
         return UserImage.objects.filter(image=path, owner=user).exists()
     if path.startswith("results/"):

@@ -6,7 +6,7 @@ from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
 from fitting.models import FittingResult, FittingResultItem
-from tests.factories import make_item, make_photo
+from tests.factories import make_item, make_photo, make_user
 
 URL = "/api/virtual-fitting"
 
@@ -288,15 +288,17 @@ def test_result_images_are_owner_only(api, photo, catalogue, user, other_user):
     run_job(job_id=job_id, attempt=1)
     job = api.get(f"{URL}/{job_id}").json()
     urls = [job["resultImageUrl"], *(s["imageUrl"] for s in job["steps"])]
-    owner, intruder = APIClient(), APIClient()
+    owner, intruder, staff = APIClient(), APIClient(), APIClient()
     owner.force_login(user)  # media are plain Django views: a session or a token header
     intruder.force_login(other_user)
+    staff.force_login(make_user("support", is_staff=True))
     for url in urls:
         path = url.replace("http://testserver", "")
         assert owner.get(path).status_code == 200
         assert owner.get(path)["Content-Type"] == "image/jpeg"
         assert intruder.get(path).status_code == 404
         assert APIClient().get(path).status_code == 404
+        assert staff.get(path).status_code == 200  # the admin's thumbnails
 
 
 def test_validation_error_names_the_nested_field(api, photo, catalogue):
