@@ -73,6 +73,31 @@ class ImageTooManyPixelsError(ValidationFailed):
     default_message = _("The image has too many pixels.")
 
 
+class PhotoInUseError(ServiceError):
+    code = "PHOTO_IN_USE"
+    status = 409
+    default_message = _("This photo is used by a job that is still running.")
+
+
+# --- limits (bodies, rates, quotas, storage) -----------------------------------------------
+class RequestTooLargeError(ServiceError):
+    code = "REQUEST_TOO_LARGE"
+    status = 413
+    default_message = _("The request body is too large.")
+
+
+class QuotaExceededError(ServiceError):
+    code = "QUOTA_EXCEEDED"
+    status = 429
+    default_message = _("You have reached your limit.")
+
+
+class StorageFullError(ServiceError):
+    code = "STORAGE_FULL"
+    status = 507
+    default_message = _("The server has no room to store this right now. Try again later.")
+
+
 # --- idempotency ----------------------------------------------------------------------------
 class IdempotencyKeyReusedError(ServiceError):
     code = "IDEMPOTENCY_KEY_REUSED"
