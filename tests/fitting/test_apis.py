@@ -291,14 +291,14 @@ def test_result_images_are_owner_only(api, photo, catalogue, user, other_user):
     owner, intruder, staff = APIClient(), APIClient(), APIClient()
     owner.force_login(user)  # media are plain Django views: a session or a token header
     intruder.force_login(other_user)
-    staff.force_login(make_user("support", is_staff=True))
+    staff.force_login(make_user("support", is_staff=True, is_superuser=True))
     for url in urls:
         path = url.replace("http://testserver", "")
         assert owner.get(path).status_code == 200
         assert owner.get(path)["Content-Type"] == "image/jpeg"
         assert intruder.get(path).status_code == 404
         assert APIClient().get(path).status_code == 404
-        assert staff.get(path).status_code == 200  # the admin's thumbnails
+        assert staff.get(path).status_code == 200  # the admin's thumbnails (tests/test_media.py: permissions)
 
 
 def test_validation_error_names_the_nested_field(api, photo, catalogue):
