@@ -156,7 +156,7 @@ class JobOutputSerializer(serializers.Serializer):
     def get_error(self, job) -> dict | None:
         if not job.error_code:
             return None
-        return {"code": job.error_code, "message": job_error_message(job.error_code) or job.error_message}
+        return {"code": job.error_code, "message": job_error_message(job.error_code)}
 
 
 class FittingStartThrottle(UserRateThrottle):

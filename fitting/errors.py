@@ -169,13 +169,14 @@ def _subclasses(cls: type[ServiceError]):
         yield from _subclasses(sub)
 
 
-def job_error_message(code: str) -> str | None:
-    """The user-facing, translated message of a job failure code (None if unknown).
+def job_error_message(code: str) -> str:
+    """The user-facing, translated message of a job failure code.
 
-    The job row keeps the detailed message (the engine's own words) for staff; clients
-    get this one, in their language.
+    The job row keeps the detailed message (the engine's own words, or an exception's text)
+    for staff; clients get this one, in their language, and never internal details: an
+    unknown code (a crash, ``INTERNAL_ERROR``) gets the generic message.
     """
     for cls in _subclasses(JobError):
         if cls.code == code:
             return str(cls.default_message)
-    return None
+    return str(ServiceError.default_message)

@@ -306,3 +306,33 @@ def test_validation_error_names_the_nested_field(api, photo, catalogue):
     response = post(api, {"userPhotoUrl": photo.image.url, "items": items})
     assert_error(response, 400, "VALIDATION_ERROR", "items[1].itemId")
     assert_error(post(api, {"userPhotoUrl": {"a": 1}, "items": []}), 400, "VALIDATION_ERROR", "userPhotoUrl")
+
+
+def test_a_crash_shows_users_a_generic_message_and_staff_the_details(api, photo, catalogue, user, monkeypatch):
+    import errno
+
+    from django.core.files.storage import FileSystemStorage
+
+    from tests.factories import run_now
+
+    def disk_full(self, name, content):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    job_id = post(api, body(photo, catalogue["top"])).json()["jobId"]
+    monkeypatch.setattr(FileSystemStorage, "_save", disk_full)
+    job = run_now(FittingResult.objects.get(id=job_id))
+    monkeypatch.undo()
+    assert (job.status, job.error_code) == ("failed", "INTERNAL_ERROR")
+    assert "No space left" in job.error_message  # kept for staff
+
+    for language in ("ko", "en"):
+        shown = api.get(f"{URL}/{job_id}", HTTP_ACCEPT_LANGUAGE=language).json()["error"]
+        assert shown["code"] == "INTERNAL_ERROR"
+        assert "Errno" not in shown["message"] and "OSError" not in shown["message"]
+        assert "space" not in shown["message"]
+    assert api.get(f"{URL}/{job_id}", HTTP_ACCEPT_LANGUAGE="en").json()["error"]["message"] == "Something went wrong."
+
+    staff = APIClient()
+    staff.force_login(make_user("support", is_staff=True, is_superuser=True))
+    page = staff.get(f"/admin/fitting/fittingresult/{job_id}/change/")
+    assert "No space left on device" in page.content.decode()
