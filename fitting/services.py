@@ -199,15 +199,16 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> Fitt
 
 
 def _complete_from_cache(job: FittingResult) -> bool:
-    """Complete ``job`` from an earlier completed job with the same cache key, if any."""
+    """Complete ``job`` from an earlier completed job with the same cache key, if any.
+
+    Only the owner's own jobs count unless ``FITTING_RESULT_CACHE_SCOPE`` is "global".
+    """
     if not (settings.FITTING_RESULT_CACHE and job.cache_key):
         return False
-    source = (
-        FittingResult.objects.filter(cache_key=job.cache_key, status=Status.COMPLETED)
-        .exclude(id=job.id)
-        .order_by("-finished_at")
-        .first()
-    )
+    sources = FittingResult.objects.filter(cache_key=job.cache_key, status=Status.COMPLETED)
+    if settings.FITTING_RESULT_CACHE_SCOPE == "owner":
+        sources = sources.filter(owner_id=job.owner_id)
+    source = sources.exclude(id=job.id).order_by("-finished_at").first()
     if source is None:
         return False
     # New rows on the same files: the images are shared, never copied.

@@ -174,6 +174,11 @@ FITTING_REQUEUE_AFTER = env.int("FITTING_REQUEUE_AFTER", default=60)
 # A request repeating an earlier completed result (same photo and garment content, engine,
 # model, prompt version) completes at once from the stored images.
 FITTING_RESULT_CACHE = env.bool("FITTING_RESULT_CACHE", default=True)
+# Whose earlier results a request may complete from: "owner" (the same user's only; a shared
+# cache would tell one user that another tried the same photo) or "global".
+FITTING_RESULT_CACHE_SCOPE = env("FITTING_RESULT_CACHE_SCOPE", default="owner")
+if FITTING_RESULT_CACHE_SCOPE not in ("owner", "global"):
+    config_error(f"FITTING_RESULT_CACHE_SCOPE must be 'owner' or 'global', not {FITTING_RESULT_CACHE_SCOPE!r}")
 # Days after which finished jobs, their result images and unused photos are deleted (hourly).
 FITTING_RETENTION_DAYS = env.int("FITTING_RETENTION_DAYS", default=30)
 # Per-user rate of POST /api/virtual-fitting (DRF throttle rate: "N/second|minute|hour|day").

@@ -125,3 +125,21 @@ def test_post_is_throttled_per_user(api, photo, catalogue, settings, other_user)
     other.force_authenticate(other_user)
     assert other.post(URL, body(make_photo(other_user), catalogue["top"]), format="json").status_code == 202
     cache.clear()
+
+
+def test_the_cache_is_per_owner_by_default(cache_on, api, photo, user, other_user, catalogue, settings):
+    from rest_framework.test import APIClient
+
+    assert settings.FITTING_RESULT_CACHE_SCOPE == "owner"
+    api.post(URL, body(photo, catalogue["top"]), format="json")
+    run_queued()
+    other = APIClient()
+    other.force_authenticate(other_user)
+    same_bytes = make_photo(other_user)  # the same picture, uploaded by someone else
+    assert same_bytes.content_hash == photo.content_hash
+    assert other.post(URL, body(same_bytes, catalogue["top"]), format="json").json()["status"] == "processing"
+    # ... while the owner's own repeat is a hit.
+    assert api.post(URL, body(make_photo(user), catalogue["top"]), format="json").json()["status"] == "completed"
+
+    settings.FITTING_RESULT_CACHE_SCOPE = "global"
+    assert other.post(URL, body(same_bytes, catalogue["top"]), format="json").json()["status"] == "completed"
