@@ -1,6 +1,8 @@
 from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_logged_in
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -53,16 +55,35 @@ class TokenApi(APIView):
         responses={
             200: OutputSerializer,
             400: error("Bad credentials or body.", "INVALID_CREDENTIALS", "VALIDATION_ERROR"),
+            429: error(
+                "Too many failed logins for this username or from this address (LOGIN_FAILURE_LIMIT "
+                "within LOGIN_COOLOFF_MINUTES); every attempt is refused, the right password too, "
+                "until Retry-After seconds have passed.",
+                "THROTTLED",
+            ),
         },
+        parameters=[
+            OpenApiParameter(
+                "Retry-After",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                response=[429],
+                description="Seconds to wait before trying again.",
+            )
+        ],
     )
     def post(self, request):
         from rest_framework.authtoken.models import Token
 
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request, **data.validated_data)
+        # The Django request, not DRF's wrapper: axes (login throttling) marks a refused login
+        # on it, and its middleware, which sees only that object, answers 429.
+        user = authenticate(request._request, **data.validated_data)
         if user is None:
             raise InvalidCredentialsError()
+        # A token exchange is a login: last_login, and the failures it clears (users.lockout).
+        user_logged_in.send(sender=user.__class__, request=request._request, user=user)
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 

@@ -1,6 +1,7 @@
 """Settings shared by every environment. See .env.example for each variable."""
 
 import sys
+from datetime import timedelta
 
 from config.env import BASE_DIR, config_error, env
 
@@ -21,6 +22,7 @@ INSTALLED_APPS = [
     "django_q",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "users",
     "fitting",
 ]
@@ -35,6 +37,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login that axes refused into the 429 answer (users.lockout.lockout_response).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -93,6 +97,47 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- login throttling (django-axes) --------------------------------------------------------
+# Failed logins (POST /api/auth/token, /login/, /admin/login/) are counted per username and,
+# separately, per client address. The LOGIN_FAILURE_LIMIT-th failure within
+# LOGIN_COOLOFF_MINUTES, and every attempt after it (the right password too), answer 429
+# THROTTLED with Retry-After until the cool-off has passed since the last attempt. A username
+# that does not exist is counted and locked exactly like one that does. Counts live in the
+# database: every web process shares them, a restart keeps them, a concurrent failure is
+# counted under a row lock (the cache handler reads and writes without one), and staff see
+# and delete lockouts in the admin ("Access attempts"); `manage.py axes_reset` clears all.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "users.lockout.lockout_response"
+# A success clears that username's failures from that address only (users.lockout): axes'
+# own reset would also clear the address's failures on other usernames, so a guesser with
+# one account of their own could log into it between guesses and never be locked out.
+AXES_RESET_ON_SUCCESS = False
+# No row per successful login: personal data that would grow without bound.
+AXES_DISABLE_ACCESS_LOG = True
+# The client address. With no proxy (TRUSTED_PROXY_COUNT=0) it is the socket's address and a
+# client's own X-Forwarded-For is ignored. Behind N reverse proxies that each append to
+# X-Forwarded-For, it is the entry the outermost proxy appended (N-th from the right): what a
+# client writes into the header itself stays to the left of it and is never used.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    config_error("TRUSTED_PROXY_COUNT must be 0 or more")
+if TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    # ipware counts the proxies named in the header, and the last proxy is not named there.
+    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# Non-strict: a chain longer than expected (the client sent its own header) still yields the
+# address at the trusted position, instead of falling back to the proxy's own address.
+IPWARE_STRICT = False
 
 LANGUAGE_CODE = "ko"
 LANGUAGES = [("ko", "Korean"), ("en", "English")]
