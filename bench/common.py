@@ -164,6 +164,7 @@ def stack(tmp: Path, **env: str):
     defaults = {
         "LOG_LEVEL": "WARNING",
         "FITTING_START_RATE": "100000/second",
+        "UPLOAD_RATE": "100000/second",
         "FITTING_RESULT_CACHE": "false",
     }
     return Stack(tmp, **{**defaults, **env})

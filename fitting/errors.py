@@ -73,6 +73,11 @@ class ImageTooManyPixelsError(ValidationFailed):
     default_message = _("The image has too many pixels.")
 
 
+class ImageAspectRatioError(ValidationFailed):
+    code = "IMAGE_ASPECT_RATIO"
+    default_message = _("The image is too long and narrow: its long side may be at most ten times its short side.")
+
+
 class PhotoInUseError(ServiceError):
     code = "PHOTO_IN_USE"
     status = 409

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import warnings
 
 from django.conf import settings
 from PIL import Image, ImageOps
 from pillow_heif import register_heif_opener
 
-from fitting.errors import ImageInvalidError, ImageTooLargeError, ImageTooManyPixelsError
+from fitting.errors import ImageAspectRatioError, ImageInvalidError, ImageTooLargeError, ImageTooManyPixelsError
 
 register_heif_opener()
 
@@ -25,16 +26,35 @@ ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "MPO"}  # MPO: JPEGs from some
 RESULT_FORMAT = "JPEG"
 RESULT_EXTENSION = "jpg"
 RESULT_QUALITY = 90
+# Stored person photos: JPEG with 4:2:0 chroma, at the first quality of this ladder whose file
+# takes at most PHOTO_BYTES_PER_PIXEL per pixel (a real photo: ~0.25 at 85; pure noise needs 50,
+# binary noise 30, the last rung, which is kept whatever it weighs: ~0.4 per pixel).
+PHOTO_QUALITIES = (85, 70, 50, 30)
+PHOTO_BYTES_PER_PIXEL = 0.5
+PHOTO_HEADER_BYTES = 4096  # a tiny photo's JPEG headers and tables: never a reason to lower quality
+# A person photo whose long side is more than this many times its short side is refused: no
+# person fits it, and a 70000x1 strip would shrink to a 2048x1 canvas.
+PHOTO_MAX_ASPECT_RATIO = 10
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode(data: bytes, *, max_bytes: int | None = None, max_pixels: int | None = None) -> Image.Image:
+def decode(
+    data: bytes,
+    *,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
+    max_side: int | None = None,
+    max_aspect_ratio: float | None = None,
+) -> Image.Image:
     """Decode ``data`` into an upright RGB or RGBA image, or raise a coded error.
 
-    The pixel count is checked from the header, before any pixel is decoded.
+    The pixel count (and the aspect ratio, if bounded) is checked from the header, before
+    any pixel is decoded. With ``max_side`` the long side is brought down to at most that,
+    never enlarged: a JPEG is decoded at 1/2, 1/4 or 1/8 scale when that still covers the
+    size (``Image.draft``), so a 40 MP photo never becomes 40 MP of pixels in memory.
     """
     max_bytes = max_bytes or settings.UPLOAD_MAX_BYTES
     max_pixels = max_pixels or settings.UPLOAD_MAX_PIXELS
@@ -49,20 +69,35 @@ def decode(data: bytes, *, max_bytes: int | None = None, max_pixels: int | None 
             if image.format not in ALLOWED_FORMATS:
                 raise ImageInvalidError()
             width, height = image.size
+            if width == 0 or height == 0:
+                raise ImageInvalidError()
             if width * height > max_pixels:
                 raise ImageTooManyPixelsError()
+            if max_aspect_ratio and max(width, height) > max_aspect_ratio * min(width, height):
+                raise ImageAspectRatioError()
+            if max_side and max(width, height) > max_side:
+                image.draft(None, fit_size((width, height), max_side, rounding=math.ceil))  # JPEG only
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
-    except (ImageInvalidError, ImageTooManyPixelsError):
+            wanted = "RGBA" if _has_alpha(image) else "RGB"
+            if image.mode not in ("RGB", "RGBA", "L"):  # palette and others: resample in colour
+                image = image.convert(wanted)
+            if max_side:
+                image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # never enlarges
+    except (ImageInvalidError, ImageTooManyPixelsError, ImageAspectRatioError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixelsError() from exc
     except Exception as exc:  # Pillow raises many types for corrupt input
         raise ImageInvalidError() from exc
-    if width == 0 or height == 0:
-        raise ImageInvalidError()
-    wanted = "RGBA" if _has_alpha(image) else "RGB"
     return image if image.mode == wanted else image.convert(wanted)
+
+
+def fit_size(size: tuple[int, int], max_side: int, *, rounding=round) -> tuple[int, int]:
+    """``size`` scaled so its long side is at most ``max_side`` (never enlarged, never 0)."""
+    width, height = size
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, rounding(width * scale)), max(1, rounding(height * scale))
 
 
 def _has_alpha(image: Image.Image) -> bool:
@@ -102,10 +137,21 @@ def encode_png(image: Image.Image) -> bytes:
 
 
 def encode_upload(image: Image.Image) -> tuple[bytes, str]:
-    """Re-encode an upload upright, stripping metadata: PNG when it has alpha, else JPEG."""
-    buffer = io.BytesIO()
-    if image.mode == "RGBA":
-        image.save(buffer, "PNG", optimize=False)
-        return buffer.getvalue(), "png"
-    image.save(buffer, "JPEG", quality=92)
+    """Re-encode a person photo upright as a JPEG of bounded weight, stripping metadata.
+
+    Transparency is flattened onto white (the pipeline works in RGB). The quality steps
+    down PHOTO_QUALITIES until the file takes at most PHOTO_BYTES_PER_PIXEL per pixel, so
+    a noisy picture cannot weigh more than about half a byte per pixel: with the long side
+    at most PHOTO_MAX_SIDE (2048), a stored photo is at most ~2.1 MB.
+    """
+    if image.mode != "RGB":
+        flat = Image.new("RGB", image.size, (255, 255, 255))
+        flat.paste(image, mask=image.getchannel("A") if "A" in image.getbands() else None)
+        image = flat
+    budget = image.width * image.height * PHOTO_BYTES_PER_PIXEL + PHOTO_HEADER_BYTES
+    for quality in PHOTO_QUALITIES:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality, subsampling="4:2:0", optimize=True)
+        if buffer.tell() <= budget:
+            break
     return buffer.getvalue(), "jpg"

@@ -52,7 +52,9 @@ def _read_image(field, error: type[JobError]) -> Image.Image:
         with field.open("rb") as handle:
             data = handle.read()
         # Stored files were checked on the way in; the limits here only guard the worker.
-        return images.decode(data, max_bytes=10 * settings.UPLOAD_MAX_BYTES)
+        # Nothing is decoded beyond the working size, so whatever a photo or a catalogue
+        # image weighs, a job holds a few images of at most PHOTO_MAX_SIDE.
+        return images.decode(data, max_bytes=10 * settings.UPLOAD_MAX_BYTES, max_side=settings.PHOTO_MAX_SIDE)
     except Exception as exc:
         raise error() from exc
 
@@ -64,7 +66,8 @@ def _run_steps(job: FittingResult) -> None:
     try:
         if _seconds_left(job.deadline_at) <= 0:
             raise DeadlineExceeded()
-        canvas_size = (job.user_image.width, job.user_image.height)
+        # The stored photo's size (a photo stored before PHOTO_MAX_SIDE existed is brought down to it).
+        canvas_size = images.fit_size((job.user_image.width, job.user_image.height), settings.PHOTO_MAX_SIDE)
         finished = [done[i.category] for i in items if i.category in done]
         # A resumed attempt starts from the last finished step's output, a new one from the photo.
         last_row = finished[-1] if finished else None

@@ -11,7 +11,6 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -31,6 +30,7 @@ from fitting.errors import (
     PhotoRequiredError,
     TooManyItemsError,
 )
+from fitting.files import delete_quietly, store_new_file
 from fitting.models import (
     STEP_ORDER,
     Category,
@@ -268,14 +268,14 @@ def fitting_step_finished(
 ) -> FittingResultImage:
     """Store the step's image and its timing in one transaction; on failure, no file is left."""
     row = FittingResultImage(job=job, step=step, width=image.width, height=image.height)
-    row.image.save(f"{step}.{images.RESULT_EXTENSION}", ContentFile(images.encode_result(image)), save=False)
+    store_new_file(row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(image))
     metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
     try:
         with transaction.atomic():
             _update_own(job, step_metrics=metrics)
             row.save()
     except BaseException:
-        row.image.storage.delete(row.image.name)
+        delete_quietly(row.image.storage, row.image.name)
         raise
     return row
 

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.signals import user_logged_in
 from django.utils.translation import gettext_lazy as _
@@ -7,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from config.openapi import UNAUTHENTICATED, error
@@ -88,8 +90,20 @@ class TokenApi(APIView):
         return Response({"token": token.key})
 
 
+class PhotoUploadThrottle(UserRateThrottle):
+    """Per-user rate of photo uploads (UPLOAD_RATE); 429 THROTTLED with Retry-After."""
+
+    scope = "photo_upload"
+
+    def get_rate(self) -> str:
+        return settings.UPLOAD_RATE
+
+
 class PhotoListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
+
+    def get_throttles(self):
+        return [PhotoUploadThrottle()] if self.request.method == "POST" else []
 
     @extend_schema_serializer(component_name="PhotoUpload")
     class InputSerializer(serializers.Serializer):
@@ -109,9 +123,12 @@ class PhotoListCreateApi(APIView):
                 "IMAGE_INVALID",
                 "IMAGE_TOO_LARGE",
                 "IMAGE_TOO_MANY_PIXELS",
+                "IMAGE_ASPECT_RATIO",
                 "VALIDATION_ERROR",
             ),
             401: UNAUTHENTICATED,
+            429: error("Too many uploads, or too many photos kept.", "THROTTLED", "QUOTA_EXCEEDED"),
+            507: error("No room left to store the photo.", "STORAGE_FULL"),
         },
     )
     def post(self, request):

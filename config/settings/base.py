@@ -193,6 +193,14 @@ SPECTACULAR_SETTINGS = {
 # --- uploads ------------------------------------------------------------------------------
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=15 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+# Photos are stored at a working size: long side at most this, never enlarged (the image
+# model answers at about one megapixel, so more is only cost). The stored size is the canvas.
+PHOTO_MAX_SIDE = env.int("PHOTO_MAX_SIDE", default=2048)
+if not 256 <= PHOTO_MAX_SIDE <= 8192:
+    config_error(f"PHOTO_MAX_SIDE must be between 256 and 8192, not {PHOTO_MAX_SIDE}")
+# Per user: uploads accepted per period (DRF rate, 429 THROTTLED) and photos kept (429 QUOTA_EXCEEDED).
+UPLOAD_RATE = env("UPLOAD_RATE", default="60/hour")
+PHOTO_QUOTA = env.int("PHOTO_QUOTA", default=200)
 
 # --- the fitting job ----------------------------------------------------------------------
 FITTING_ENGINE = env("FITTING_ENGINE", default="local")

@@ -13,6 +13,7 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 # Off by default so that repeated jobs in tests really run; the cache tests turn it on.
 FITTING_RESULT_CACHE = False
 FITTING_START_RATE = "1000/minute"
+UPLOAD_RATE = "1000/minute"
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not shared-cache memory: threads and processes in tests then see the same
