@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from fitting.files import files_delete_unreferenced
 from fitting.models import TERMINAL_STATUSES, FittingResult, FittingResultImage
 from users.models import UserImage
 
@@ -27,20 +28,11 @@ def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[s
     if dry_run:
         return {"jobs": jobs.count(), "photos": photos.count()}
     with transaction.atomic():
-        image_names = set(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
-        photo_names = set(photos.values_list("image", flat=True))
+        names = set(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
+        names |= set(photos.values_list("image", flat=True))
         job_count = jobs.count()
         jobs.delete()
         photo_count = photos.count()
         photos.delete()
-        still_used = set(FittingResultImage.objects.filter(image__in=image_names).values_list("image", flat=True))
-        orphaned_images = image_names - still_used
-        transaction.on_commit(lambda: _delete_files(FittingResultImage, orphaned_images))
-        transaction.on_commit(lambda: _delete_files(UserImage, photo_names))
+        files_delete_unreferenced(names)
     return {"jobs": job_count, "photos": photo_count}
-
-
-def _delete_files(model, names: set[str]) -> None:
-    storage = model._meta.get_field("image").storage
-    for name in names:
-        storage.delete(name)

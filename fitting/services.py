@@ -31,6 +31,7 @@ from fitting.errors import (
     PhotoRequiredError,
     TooManyItemsError,
 )
+from fitting.files import files_delete_unreferenced
 from fitting.models import (
     STEP_ORDER,
     Category,
@@ -365,7 +366,4 @@ def _delete_images(rows) -> None:
     """Delete image rows, and their files unless another row (a cached job) still uses them."""
     names = list(rows.values_list("image", flat=True))
     rows.delete()
-    shared = set(FittingResultImage.objects.filter(image__in=names).values_list("image", flat=True))
-    storage = FittingResultImage._meta.get_field("image").storage
-    for name in set(names) - shared:
-        transaction.on_commit(lambda name=name: storage.delete(name))
+    files_delete_unreferenced(names)

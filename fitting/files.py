@@ -1,0 +1,69 @@
+"""Deleting media files that no row names any more: the one rule every deletion path uses.
+
+Rows of several jobs share one file (a cached result, a job's final image on its last
+step's file), so a file is deleted only once no row of any model that names media files
+still names it. Deleting waits for the transaction to commit: a rolled-back deletion
+keeps its files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from django.core.files.storage import Storage, default_storage
+from django.db import models, transaction
+
+from fitting.models import FittingResultImage, Item
+from users.models import UserImage
+
+logger = logging.getLogger(__name__)
+
+# Every (model, field) whose rows name files in the media storage. All of them use the
+# default storage.
+REFERENCES: tuple[tuple[type[models.Model], str], ...] = (
+    (UserImage, "image"),
+    (FittingResultImage, "image"),
+    (Item, "image"),
+)
+_BATCH = 500  # names per IN (...) query: well under SQLite's variable limit
+
+
+def media_storage() -> Storage:
+    return default_storage
+
+
+def referenced_names(names: Iterable[str]) -> set[str]:
+    """Those of ``names`` that some row still names."""
+    names = list(dict.fromkeys(n for n in names if n))
+    used: set[str] = set()
+    for start in range(0, len(names), _BATCH):
+        batch = names[start : start + _BATCH]
+        for model, field in REFERENCES:
+            used.update(model.objects.filter(**{f"{field}__in": batch}).values_list(field, flat=True))
+    return used
+
+
+def files_delete_unreferenced(names: Iterable[str]) -> None:
+    """Once the current transaction commits, delete those of ``names`` that no row names.
+
+    Whether a row names a file is decided after the commit, so rows the transaction deleted
+    no longer count and rows another transaction committed meanwhile do. Outside a
+    transaction it runs at once. A file that cannot be deleted is logged and left.
+    """
+    names = {name for name in names if name}
+    if names:
+        transaction.on_commit(lambda: _delete_now(names))
+
+
+def _delete_now(names: set[str]) -> int:
+    storage = media_storage()
+    deleted = 0
+    for name in sorted(names - referenced_names(names)):
+        try:
+            storage.delete(name)
+        except Exception:
+            logger.warning("could not delete media file %s", name, exc_info=True)
+        else:
+            deleted += 1
+    return deleted
