@@ -36,7 +36,15 @@ def run_job(*, job_id: str, attempt: int) -> None:
     if not fitting_claim(job_id=job_id, attempt=attempt):
         logger.info("job %s attempt %s: already taken or finished, skipping", job_id, attempt)
         return
-    job = FittingResult.objects.select_related("user_image").prefetch_related("items__item", "images").get(id=job_id)
+    job = (
+        FittingResult.objects.select_related("user_image")
+        .prefetch_related("items__item", "images")
+        .filter(id=job_id)
+        .first()
+    )
+    if job is None:  # deleted by its owner since the claim
+        logger.info("job %s attempt %s: deleted, stopping", job_id, attempt)
+        return
     try:
         _run_steps(job)
     except JobSuperseded:
@@ -64,6 +72,8 @@ def _run_steps(job: FittingResult) -> None:
     try:
         if _seconds_left(job.deadline_at) <= 0:
             raise DeadlineExceeded()
+        if job.user_image is None:  # its owner deleted the photo
+            raise PhotoUnreadableError()
         canvas_size = (job.user_image.width, job.user_image.height)
         finished = [done[i.category] for i in items if i.category in done]
         # A resumed attempt starts from the last finished step's output, a new one from the photo.

@@ -22,9 +22,11 @@ def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[s
     days = settings.FITTING_RETENTION_DAYS if days is None else days
     cutoff = timezone.now() - timedelta(days=days)
     jobs = FittingResult.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=cutoff)
-    photos = UserImage.objects.filter(created_at__lt=cutoff).exclude(
-        id__in=FittingResult.objects.exclude(id__in=jobs.values("id")).values("user_image_id")
+    # user_image_id IS NOT NULL: one NULL in a NOT IN (...) list would keep every photo.
+    kept_jobs_photos = (
+        FittingResult.objects.exclude(id__in=jobs.values("id")).filter(user_image__isnull=False).values("user_image_id")
     )
+    photos = UserImage.objects.filter(created_at__lt=cutoff).exclude(id__in=kept_jobs_photos)
     if dry_run:
         return {"jobs": jobs.count(), "photos": photos.count()}
     with transaction.atomic():

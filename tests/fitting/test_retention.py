@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from fitting.models import FittingResult, FittingResultImage
+from fitting.retention import retention_purge
 from tests.factories import make_photo, run_now, start_job
 from users.models import UserImage
 
@@ -66,3 +67,19 @@ def test_shared_files_of_cached_results_stay(user, photo, catalogue, settings, d
     with django_capture_on_commit_callbacks(execute=True):
         call_command("purge_expired", stdout=StringIO())
     assert all(os.path.exists(row.image.path) for row in FittingResultImage.objects.filter(job=second))
+
+
+def test_an_old_photo_goes_even_when_a_kept_job_has_lost_its_photo(
+    user, catalogue, settings, django_capture_on_commit_callbacks
+):
+    # A job whose photo its owner deleted has user_image NULL: it must not keep every photo.
+    settings.FITTING_RETENTION_DAYS = 30
+    gone, old = make_photo(user), make_photo(user)
+    kept = finished_job(user, gone, catalogue["top"])
+    FittingResult.objects.filter(id=kept.id).update(user_image=None)
+    age(UserImage, 31, id=old.id)
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = retention_purge()
+    assert counts["photos"] == 1
+    assert not UserImage.objects.filter(id=old.id).exists() and not os.path.exists(old.image.path)
+    assert FittingResult.objects.filter(id=kept.id).exists()
