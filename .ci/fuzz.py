@@ -2,6 +2,8 @@
 
 Starts uvicorn on a fresh SQLite database with the demo data, then runs schemathesis with
 a bounded number of examples per operation: no 5xx, every response conforming to the schema.
+``DELETE /api/users/me`` is left out: it would delete the fuzzing user, and every later call
+would only test the 401 (tests/test_erasure.py covers it).
 """
 
 import subprocess
@@ -35,6 +37,9 @@ def main() -> int:
                 "--generation-deterministic",
                 "--workers",
                 "2",
+                "--exclude-operation-id",
+                "users_me_delete",
+                *sys.argv[1:],
             ]
             return subprocess.run(command, check=False, timeout=1200).returncode
         finally:

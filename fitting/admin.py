@@ -1,7 +1,7 @@
 """Staff views of jobs and the catalogue.
 
-Jobs are read-only here: the only write is reprocessing, through the same service as
-``reprocess_failed_fittings``.
+Jobs are read-only here: the only writes are reprocessing, through the same service as
+``reprocess_failed_fittings``, and deletion, through the same service as the API's (files too).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from fitting import images
-from fitting.errors import NotReprocessableError, ServiceError
+from fitting.errors import JobPhotoDeletedError, NotReprocessableError, ServiceError
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Item, Status
-from fitting.services import REPROCESSABLE, fitting_reprocess
+from fitting.services import REPROCESSABLE, fitting_delete, fitting_reprocess
 
 THUMBNAIL_STYLE = "max-height:80px"
 STATUS_COLOURS = {
@@ -132,10 +132,12 @@ class FittingResultImageInline(_JobInline):
 
 def _reprocess(modeladmin: FittingResultAdmin, request: HttpRequest, jobs, *, restart: bool) -> None:
     """Reprocess each job; skip, with a warning, those that are not failed or timed out."""
-    done, skipped = 0, []
+    done, skipped, photo_deleted = 0, [], []
     for job in jobs:
         try:
             fitting_reprocess(job=job, restart=restart)
+        except JobPhotoDeletedError:
+            photo_deleted.append(job)
         except NotReprocessableError:
             skipped.append(job)
         else:
@@ -157,6 +159,17 @@ def _reprocess(modeladmin: FittingResultAdmin, request: HttpRequest, jobs, *, re
                 len(skipped),
             )
             % {"count": len(skipped), "ids": ", ".join(f"{str(j.id)[:8]} {j.status}" for j in skipped)},
+            messages.WARNING,
+        )
+    if photo_deleted:
+        modeladmin.message_user(
+            request,
+            ngettext(
+                "%(count)d job skipped: its photo was deleted by its owner (%(ids)s).",
+                "%(count)d jobs skipped: their photos were deleted by their owners (%(ids)s).",
+                len(photo_deleted),
+            )
+            % {"count": len(photo_deleted), "ids": ", ".join(str(j.id)[:8] for j in photo_deleted)},
             messages.WARNING,
         )
 
@@ -205,15 +218,20 @@ class FittingResultAdmin(admin.ModelAdmin):
     )
     readonly_fields = ("user_photo", "status_badge", "duration", "step_timings")
 
-    # Read-only: the change page is a view page; reprocessing has its own permission.
+    # Read-only: the change page is a view page; reprocessing and deleting have their own permissions.
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    # Deleting goes through the service, so that the image files go too.
+    def delete_model(self, request, obj):
+        fitting_delete(job=obj)
+
+    def delete_queryset(self, request, queryset):
+        for job in queryset:
+            fitting_delete(job=job)
 
     def has_reprocess_permission(self, request) -> bool:
         return request.user.has_perm("fitting.change_fittingresult")
@@ -262,7 +280,7 @@ class FittingResultAdmin(admin.ModelAdmin):
     # --- detail ---------------------------------------------------------------------------
     @admin.display(description=_("photo"))
     def user_photo(self, obj: FittingResult) -> str:
-        return thumbnail(obj.user_image.image)
+        return thumbnail(obj.user_image.image) if obj.user_image else str(_("deleted by its owner"))
 
     @admin.display(description=_("steps"))
     def step_timings(self, obj: FittingResult) -> SafeString | str:
@@ -310,7 +328,10 @@ class FittingResultAdmin(admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_reprocess"] = (
-            obj is not None and obj.status in REPROCESSABLE and self.has_reprocess_permission(request)
+            obj is not None
+            and obj.status in REPROCESSABLE
+            and obj.user_image_id is not None
+            and self.has_reprocess_permission(request)
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
 

@@ -17,7 +17,7 @@ from config.openapi import NOT_FOUND, UNAUTHENTICATED, error
 from fitting.errors import ValidationFailed, job_error_message
 from fitting.models import STEP_ORDER, Category, ImageStep, Status
 from fitting.selectors import fitting_get, fitting_list, item_list
-from fitting.services import RequestedItem, fitting_start
+from fitting.services import RequestedItem, fitting_delete, fitting_start
 
 
 class HealthApi(APIView):
@@ -271,3 +271,12 @@ class FittingDetailApi(APIView):
         if job is None:
             raise NotFound()
         return Response(JobOutputSerializer(job, context={"request": request}).data)
+
+    @extend_schema(responses={204: None, 401: UNAUTHENTICATED, 404: NOT_FOUND})
+    def delete(self, request, job_id):
+        """Delete the job, even while it runs, with its images (a file another job shares stays)."""
+        job = fitting_get(user=request.user, job_id=job_id)
+        if job is None:
+            raise NotFound()
+        fitting_delete(job=job)
+        return Response(status=204)

@@ -168,6 +168,10 @@ class NotReprocessableError(ServiceError):
     default_message = _("Only failed or timed-out jobs can be reprocessed.")
 
 
+class JobPhotoDeletedError(NotReprocessableError):
+    default_message = _("The job's photo was deleted, so the job cannot be run again.")
+
+
 def _subclasses(cls: type[ServiceError]):
     for sub in cls.__subclasses__():
         yield sub

@@ -67,7 +67,10 @@ class FittingResult(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fittings")
-    user_image = models.ForeignKey("users.UserImage", on_delete=models.PROTECT, related_name="fittings")
+    # NULL once the user deleted the photo: the job stays in their history, without it.
+    user_image = models.ForeignKey(
+        "users.UserImage", on_delete=models.SET_NULL, null=True, blank=True, related_name="fittings"
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROCESSING)
     # NULL, not "": the API shows "no step" as null, and the check constraints say so.
     current_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001

@@ -36,7 +36,15 @@ def run_job(*, job_id: str, attempt: int) -> None:
     if not fitting_claim(job_id=job_id, attempt=attempt):
         logger.info("job %s attempt %s: already taken or finished, skipping", job_id, attempt)
         return
-    job = FittingResult.objects.select_related("user_image").prefetch_related("items__item", "images").get(id=job_id)
+    job = (
+        FittingResult.objects.select_related("user_image")
+        .prefetch_related("items__item", "images")
+        .filter(id=job_id)
+        .first()
+    )
+    if job is None:  # deleted by its owner since the claim
+        logger.info("job %s attempt %s: deleted, stopping", job_id, attempt)
+        return
     try:
         _run_steps(job)
     except JobSuperseded:
@@ -66,6 +74,8 @@ def _run_steps(job: FittingResult) -> None:
     try:
         if _seconds_left(job.deadline_at) <= 0:
             raise DeadlineExceeded()
+        if job.user_image is None:  # its owner deleted the photo
+            raise PhotoUnreadableError()
         # The stored photo's size (a photo stored before PHOTO_MAX_SIDE existed is brought down to it).
         canvas_size = images.fit_size((job.user_image.width, job.user_image.height), settings.PHOTO_MAX_SIDE)
         finished = [done[i.category] for i in items if i.category in done]
@@ -105,7 +115,15 @@ def _run_steps(job: FittingResult) -> None:
     except Exception as exc:
         # A bug, not an outcome: record it truthfully instead of leaving the job processing.
         logger.exception("job %s crashed at %s", job.id, step)
-        fitting_fail(job=job, step=step, code="INTERNAL_ERROR", message=f"{type(exc).__name__}: {exc}")
+        fitting_fail(job=job, step=step, code="INTERNAL_ERROR", message=_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception and its cause, for staff (users see only the code's generic message)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if exc.__cause__ is not None:
+        text += f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})"
+    return text
 
 
 def _write_message(engine, job: FittingResult, image: Image.Image, garments) -> tuple[str | None, int | None]:

@@ -3,6 +3,10 @@
 A job in progress is never touched, nor the photo it uses. Finished jobs older than the
 TTL are deleted with their images; a photo is deleted once it is older than the TTL and
 no job that is kept still uses it. A file shared by a kept row (a cached result) stays.
+
+Files under the media directories that no row names (left by a crash between writing a
+file and committing its row) are deleted once they are older than ``ORPHAN_MIN_AGE``; a
+younger one may be a file whose row is being written right now.
 """
 
 from __future__ import annotations
@@ -13,34 +17,37 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from fitting.files import files_delete_orphans, files_delete_unreferenced
 from fitting.models import TERMINAL_STATUSES, FittingResult, FittingResultImage
 from users.models import UserImage
 
+ORPHAN_MIN_AGE = timedelta(days=1)
+
 
 def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[str, int]:
+    """Delete what is past the TTL, then orphan files; the counts by kind."""
     days = settings.FITTING_RETENTION_DAYS if days is None else days
-    cutoff = timezone.now() - timedelta(days=days)
+    now = timezone.now()
+    cutoff = now - timedelta(days=days)
     jobs = FittingResult.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=cutoff)
-    photos = UserImage.objects.filter(created_at__lt=cutoff).exclude(
-        id__in=FittingResult.objects.exclude(id__in=jobs.values("id")).values("user_image_id")
+    # user_image_id IS NOT NULL: one NULL in a NOT IN (...) list would keep every photo.
+    kept_jobs_photos = (
+        FittingResult.objects.exclude(id__in=jobs.values("id")).filter(user_image__isnull=False).values("user_image_id")
     )
+    photos = UserImage.objects.filter(created_at__lt=cutoff).exclude(id__in=kept_jobs_photos)
     if dry_run:
-        return {"jobs": jobs.count(), "photos": photos.count()}
+        return {
+            "jobs": jobs.count(),
+            "photos": photos.count(),
+            "orphanFiles": files_delete_orphans(older_than=now - ORPHAN_MIN_AGE, dry_run=True),
+        }
     with transaction.atomic():
-        image_names = set(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
-        photo_names = set(photos.values_list("image", flat=True))
+        names = set(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
+        names |= set(photos.values_list("image", flat=True))
         job_count = jobs.count()
         jobs.delete()
         photo_count = photos.count()
         photos.delete()
-        still_used = set(FittingResultImage.objects.filter(image__in=image_names).values_list("image", flat=True))
-        orphaned_images = image_names - still_used
-        transaction.on_commit(lambda: _delete_files(FittingResultImage, orphaned_images))
-        transaction.on_commit(lambda: _delete_files(UserImage, photo_names))
-    return {"jobs": job_count, "photos": photo_count}
-
-
-def _delete_files(model, names: set[str]) -> None:
-    storage = model._meta.get_field("image").storage
-    for name in names:
-        storage.delete(name)
+        files_delete_unreferenced(names)
+    orphans = files_delete_orphans(older_than=now - ORPHAN_MIN_AGE)
+    return {"jobs": job_count, "photos": photo_count, "orphanFiles": orphans}

@@ -7,12 +7,14 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib import import_module
 from urllib.parse import urlparse
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_q.tasks import async_task
@@ -26,11 +28,13 @@ from fitting.errors import (
     InsufficientItemsError,
     InvalidCategoryError,
     InvalidItemIdError,
+    JobPhotoDeletedError,
     NotReprocessableError,
+    PhotoInUseError,
     PhotoRequiredError,
     TooManyItemsError,
 )
-from fitting.files import delete_quietly, store_new_file
+from fitting.files import delete_quietly, files_delete_unreferenced, store_new_file
 from fitting.models import (
     STEP_ORDER,
     Category,
@@ -169,6 +173,8 @@ def _job_for_idempotency_key(*, user, key: str, fingerprint: str) -> FittingResu
 
 def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> FittingResult:
     photo, ordered = fitting_validate(user=user, photo_url=photo_url, items=items)
+    if not _lock(UserImage.objects.filter(id=photo.id)):  # deleted meanwhile (photo_delete holds the lock)
+        raise PhotoRequiredError(field="userPhotoUrl")
     identity = engine_identity()
     now = timezone.now()
     job = FittingResult.objects.create(
@@ -332,6 +338,8 @@ def fitting_reprocess(*, job: FittingResult, restart: bool = False, enqueue: boo
     (``fitting.pipeline.run_job``). The admin actions and ``reprocess_failed_fittings``
     both come here.
     """
+    if job.user_image_id is None:
+        raise JobPhotoDeletedError()
     now = timezone.now()
     job_images = FittingResultImage.objects.filter(job=job)
     if restart:
@@ -366,7 +374,73 @@ def _delete_images(rows) -> None:
     """Delete image rows, and their files unless another row (a cached job) still uses them."""
     names = list(rows.values_list("image", flat=True))
     rows.delete()
-    shared = set(FittingResultImage.objects.filter(image__in=names).values_list("image", flat=True))
-    storage = FittingResultImage._meta.get_field("image").storage
-    for name in set(names) - shared:
-        transaction.on_commit(lambda name=name: storage.delete(name))
+    files_delete_unreferenced(names)
+
+
+# --- erasure: a job, a photo, a user, with their files ------------------------------------
+def _lock(rows: QuerySet) -> bool:
+    """Lock ``rows`` until the transaction ends (PostgreSQL; SQLite writers are serialised
+    anyway); False when there are none."""
+    return bool(list(rows.select_for_update().values_list("pk", flat=True)))
+
+
+def _jobs_delete(jobs: QuerySet[FittingResult]) -> None:
+    """Delete jobs with their rows; their files go after the commit unless another row names them."""
+    # Locked first: a worker's step write in flight commits before the file names are read,
+    # and a later one finds no row (JobSuperseded) and deletes the file it wrote.
+    _lock(jobs)
+    names = list(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
+    jobs.delete()
+    files_delete_unreferenced(names)
+
+
+@transaction.atomic
+def fitting_delete(*, job: FittingResult) -> None:
+    """Delete a job, even one still processing, with its images unless another job shares a file."""
+    _jobs_delete(FittingResult.objects.filter(id=job.id))
+
+
+@transaction.atomic
+def photo_delete(*, photo: UserImage) -> None:
+    """Delete a photo and its file; refused (PHOTO_IN_USE) while a job using it is processing.
+
+    Finished jobs that used it stay in their owner's history, without the photo.
+    """
+    if not _lock(UserImage.objects.filter(id=photo.id)):
+        return  # already gone
+    if FittingResult.objects.filter(user_image_id=photo.id, status=Status.PROCESSING).exists():
+        raise PhotoInUseError()
+    name = photo.image.name
+    UserImage.objects.filter(id=photo.id).delete()
+    files_delete_unreferenced([name])
+
+
+@transaction.atomic
+def user_delete(*, user: AbstractBaseUser) -> None:
+    """Erase a user: jobs (running ones too), photos, their files, API token, sessions, account.
+
+    A file another user's row still names (a shared cached result) stays for that user.
+    Here in fitting, not in users, because it deletes the user's jobs first.
+    """
+    _jobs_delete(FittingResult.objects.filter(owner=user))
+    photos = UserImage.objects.filter(owner=user)
+    names = list(photos.values_list("image", flat=True))
+    photos.delete()
+    _sessions_delete(user)
+    user.delete()  # the API token and the admin's log entries of this user go with it (CASCADE)
+    files_delete_unreferenced(names)
+
+
+def _sessions_delete(user: AbstractBaseUser) -> None:
+    """Delete the user's stored sessions.
+
+    Only database-backed session engines can be searched; with the others a session of a
+    deleted user logs nobody in, since its user can no longer be loaded.
+    """
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if not hasattr(store_class, "get_model_class"):
+        return
+    user_id = str(user.pk)
+    for session in store_class.get_model_class().objects.iterator():
+        if session.get_decoded().get(SESSION_KEY) == user_id:
+            store_class(session_key=session.session_key).delete()

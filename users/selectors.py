@@ -28,3 +28,7 @@ def photo_get_by_url(*, owner: AbstractBaseUser, url: str) -> UserImage | None:
     if not name.startswith("photos/"):
         return None
     return photo_list(owner=owner).filter(image=name).first()
+
+
+def photo_get(*, owner: AbstractBaseUser, photo_id: int) -> UserImage | None:
+    return photo_list(owner=owner).filter(id=photo_id).first()

@@ -188,8 +188,11 @@ def test_detail_page_of_a_completed_job_has_no_reprocess_buttons(staff_client, u
     assert reverse("admin:fitting_fittingresult_reprocess", args=[job.id]) not in response.content.decode()
 
 
-def test_jobs_cannot_be_added_or_deleted(staff_client, failed_job):
+def test_jobs_cannot_be_added_nor_deleted_without_the_delete_permission(staff_client, failed_job):
     assert staff_client.get(reverse("admin:fitting_fittingresult_add")).status_code == 403
+    editor = make_user("editor", is_staff=True)
+    editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_fittingresult", "change_fittingresult"]))
+    staff_client.force_login(editor)
     response = staff_client.post(reverse("admin:fitting_fittingresult_delete", args=[failed_job.id]), {"post": "yes"})
     assert response.status_code == 403
     assert FittingResult.objects.filter(id=failed_job.id).exists()

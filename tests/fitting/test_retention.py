@@ -6,6 +6,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from fitting.models import FittingResult, FittingResultImage
+from fitting.retention import retention_purge
+from fitting.tasks import purge_expired
 from tests.factories import make_photo, run_now, start_job
 from users.models import UserImage
 
@@ -66,3 +68,61 @@ def test_shared_files_of_cached_results_stay(user, photo, catalogue, settings, d
     with django_capture_on_commit_callbacks(execute=True):
         call_command("purge_expired", stdout=StringIO())
     assert all(os.path.exists(row.image.path) for row in FittingResultImage.objects.filter(job=second))
+
+
+def test_an_old_photo_goes_even_when_a_kept_job_has_lost_its_photo(
+    user, catalogue, settings, django_capture_on_commit_callbacks
+):
+    # A job whose photo its owner deleted has user_image NULL: it must not keep every photo.
+    settings.FITTING_RETENTION_DAYS = 30
+    gone, old = make_photo(user), make_photo(user)
+    kept = finished_job(user, gone, catalogue["top"])
+    FittingResult.objects.filter(id=kept.id).update(user_image=None)
+    age(UserImage, 31, id=old.id)
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = retention_purge()
+    assert counts["photos"] == 1
+    assert not UserImage.objects.filter(id=old.id).exists() and not os.path.exists(old.image.path)
+    assert FittingResult.objects.filter(id=kept.id).exists()
+
+
+def write_file(media_root, name: str, *, days_old: float) -> str:
+    path = media_root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xd8 leftover")
+    moment = (timezone.now() - timedelta(days=days_old)).timestamp()
+    os.utime(path, (moment, moment))
+    return str(path)
+
+
+def test_old_files_no_row_names_are_removed_young_or_named_ones_stay(user, photo, catalogue, media_root):
+    job = finished_job(user, photo, catalogue["top"])
+    named = [photo.image.path, catalogue["top"].image.path, *(row.image.path for row in job.images.all())]
+    for path in named:  # rows name them: age alone never removes a file
+        moment = (timezone.now() - timedelta(days=400)).timestamp()
+        os.utime(path, (moment, moment))
+    orphans = [
+        write_file(media_root, "photos/crashed-upload.jpg", days_old=2),
+        write_file(media_root, "results/crashed-step.jpg", days_old=2),
+        write_file(media_root, "items/replaced-garment.png", days_old=2),
+        write_file(media_root, "results/nested/left.jpg", days_old=2),
+    ]
+    being_written = write_file(media_root, "results/being-written.jpg", days_old=0.5)
+    elsewhere = write_file(media_root, "exports/not-ours.jpg", days_old=30)
+
+    out = StringIO()
+    call_command("purge_expired", "--dry-run", stdout=out)
+    assert "would delete 4 orphan file(s)" in out.getvalue()
+    assert all(os.path.exists(path) for path in orphans)
+
+    out = StringIO()
+    call_command("purge_expired", stdout=out)
+    assert "deleted 4 orphan file(s)" in out.getvalue()
+    assert not any(os.path.exists(path) for path in orphans)
+    assert all(os.path.exists(path) for path in [*named, being_written, elsewhere])
+    assert retention_purge()["orphanFiles"] == 0
+
+
+def test_the_hourly_task_reports_orphans(media_root, db):
+    write_file(media_root, "photos/crashed-upload.jpg", days_old=3)
+    assert purge_expired() == {"jobs": 0, "photos": 0, "orphanFiles": 1}

@@ -148,6 +148,12 @@ class Command(BaseCommand):
     ) -> None:
         head = f"{job.id} {job.status} failed_step={job.failed_step or '-'} code={job.error_code or '-'}"
         step = job.first_unfinished_step() or "message"
+        if job.user_image_id is None:  # fitting_reprocess refuses it (JobPhotoDeletedError)
+            self.stdout.write(f"{head} -> skipped: its photo was deleted by its owner")
+            tally.skipped += 1
+            if named:
+                tally.named_missed.append(str(job.id))
+            return
         if dry_run:
             self.stdout.write(f"{head} -> would " + ("restart" if restart else f"resume from {step}"))
             tally.reprocessed += 1
