@@ -26,6 +26,7 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from fitting import events as event_stream
 from fitting.models import STEP_ORDER, FittingResult
 from fitting.services import (
     fitting_claim,
@@ -74,7 +75,7 @@ class StreamReader:
         self._chunks = aiter(response.streaming_content)
         self._buffer = ""
 
-    async def next(self, timeout: float = 5.0) -> Event | None:
+    async def next(self, timeout: float = 30.0) -> Event | None:
         """The next event or comment; None when the stream has ended."""
         while "\n\n" not in self._buffer:
             try:
@@ -152,6 +153,35 @@ def request_thread_connections():
 def fast_stream(settings):
     settings.FITTING_EVENTS_POLL = 0.02
     settings.FITTING_EVENTS_HEARTBEAT = 60
+
+
+class StreamClock:
+    """The stream's clock and its wait between polls: time moves only when the stream waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # still let the event loop run, as a real wait would
+
+    async def polled(self, times: int) -> None:
+        """Return once the stream has waited between polls ``times`` times."""
+        while len(self.sleeps) < times:
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def stream_clock(monkeypatch) -> StreamClock:
+    clock = StreamClock()
+    monkeypatch.setattr(event_stream, "_now", clock.monotonic)
+    monkeypatch.setattr(event_stream, "_sleep", clock.sleep)
+    return clock
 
 
 # --- the stream ---------------------------------------------------------------------------
@@ -253,56 +283,59 @@ def test_a_finished_job_is_one_event_and_the_end(user, job, fast_stream):
 
 
 def test_heartbeat_while_nothing_changes_and_the_stream_gives_up_after_max_duration(
-    user, job, settings, request_thread_connections
+    user, job, settings, request_thread_connections, stream_clock
 ):
     """Through the real ASGI application (it buffers the body: the stream has to end by itself)."""
     from config.asgi import application
 
-    settings.FITTING_EVENTS_POLL = 0.05
-    settings.FITTING_EVENTS_HEARTBEAT = 0.2
-    settings.FITTING_EVENTS_MAX_DURATION = 1.1
+    settings.FITTING_EVENTS_POLL = 1
+    settings.FITTING_EVENTS_HEARTBEAT = 4
+    settings.FITTING_EVENTS_MAX_DURATION = 22
     headers = token_headers(user)
+    started = stream_clock.now
 
     async def scenario():
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             return await client.get(events_url(job.id), headers=headers)
 
-    started = time.monotonic()
-    response = asyncio.run(scenario())  # not async_to_sync: the view's reads get a thread per request
-    elapsed = time.monotonic() - started
+    # not async_to_sync: the view's reads get a thread per request; the timeout only guards a hang
+    response = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream"
-    events = parse_body(response.text)
-    assert events[0].kind == "job"
-    assert events[0].data["status"] == "processing"
-    keepalives = events[1:]
-    assert 3 <= len(keepalives) <= 6, keepalives
+    events_seen = parse_body(response.text)
+    assert events_seen[0].kind == "job"
+    assert events_seen[0].data["status"] == "processing"
+    keepalives = events_seen[1:]
     assert all(e.kind == "comment" and e.comment == "keepalive" for e in keepalives)
-    assert 1.0 <= elapsed < 5
+    assert len(keepalives) == 5  # one every 4 s of 22: at 4, 8, 12, 16 and 20
+    # It polled every second and gave up once the maximum duration had passed, not before.
+    assert stream_clock.sleeps == [1] * 22
+    assert stream_clock.now - started == 22
     assert request_thread_connections, "the view never reached the database from its request thread"
     assert all(c.connection is None for c in request_thread_connections), "a connection was left open"
 
 
-def test_no_heartbeat_before_it_is_due(user, job, settings):
-    settings.FITTING_EVENTS_POLL = 0.02
-    settings.FITTING_EVENTS_HEARTBEAT = 0.5
+def test_no_heartbeat_before_it_is_due(user, job, settings, stream_clock):
+    settings.FITTING_EVENTS_POLL = 1
+    settings.FITTING_EVENTS_HEARTBEAT = 5
     headers = token_headers(user)
 
     async def scenario():
         response = await AsyncClient().get(events_url(job.id), headers=headers)
         reader = StreamReader(response)
         await reader.next()
-        started = time.monotonic()
+        started = stream_clock.now
         keepalive = await reader.next()
-        waited = time.monotonic() - started
+        waited = stream_clock.now - started
         await reader.close()
         return keepalive, waited
 
     keepalive, waited = async_to_sync(scenario)()
     assert keepalive.kind == "comment"
     assert keepalive.comment == "keepalive"
-    assert 0.45 <= waited < 2
+    assert waited == 5  # five polls without a change, then the keepalive, not one poll earlier
+    assert stream_clock.sleeps == [1] * 5
 
 
 def test_session_auth(user, job, fast_stream):
@@ -369,7 +402,9 @@ def test_post_is_405(user, job):
     assert_error(response, 405, "METHOD_NOT_ALLOWED")
 
 
-def test_a_client_that_goes_away_ends_the_stream_quietly(user, job, fast_stream, caplog, request_thread_connections):
+def test_a_client_that_goes_away_ends_the_stream_quietly(
+    user, job, fast_stream, caplog, request_thread_connections, stream_clock
+):
     """The ASGI server reports the disconnect: the stream stops polling and nothing is logged."""
     from config.asgi import application
 
@@ -383,7 +418,7 @@ def test_a_client_that_goes_away_ends_the_stream_quietly(user, job, fast_stream,
         if len(received) == 1:
             return {"type": "http.request", "body": b"", "more_body": False}
         await first_body.wait()
-        await asyncio.sleep(0.1)  # a few polls happen, then the client is gone
+        await stream_clock.polled(3)  # a few polls happen, then the client is gone
         return {"type": "http.disconnect"}
 
     async def send(message):
@@ -407,7 +442,7 @@ def test_a_client_that_goes_away_ends_the_stream_quietly(user, job, fast_stream,
     }
 
     async def scenario():
-        await asyncio.wait_for(application(scope, receive, send), timeout=5)
+        await asyncio.wait_for(application(scope, receive, send), timeout=60)  # a hang guard only
 
     with caplog.at_level(logging.WARNING):
         asyncio.run(scenario())  # as under uvicorn: the view's reads run in a thread of the request
