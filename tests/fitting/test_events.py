@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -35,7 +36,7 @@ from fitting.services import (
     fitting_step_finished,
     fitting_step_started,
 )
-from tests.e2e import Stack
+from tests.e2e import Stack, wait_until
 from tests.factories import start_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -456,9 +457,10 @@ def test_a_client_that_goes_away_ends_the_stream_quietly(
 
 
 # --- end to end: uvicorn + qcluster -------------------------------------------------------
-def read_stream(client: httpx.Client, url: str, timeout: float = 60) -> list[Event]:
-    """Every block of an SSE stream until the server closes it."""
-    events, lines = [], []
+def read_stream(client: httpx.Client, url: str, timeout: float = 120, events: list | None = None) -> list[Event]:
+    """Every block of an SSE stream until the server closes it, appended to ``events`` as it comes."""
+    events = [] if events is None else events
+    lines = []
     deadline = time.monotonic() + timeout
     with client.stream("GET", url, timeout=httpx.Timeout(10, read=timeout)) as response:
         assert response.status_code == 200, response.read()
@@ -523,12 +525,24 @@ def test_stream_from_uvicorn_follows_a_job_run_by_a_qcluster(tmp_path):
 
 @pytest.mark.queue
 def test_every_step_arrives_live_with_its_image(tmp_path):
-    """Each step takes a second on the fake Gemini: the stream shows each one as it happens."""
-    from tests.fakegemini import FakeGemini, delay
+    """The fake Gemini holds each call until the stream has shown the job up to that call."""
+    from fitting.prompts import step_prompt
+    from tests.fakegemini import FakeGemini
+
+    seen: list[Event] = []  # the stream's blocks, as they arrive
+
+    def shown(predicate, what: str) -> None:
+        wait_until(lambda: any(e.kind == "job" and predicate(e.data) for e in list(seen)), 60, what)
+
+    def hold_until_shown(request) -> None:  # in the fake's thread, before it answers
+        if request.wants_image:
+            category = next(c for c in STEP_ORDER if request.texts == [step_prompt(c)])
+            shown(lambda job: job["currentStep"] == category, f"{category} shown running")
+        else:  # the message comes last: the last step's image must be seen before the job ends
+            shown(lambda job: job["steps"][-1]["imageUrl"], "the last step's image")
 
     fake = FakeGemini().start()
-    fake.script_image(delay(1), delay(1), delay(1))
-    fake.script_text(delay(1))  # so the last step's image is seen before the job completes
+    fake.on_request = hold_until_shown
     stack = Stack(
         tmp_path,
         FITTING_ENGINE="gemini",
@@ -539,12 +553,15 @@ def test_every_step_arrives_live_with_its_image(tmp_path):
     try:
         stack.start_web()
         stack.start_cluster()
-        with stack.client() as client:
+        with stack.client() as client, stack.client() as streaming, ThreadPoolExecutor(1) as pool:
             job_id = stack.start_job(client)
-            events = [e.data for e in read_stream(client, events_url(job_id)) if e.kind == "job"]
+            reading = pool.submit(read_stream, streaming, events_url(job_id), events=seen)
+            reading.result(timeout=180)
     finally:
         stack.stop()
         fake.stop()
+    assert not fake.errors, fake.errors  # a call the stream did not show in time
+    events = [e.data for e in seen if e.kind == "job"]
     # Each step was seen running, then seen finished with its image, before the job ended.
     running = [j["currentStep"] for j in events if j["currentStep"]]
     assert list(dict.fromkeys(running)) == ["top", "bottom", "outer"]
