@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -40,6 +41,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # (updated_at, the job's JSON, whether its status is terminal)
 Snapshot = tuple[datetime, str, bool]
+
+# The stream's clock and its wait between polls: tests replace them to drive its timing.
+_now = time.monotonic
+_sleep = asyncio.sleep
 
 
 async def job_events(request: HttpRequest, job_id: UUID) -> HttpResponse:
@@ -136,17 +141,16 @@ async def _stream(*, request: HttpRequest, user: AbstractBaseUser, job_id: UUID,
     poll = settings.FITTING_EVENTS_POLL
     heartbeat = settings.FITTING_EVENTS_HEARTBEAT
     max_duration = settings.FITTING_EVENTS_MAX_DURATION
-    loop = asyncio.get_running_loop()
-    give_up_at = loop.time() + max_duration
+    give_up_at = _now() + max_duration
 
     stamp, data, terminal = first
     event_id = 1
     yield _event(data, event_id)
-    last_sent = loop.time()
+    last_sent = _now()
     # A client that goes away cancels this generator at an await (CancelledError) or closes
     # it at a yield (GeneratorExit); both simply end it: no connection is held in between.
-    while not terminal and loop.time() < give_up_at:
-        await asyncio.sleep(poll)
+    while not terminal and _now() < give_up_at:
+        await _sleep(poll)
         current = await _updated_at(user=user, job_id=job_id)
         if current is None:  # deleted under us
             return
@@ -159,8 +163,8 @@ async def _stream(*, request: HttpRequest, user: AbstractBaseUser, job_id: UUID,
                 data = new_data
                 event_id += 1
                 yield _event(data, event_id)
-                last_sent = loop.time()
+                last_sent = _now()
                 continue
-        if loop.time() - last_sent >= heartbeat:
+        if _now() - last_sent >= heartbeat:
             yield ": keepalive\n\n"
-            last_sent = loop.time()
+            last_sent = _now()

@@ -8,11 +8,30 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Call ``condition`` until it returns something true, and return that.
+
+    Fails after ``timeout`` seconds: a bound against a hang, never the thing tested, so make it
+    generous. Tests wait for the event they need this way, never for a fixed time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 def free_port() -> int:
@@ -98,15 +117,17 @@ class Stack:
                 "warning",
             ],
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def healthy() -> bool:
             try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
+                return httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("uvicorn did not answer /healthz: " + self.output("web"))
+                return False
+
+        try:
+            wait_until(healthy, 60, "uvicorn to answer /healthz")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {self.output('web')}") from None
 
     def start_cluster(self, name: str = "worker") -> subprocess.Popen:
         return self._spawn(name, [sys.executable, "manage.py", "qcluster"])
@@ -158,13 +179,18 @@ class Stack:
         return response.json()["jobId"]
 
     def wait_for_job(self, client: httpx.Client, job_id: str, timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = client.get(f"/api/virtual-fitting/{job_id}").json()
-            if job["status"] != "processing":
-                return job
-            time.sleep(0.25)
-        raise AssertionError(f"job {job_id} still processing: {job}\n{self.output('worker')}")
+        """The job as the API shows it once it is no longer processing."""
+
+        seen: list[dict] = []
+
+        def finished() -> dict | None:
+            seen.append(client.get(f"/api/virtual-fitting/{job_id}").json())
+            return seen[-1] if seen[-1]["status"] != "processing" else None
+
+        try:
+            return wait_until(finished, timeout, f"job {job_id} to finish", interval=0.25)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {seen[-1]}\n{self.output('worker')}") from None
 
     def stop(self) -> None:
         self.stop_processes()

@@ -6,13 +6,13 @@ google-genai client against the fake Gemini server.
 """
 
 import asyncio
+import json
 import os
-import time
 
 import httpx
 import pytest
 
-from tests.e2e import Stack
+from tests.e2e import Stack, wait_until
 from tests.fakegemini import FakeGemini, delay, ok
 
 pytestmark = pytest.mark.queue
@@ -41,18 +41,24 @@ def gemini_stack(tmp_path, fake, **env) -> Stack:
     return Stack(tmp_path, **settings).prepare()
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def sweep(stack: Stack, task: str = "sweep_fittings") -> dict:
+    """Run one of the sweep's tasks in the stack, as its Schedule would; what it returned."""
+    out = stack.python(f"import json\nfrom fitting.tasks import {task}\nprint('SWEPT', json.dumps({task}()))")
+    return json.loads(next(line[6:] for line in out.splitlines() if line.startswith("SWEPT ")))
+
+
+def move_into_the_past(stack: Stack, job_id: str, field: str, seconds_setting: str) -> None:
+    """Set a job's ``field`` further in the past than the setting the sweep compares it with."""
+    stack.python(
+        "from datetime import timedelta\nfrom django.conf import settings\nfrom django.utils import timezone\n"
+        "from fitting.models import FittingResult\n"
+        f"past = timezone.now() - timedelta(seconds=settings.{seconds_setting} + 1)\n"
+        f"assert FittingResult.objects.filter(id='{job_id}').update({field}=past) == 1"
+    )
 
 
 def test_killed_cluster_mid_step_ends_truthfully_and_reprocess_completes(tmp_path, fake):
-    stack = gemini_stack(tmp_path, fake, FITTING_JOB_TIMEOUT="6", FITTING_SWEEP_GRACE="1")
+    stack = gemini_stack(tmp_path, fake)
     try:
         stack.start_web()
         stack.start_cluster()
@@ -63,8 +69,11 @@ def test_killed_cluster_mid_step_ends_truthfully_and_reprocess_completes(tmp_pat
             stack.kill("worker")  # SIGKILL the whole cluster while `bottom` is running
             row = stack.job_row(job_id)
             assert (row["status"], row["current_step"], row["steps"]) == ("processing", "bottom", ["top"])
-            time.sleep(6 + 1.5)  # past the deadline and the grace
-            stack.python("from fitting.tasks import sweep_fittings; print(sweep_fittings())")
+            assert sweep(stack)["timedOut"] == 0  # before its deadline, the job is left alone
+            assert stack.job_row(job_id)["status"] == "processing"
+            # Past its deadline and the grace (the database's deadline_at moved, not the clock):
+            move_into_the_past(stack, job_id, "deadline_at", "FITTING_SWEEP_GRACE")
+            assert sweep(stack)["timedOut"] == 1
             row = stack.job_row(job_id)
             assert (row["status"], row["failed_step"], row["error_code"]) == ("timeout", "bottom", "TIMEOUT")
             assert row["steps"] == ["top"]
@@ -98,10 +107,13 @@ def test_two_clusters_and_a_task_delivered_twice_run_the_job_once(tmp_path, fake
             stack.python(f"from fitting.services import enqueue_run; enqueue_run(job_id='{job_id}', attempt=1)")
             job = stack.wait_for_job(client, job_id)
         assert job["status"] == "completed"
-        time.sleep(2)  # let the second delivery arrive and be skipped
+        wait_until(
+            lambda: "already taken" in stack.output("worker") + stack.output("worker2"),
+            60,
+            "the second delivery to be skipped",
+        )
         assert len(fake.image_requests) == 3
         assert stack.job_row(job_id)["steps"] == ["bottom", "final", "outer", "top"]
-        assert "already taken" in stack.output("worker") + stack.output("worker2")
     finally:
         stack.stop()
 
@@ -112,9 +124,6 @@ def test_message_lost_with_a_killed_cluster_is_recovered_by_the_sweep(tmp_path, 
         tmp_path,
         fake,
         FITTING_WORKERS="1",
-        FITTING_JOB_TIMEOUT="20",
-        FITTING_REQUEUE_AFTER="1",
-        FITTING_SWEEP_GRACE="1",
     )
     try:
         stack.start_web()
@@ -124,12 +133,22 @@ def test_message_lost_with_a_killed_cluster_is_recovered_by_the_sweep(tmp_path, 
             items = stack.one_item_per_category(client)[:1]
             busy = stack.start_job(client, items)
             wait_until(lambda: fake.image_requests, 60, "the first job to reach the engine")
-            waiting = stack.start_job(client, items)
-            time.sleep(2)  # the cluster takes the second message off Redis into its own queue
+            waiting = stack.start_job(client, items)  # its message is on Redis when the POST returns
+            wait_until(
+                lambda: (
+                    "QUEUED 0"
+                    in stack.python(
+                        "from django_q.brokers import get_broker\nprint('QUEUED', get_broker().queue_size())"
+                    )
+                ),
+                60,
+                "the cluster to take the second message off Redis into its own queue",
+            )
             stack.kill("worker")
             assert stack.job_row(waiting)["status"] == "processing"
-            out = stack.python("from fitting.tasks import requeue_lost; print('REQUEUED', requeue_lost())")
-            assert "REQUEUED 1" in out
+            assert sweep(stack, "requeue_lost") == 0  # not yet waiting for long: not lost
+            move_into_the_past(stack, waiting, "enqueued_at", "FITTING_REQUEUE_AFTER")
+            assert sweep(stack, "requeue_lost") == 1
             stack.start_cluster("worker-after")
             job = stack.wait_for_job(client, waiting, timeout=60)
             assert job["status"] == "completed", job

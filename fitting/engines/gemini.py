@@ -68,6 +68,10 @@ BLOCK_FINISH_REASONS = frozenset(
 )
 # Starting an attempt with less time than this left is pointless: no model answers so fast.
 MIN_ATTEMPT_SECONDS = 0.25
+# The engine's clock and the retry loop's sleep, read at each call: tests replace them to
+# see exactly what was waited, instead of timing the wall clock.
+_now = time.monotonic
+_sleep = time.sleep
 # Inputs are downscaled to this long side: the image model answers at about 1 megapixel
 # whatever it is sent, and a request's inline data is limited to 20 MB.
 MAX_INPUT_SIDE = 2048
@@ -127,7 +131,7 @@ class GeminiEngine:
         canvas_size: tuple[int, int],
         timeout: float,
     ) -> StepResult:
-        deadline = time.monotonic() + timeout
+        deadline = _now() + timeout
         contents = [
             types.Part.from_text(text=prompts.step_prompt(category)),
             _image_part(person),
@@ -156,7 +160,7 @@ class GeminiEngine:
                 model=settings.GEMINI_TEXT_MODEL,
                 contents=[types.Part.from_text(text=prompts.MESSAGE_PROMPT), _image_part(image)],
                 config=types.GenerateContentConfig(),
-                deadline=time.monotonic() + budget,
+                deadline=_now() + budget,
             )
             return prompts.normalise_message(_text_of(response))
         except Exception as exc:
@@ -174,7 +178,7 @@ def _generate(
     Raises DeadlineExceeded when the deadline has passed, EngineUnavailableError when
     transient failures persist, EngineRejectedError for any other HTTP error.
     """
-    if deadline - time.monotonic() <= 0:
+    if deadline - _now() <= 0:
         raise DeadlineExceeded()
     # Nothing may send a second request behind our back, outside the deadline.
     config = config.model_copy(
@@ -195,12 +199,12 @@ def _generate(
         summary = _api_error_summary(exc)
         if exc.code not in TRANSIENT_STATUS:
             raise EngineRejectedError(f"The image engine rejected the request ({summary}).") from exc
-        if deadline - time.monotonic() <= 0:
+        if deadline - _now() <= 0:
             raise DeadlineExceeded() from exc
         raise EngineUnavailableError(f"The image engine is unavailable ({summary}).") from exc
     except _TRANSPORT_ERRORS as exc:
         # Each attempt's timeout is the time left, so a timeout means the deadline passed.
-        if isinstance(exc, _TIMEOUT_ERRORS) or deadline - time.monotonic() <= 0:
+        if isinstance(exc, _TIMEOUT_ERRORS) or deadline - _now() <= 0:
             raise DeadlineExceeded() from exc
         raise EngineUnavailableError(f"The image engine could not be reached ({type(exc).__name__}).") from exc
     except ServiceError:
@@ -226,9 +230,10 @@ def _retrying(deadline: float) -> tenacity.Retrying:
     def out_of_time(state: tenacity.RetryCallState) -> bool:
         # tenacity computes the next sleep before asking to stop, so this never sleeps
         # into (or past) the deadline.
-        return time.monotonic() + state.upcoming_sleep + MIN_ATTEMPT_SECONDS >= deadline
+        return _now() + state.upcoming_sleep + MIN_ATTEMPT_SECONDS >= deadline
 
     return tenacity.Retrying(
+        sleep=_sleep,
         retry=tenacity.retry_if_exception(_is_transient),
         wait=wait,
         stop=tenacity.stop_after_attempt(int(getattr(settings, "GEMINI_RETRY_ATTEMPTS", 5))) | out_of_time,
@@ -255,7 +260,7 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
 
 def _ms_left(deadline: float) -> int:
     # The SDK reads a timeout of 0 as "no timeout": at least 1 ms.
-    return max(1, int((deadline - time.monotonic()) * 1000))
+    return max(1, int((deadline - _now()) * 1000))
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s?\s*$")

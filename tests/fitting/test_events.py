@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -26,6 +27,7 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from fitting import events as event_stream
 from fitting.models import STEP_ORDER, FittingResult
 from fitting.services import (
     fitting_claim,
@@ -34,7 +36,7 @@ from fitting.services import (
     fitting_step_finished,
     fitting_step_started,
 )
-from tests.e2e import Stack
+from tests.e2e import Stack, wait_until
 from tests.factories import start_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,7 +76,7 @@ class StreamReader:
         self._chunks = aiter(response.streaming_content)
         self._buffer = ""
 
-    async def next(self, timeout: float = 5.0) -> Event | None:
+    async def next(self, timeout: float = 30.0) -> Event | None:
         """The next event or comment; None when the stream has ended."""
         while "\n\n" not in self._buffer:
             try:
@@ -152,6 +154,35 @@ def request_thread_connections():
 def fast_stream(settings):
     settings.FITTING_EVENTS_POLL = 0.02
     settings.FITTING_EVENTS_HEARTBEAT = 60
+
+
+class StreamClock:
+    """The stream's clock and its wait between polls: time moves only when the stream waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # still let the event loop run, as a real wait would
+
+    async def polled(self, times: int) -> None:
+        """Return once the stream has waited between polls ``times`` times."""
+        while len(self.sleeps) < times:
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def stream_clock(monkeypatch) -> StreamClock:
+    clock = StreamClock()
+    monkeypatch.setattr(event_stream, "_now", clock.monotonic)
+    monkeypatch.setattr(event_stream, "_sleep", clock.sleep)
+    return clock
 
 
 # --- the stream ---------------------------------------------------------------------------
@@ -253,56 +284,59 @@ def test_a_finished_job_is_one_event_and_the_end(user, job, fast_stream):
 
 
 def test_heartbeat_while_nothing_changes_and_the_stream_gives_up_after_max_duration(
-    user, job, settings, request_thread_connections
+    user, job, settings, request_thread_connections, stream_clock
 ):
     """Through the real ASGI application (it buffers the body: the stream has to end by itself)."""
     from config.asgi import application
 
-    settings.FITTING_EVENTS_POLL = 0.05
-    settings.FITTING_EVENTS_HEARTBEAT = 0.2
-    settings.FITTING_EVENTS_MAX_DURATION = 1.1
+    settings.FITTING_EVENTS_POLL = 1
+    settings.FITTING_EVENTS_HEARTBEAT = 4
+    settings.FITTING_EVENTS_MAX_DURATION = 22
     headers = token_headers(user)
+    started = stream_clock.now
 
     async def scenario():
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             return await client.get(events_url(job.id), headers=headers)
 
-    started = time.monotonic()
-    response = asyncio.run(scenario())  # not async_to_sync: the view's reads get a thread per request
-    elapsed = time.monotonic() - started
+    # not async_to_sync: the view's reads get a thread per request; the timeout only guards a hang
+    response = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream"
-    events = parse_body(response.text)
-    assert events[0].kind == "job"
-    assert events[0].data["status"] == "processing"
-    keepalives = events[1:]
-    assert 3 <= len(keepalives) <= 6, keepalives
+    events_seen = parse_body(response.text)
+    assert events_seen[0].kind == "job"
+    assert events_seen[0].data["status"] == "processing"
+    keepalives = events_seen[1:]
     assert all(e.kind == "comment" and e.comment == "keepalive" for e in keepalives)
-    assert 1.0 <= elapsed < 5
+    assert len(keepalives) == 5  # one every 4 s of 22: at 4, 8, 12, 16 and 20
+    # It polled every second and gave up once the maximum duration had passed, not before.
+    assert stream_clock.sleeps == [1] * 22
+    assert stream_clock.now - started == 22
     assert request_thread_connections, "the view never reached the database from its request thread"
     assert all(c.connection is None for c in request_thread_connections), "a connection was left open"
 
 
-def test_no_heartbeat_before_it_is_due(user, job, settings):
-    settings.FITTING_EVENTS_POLL = 0.02
-    settings.FITTING_EVENTS_HEARTBEAT = 0.5
+def test_no_heartbeat_before_it_is_due(user, job, settings, stream_clock):
+    settings.FITTING_EVENTS_POLL = 1
+    settings.FITTING_EVENTS_HEARTBEAT = 5
     headers = token_headers(user)
 
     async def scenario():
         response = await AsyncClient().get(events_url(job.id), headers=headers)
         reader = StreamReader(response)
         await reader.next()
-        started = time.monotonic()
+        started = stream_clock.now
         keepalive = await reader.next()
-        waited = time.monotonic() - started
+        waited = stream_clock.now - started
         await reader.close()
         return keepalive, waited
 
     keepalive, waited = async_to_sync(scenario)()
     assert keepalive.kind == "comment"
     assert keepalive.comment == "keepalive"
-    assert 0.45 <= waited < 2
+    assert waited == 5  # five polls without a change, then the keepalive, not one poll earlier
+    assert stream_clock.sleeps == [1] * 5
 
 
 def test_session_auth(user, job, fast_stream):
@@ -369,7 +403,9 @@ def test_post_is_405(user, job):
     assert_error(response, 405, "METHOD_NOT_ALLOWED")
 
 
-def test_a_client_that_goes_away_ends_the_stream_quietly(user, job, fast_stream, caplog, request_thread_connections):
+def test_a_client_that_goes_away_ends_the_stream_quietly(
+    user, job, fast_stream, caplog, request_thread_connections, stream_clock
+):
     """The ASGI server reports the disconnect: the stream stops polling and nothing is logged."""
     from config.asgi import application
 
@@ -383,7 +419,7 @@ def test_a_client_that_goes_away_ends_the_stream_quietly(user, job, fast_stream,
         if len(received) == 1:
             return {"type": "http.request", "body": b"", "more_body": False}
         await first_body.wait()
-        await asyncio.sleep(0.1)  # a few polls happen, then the client is gone
+        await stream_clock.polled(3)  # a few polls happen, then the client is gone
         return {"type": "http.disconnect"}
 
     async def send(message):
@@ -407,7 +443,7 @@ def test_a_client_that_goes_away_ends_the_stream_quietly(user, job, fast_stream,
     }
 
     async def scenario():
-        await asyncio.wait_for(application(scope, receive, send), timeout=5)
+        await asyncio.wait_for(application(scope, receive, send), timeout=60)  # a hang guard only
 
     with caplog.at_level(logging.WARNING):
         asyncio.run(scenario())  # as under uvicorn: the view's reads run in a thread of the request
@@ -421,9 +457,10 @@ def test_a_client_that_goes_away_ends_the_stream_quietly(user, job, fast_stream,
 
 
 # --- end to end: uvicorn + qcluster -------------------------------------------------------
-def read_stream(client: httpx.Client, url: str, timeout: float = 60) -> list[Event]:
-    """Every block of an SSE stream until the server closes it."""
-    events, lines = [], []
+def read_stream(client: httpx.Client, url: str, timeout: float = 120, events: list | None = None) -> list[Event]:
+    """Every block of an SSE stream until the server closes it, appended to ``events`` as it comes."""
+    events = [] if events is None else events
+    lines = []
     deadline = time.monotonic() + timeout
     with client.stream("GET", url, timeout=httpx.Timeout(10, read=timeout)) as response:
         assert response.status_code == 200, response.read()
@@ -488,12 +525,24 @@ def test_stream_from_uvicorn_follows_a_job_run_by_a_qcluster(tmp_path):
 
 @pytest.mark.queue
 def test_every_step_arrives_live_with_its_image(tmp_path):
-    """Each step takes a second on the fake Gemini: the stream shows each one as it happens."""
-    from tests.fakegemini import FakeGemini, delay
+    """The fake Gemini holds each call until the stream has shown the job up to that call."""
+    from fitting.prompts import step_prompt
+    from tests.fakegemini import FakeGemini
+
+    seen: list[Event] = []  # the stream's blocks, as they arrive
+
+    def shown(predicate, what: str) -> None:
+        wait_until(lambda: any(e.kind == "job" and predicate(e.data) for e in list(seen)), 60, what)
+
+    def hold_until_shown(request) -> None:  # in the fake's thread, before it answers
+        if request.wants_image:
+            category = next(c for c in STEP_ORDER if request.texts == [step_prompt(c)])
+            shown(lambda job: job["currentStep"] == category, f"{category} shown running")
+        else:  # the message comes last: the last step's image must be seen before the job ends
+            shown(lambda job: job["steps"][-1]["imageUrl"], "the last step's image")
 
     fake = FakeGemini().start()
-    fake.script_image(delay(1), delay(1), delay(1))
-    fake.script_text(delay(1))  # so the last step's image is seen before the job completes
+    fake.on_request = hold_until_shown
     stack = Stack(
         tmp_path,
         FITTING_ENGINE="gemini",
@@ -504,12 +553,15 @@ def test_every_step_arrives_live_with_its_image(tmp_path):
     try:
         stack.start_web()
         stack.start_cluster()
-        with stack.client() as client:
+        with stack.client() as client, stack.client() as streaming, ThreadPoolExecutor(1) as pool:
             job_id = stack.start_job(client)
-            events = [e.data for e in read_stream(client, events_url(job_id)) if e.kind == "job"]
+            reading = pool.submit(read_stream, streaming, events_url(job_id), events=seen)
+            reading.result(timeout=180)
     finally:
         stack.stop()
         fake.stop()
+    assert not fake.errors, fake.errors  # a call the stream did not show in time
+    events = [e.data for e in seen if e.kind == "job"]
     # Each step was seen running, then seen finished with its image, before the job ended.
     running = [j["currentStep"] for j in events if j["currentStep"]]
     assert list(dict.fromkeys(running)) == ["top", "bottom", "outer"]

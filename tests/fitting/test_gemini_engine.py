@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from PIL import Image, ImageDraw
 
@@ -61,6 +59,30 @@ def apply(engine, *, category="top", person=None, garment=None, timeout=30.0, ca
 @pytest.fixture
 def engine(fake_gemini):
     return GeminiEngine()
+
+
+class FakeClock:
+    """The engine's clock and sleep: time moves only when the engine sleeps, by what it slept."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    """Replace the engine's clock and sleep: retry tests see exactly what was waited."""
+    fake = FakeClock()
+    monkeypatch.setattr(gemini, "_now", fake.monotonic)
+    monkeypatch.setattr(gemini, "_sleep", fake.sleep)
+    return fake
 
 
 # --- success ------------------------------------------------------------------------------
@@ -161,44 +183,49 @@ def test_dropped_connection_is_retried(engine, fake_gemini):
     assert len(fake_gemini.image_requests) == 2
 
 
-def test_persistent_server_error_is_unavailable_before_the_deadline(engine, fake_gemini, settings):
+def test_persistent_server_error_is_unavailable_before_the_deadline(engine, fake_gemini, settings, clock):
     settings.GEMINI_RETRY_ATTEMPTS = 3
     fake_gemini.script_image(*[fg.fail(500, "Internal error encountered.")] * 10)
-    started = time.monotonic()
     with pytest.raises(EngineUnavailableError) as raised:
         apply(engine, timeout=30)
-    assert time.monotonic() - started < 5
     assert len(fake_gemini.image_requests) == 3
+    assert len(clock.sleeps) == 2  # a backoff between attempts, none after the last
+    assert all(0 < s <= settings.GEMINI_RETRY_MAX_DELAY for s in clock.sleeps)
     assert "500" in raised.value.message
     assert raised.value.code == "ENGINE_UNAVAILABLE"
 
 
-def test_server_retry_delay_is_honoured(engine, fake_gemini):
+def test_server_retry_delay_is_honoured(engine, fake_gemini, clock):
     fake_gemini.script_image(fg.fail(429, retry_delay="0.4s"), fg.ok())
-    started = time.monotonic()
     apply(engine)
-    assert time.monotonic() - started >= 0.4
+    assert clock.sleeps == [0.4]  # the server's RetryInfo, not the (shorter) backoff
     assert len(fake_gemini.image_requests) == 2
 
 
-def test_retry_delay_beyond_the_deadline_gives_up_at_once(engine, fake_gemini):
+def test_retry_delay_beyond_the_deadline_gives_up_at_once(engine, fake_gemini, clock):
     fake_gemini.script_image(fg.fail(429, "Quota exceeded.", retry_delay="60s"))
-    started = time.monotonic()
     with pytest.raises(EngineUnavailableError) as raised:
         apply(engine, timeout=5)
-    assert time.monotonic() - started < 1
+    assert clock.sleeps == []
     assert len(fake_gemini.image_requests) == 1
     assert "429" in raised.value.message
 
 
-def test_retries_never_run_past_the_deadline(engine, fake_gemini, settings):
+def test_retries_never_run_past_the_deadline(engine, fake_gemini, settings, clock):
     settings.GEMINI_RETRY_ATTEMPTS = 100
-    fake_gemini.script_image(*[fg.delay(0.3, fg.fail(503))] * 100)
-    started = time.monotonic()
-    with pytest.raises((EngineUnavailableError, DeadlineExceeded)):
-        apply(engine, timeout=1.2)
-    assert time.monotonic() - started < 1.2 + 0.5
-    assert 2 <= len(fake_gemini.image_requests) <= 4
+    settings.GEMINI_RETRY_INITIAL_DELAY = 1
+    settings.GEMINI_RETRY_MAX_DELAY = 4
+    fake_gemini.script_image(*[fg.fail(503)] * 100)
+    started = clock.now
+    with pytest.raises(EngineUnavailableError):
+        apply(engine, timeout=20)
+    slept = clock.now - started
+    assert len(fake_gemini.image_requests) == len(clock.sleeps) + 1
+    # Never slept into the deadline: the last attempt still had its minimum time ...
+    assert slept + gemini.MIN_ATTEMPT_SECONDS < 20
+    # ... and it stopped only because the next wait (at most the maximum delay) would not fit.
+    assert slept + settings.GEMINI_RETRY_MAX_DELAY + gemini.MIN_ATTEMPT_SECONDS >= 20
+    assert len(clock.sleeps) >= 4
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
@@ -214,14 +241,12 @@ def test_client_error_is_rejected_without_retry(engine, fake_gemini, status):
 
 # --- the deadline -------------------------------------------------------------------------
 def test_slow_answer_hits_the_deadline(engine, fake_gemini):
-    fake_gemini.script_image(fg.delay(5))
-    started = time.monotonic()
+    fake_gemini.script_image(fg.delay(60))  # answers only if the attempt's timeout is not applied
     with pytest.raises(DeadlineExceeded) as raised:
         apply(engine, timeout=1.5)
-    elapsed = time.monotonic() - started
-    assert 1.4 < elapsed < 3
     assert raised.value.code == "TIMEOUT"
     assert len(fake_gemini.image_requests) == 1
+    assert fake_gemini.image_requests[0].headers["x-server-timeout"] == "2"  # 1.5 s, rounded up
 
 
 def test_no_call_when_no_time_is_left(engine, fake_gemini):
@@ -230,13 +255,14 @@ def test_no_call_when_no_time_is_left(engine, fake_gemini):
     assert fake_gemini.requests == []
 
 
-def test_each_attempt_is_given_the_time_left(engine, fake_gemini):
+def test_each_attempt_is_given_the_time_left(engine, fake_gemini, clock):
     # The SDK sends each attempt's timeout, rounded up to whole seconds, as X-Server-Timeout.
-    fake_gemini.script_image(fg.delay(1.1, fg.fail(503)), fg.ok())
+    fake_gemini.script_image(fg.fail(503, retry_delay="2.5s"), fg.ok())
     apply(engine, timeout=10)
     first, second = (int(r.headers["x-server-timeout"]) for r in fake_gemini.image_requests)
+    assert clock.sleeps == [2.5]
     assert first == 10
-    assert second == 9
+    assert second == 8  # 7.5 s left after the wait
 
 
 # --- answers without a usable image -------------------------------------------------------
@@ -325,15 +351,15 @@ def test_persistently_failing_message_is_none(engine, fake_gemini):
 
 def test_slow_message_past_its_budget_is_none(engine, fake_gemini, settings):
     settings.FITTING_MESSAGE_TIMEOUT = 1
-    fake_gemini.script_text(fg.delay(5))
-    started = time.monotonic()
+    fake_gemini.script_text(fg.delay(60))  # answers only if the budget is not applied
     assert engine.write_message(image=person_image(), garments=[], timeout=30) is None
-    assert time.monotonic() - started < 2.5
+    (request,) = fake_gemini.text_requests
+    assert request.headers["x-server-timeout"] == "1"
 
 
 def test_message_budget_is_capped_by_the_job_time_left(engine, fake_gemini, settings):
     settings.FITTING_MESSAGE_TIMEOUT = 15
-    fake_gemini.script_text(fg.delay(5))
-    started = time.monotonic()
+    fake_gemini.script_text(fg.delay(60))
     assert engine.write_message(image=person_image(), garments=[], timeout=1) is None
-    assert time.monotonic() - started < 2.5
+    (request,) = fake_gemini.text_requests
+    assert request.headers["x-server-timeout"] == "1"

@@ -1,7 +1,6 @@
 """The job through the real google-genai client against the fake Gemini server."""
 
 import io
-import time
 
 import pytest
 from django.db import connection
@@ -94,11 +93,9 @@ def test_transient_failure_is_retried_within_the_step(fake_gemini, user, photo, 
 
 
 def test_slow_step_ends_the_job_as_timeout(fake_gemini, user, photo, catalogue, settings):
-    settings.FITTING_JOB_TIMEOUT = 2
-    fake_gemini.script_image(ok(), delay(10))
-    started = time.monotonic()
+    settings.FITTING_JOB_TIMEOUT = 3
+    fake_gemini.script_image(ok(), delay(60))  # bottom answers only if the deadline is not applied
     job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"]))
-    assert time.monotonic() - started < 5
     assert (job.status, job.failed_step, job.error_code) == ("timeout", "bottom", "TIMEOUT")
     assert list(job.images.values_list("step", flat=True)) == ["top"]
 

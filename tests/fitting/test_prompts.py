@@ -6,7 +6,7 @@ import pytest
 import regex
 
 from fitting.engines.base import CATEGORIES
-from fitting.prompts import MESSAGE_PROMPT, PROMPT_VERSION, normalise_message, step_prompt
+from fitting.prompts import MESSAGE_PROMPT, normalise_message, step_prompt
 
 
 def graphemes(text: str) -> list[str]:
@@ -22,10 +22,6 @@ def test_message_prompt_is_the_seeds_word_for_word():
         "이 가상 피팅 결과 이미지를 보고 사용자에게 친근하고 매력적인 추천 메시지를 작성해주세요. "
         "한 문장으로, 이모지를 포함하여 작성해주세요. (최대 50자)"
     )
-
-
-def test_prompt_version_is_set():
-    assert PROMPT_VERSION == "v1"
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
