@@ -246,7 +246,7 @@ def enqueue_run(*, job_id: str, attempt: int) -> None:
 
 
 # --- progress: every write is conditional on the job still being this attempt's -----------
-def _update_own(job: FittingResult, **fields) -> None:
+def _write_if_current_attempt(job: FittingResult, **fields) -> None:
     fields["updated_at"] = timezone.now()
     updated = FittingResult.objects.filter(id=job.id, attempt=job.attempt, status=Status.PROCESSING).update(**fields)
     if not updated:
@@ -266,7 +266,7 @@ def fitting_claim(*, job_id: str, attempt: int) -> bool:
 
 
 def fitting_step_started(*, job: FittingResult, step: str) -> None:
-    _update_own(job, current_step=step)
+    _write_if_current_attempt(job, current_step=step)
 
 
 def fitting_step_finished(
@@ -278,7 +278,7 @@ def fitting_step_finished(
     metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
     try:
         with transaction.atomic():
-            _update_own(job, step_metrics=metrics)
+            _write_if_current_attempt(job, step_metrics=metrics)
             row.save()
     except BaseException:
         delete_quietly(row.image.storage, row.image.name)
@@ -301,7 +301,7 @@ def fitting_complete(
     metrics = dict(job.step_metrics)
     if message_ms is not None:
         metrics["message"] = {"latency_ms": message_ms}
-    _update_own(
+    _write_if_current_attempt(
         job,
         status=Status.COMPLETED,
         current_step=None,
@@ -313,7 +313,7 @@ def fitting_complete(
 
 def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: str) -> None:
     status = Status.TIMEOUT if code == "TIMEOUT" else Status.FAILED
-    _update_own(
+    _write_if_current_attempt(
         job,
         status=status,
         current_step=None,
@@ -322,6 +322,56 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
         error_message=message[:2000],
         finished_at=timezone.now(),
     )
+
+
+# --- the sweep: jobs whose worker died, and queue messages that were lost ---------------------
+def fitting_sweep_expired() -> int:
+    """End as ``timeout`` the jobs still processing past their deadline plus the grace.
+
+    The step they were in is recorded; a job whose attempt moved on meanwhile is left alone.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.FITTING_SWEEP_GRACE)
+    expired = FittingResult.objects.filter(status=Status.PROCESSING, deadline_at__lt=cutoff).prefetch_related(
+        "items", "images"
+    )
+    count = 0
+    for job in expired:
+        try:
+            fitting_fail(
+                job=job,
+                step=job.current_step or job.first_unfinished_step(),
+                code="TIMEOUT",
+                message="The job did not finish before its deadline (its worker stopped or stalled).",
+            )
+        except JobSuperseded:
+            continue
+        count += 1
+    if count:
+        logger.warning("sweep: %s job(s) ended as timeout", count)
+    return count
+
+
+def fitting_requeue_lost() -> int:
+    """Enqueue again the jobs never started ``FITTING_REQUEUE_AFTER`` after being enqueued.
+
+    The Redis broker delivers at most once. Only the sweep that moves ``enqueued_at`` enqueues;
+    a late original delivery is dropped by the claim.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.FITTING_REQUEUE_AFTER)
+    lost = FittingResult.objects.filter(
+        status=Status.PROCESSING, started_at__isnull=True, enqueued_at__lt=stale, deadline_at__gt=now
+    ).values_list("id", "attempt", "enqueued_at")
+    count = 0
+    for job_id, attempt, enqueued_at in lost:
+        if FittingResult.objects.filter(id=job_id, enqueued_at=enqueued_at, started_at__isnull=True).update(
+            enqueued_at=now
+        ):
+            enqueue_run(job_id=str(job_id), attempt=attempt)
+            count += 1
+    if count:
+        logger.warning("sweep: %s job(s) enqueued again", count)
+    return count
 
 
 # --- reprocess ------------------------------------------------------------------------------

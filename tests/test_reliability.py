@@ -41,9 +41,10 @@ def gemini_stack(tmp_path, fake, **env) -> Stack:
     return Stack(tmp_path, **settings).prepare()
 
 
-def sweep(stack: Stack, task: str = "sweep_fittings") -> dict:
-    """Run one of the sweep's tasks in the stack, as its Schedule would; what it returned."""
-    out = stack.python(f"import json\nfrom fitting.tasks import {task}\nprint('SWEPT', json.dumps({task}()))")
+def sweep(stack: Stack, func: str = "fitting.tasks.sweep_fittings") -> dict:
+    """Run the sweep (or one of its services) in the stack, as its Schedule would; what it returned."""
+    module, name = func.rsplit(".", 1)
+    out = stack.python(f"import json\nfrom {module} import {name}\nprint('SWEPT', json.dumps({name}()))")
     return json.loads(next(line[6:] for line in out.splitlines() if line.startswith("SWEPT ")))
 
 
@@ -146,9 +147,9 @@ def test_message_lost_with_a_killed_cluster_is_recovered_by_the_sweep(tmp_path, 
             )
             stack.kill("worker")
             assert stack.job_row(waiting)["status"] == "processing"
-            assert sweep(stack, "requeue_lost") == 0  # not yet waiting for long: not lost
+            assert sweep(stack, "fitting.services.fitting_requeue_lost") == 0  # not yet waiting for long: not lost
             move_into_the_past(stack, waiting, "enqueued_at", "FITTING_REQUEUE_AFTER")
-            assert sweep(stack, "requeue_lost") == 1
+            assert sweep(stack, "fitting.services.fitting_requeue_lost") == 1
             stack.start_cluster("worker-after")
             job = stack.wait_for_job(client, waiting, timeout=60)
             assert job["status"] == "completed", job

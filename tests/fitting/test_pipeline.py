@@ -13,7 +13,8 @@ from PIL import Image
 
 from fitting.models import FittingResult, FittingResultImage
 from fitting.pipeline import run_job
-from fitting.tasks import requeue_lost, sweep_expired, sweep_fittings
+from fitting.services import fitting_requeue_lost, fitting_sweep_expired
+from fitting.tasks import sweep_fittings
 from tests.factories import make_item, run_now, start_job
 
 
@@ -138,7 +139,7 @@ def test_sweep_ends_a_job_whose_worker_died(user, photo, catalogue, settings):
 def test_sweep_within_grace_leaves_the_job(user, photo, catalogue):
     job = start_job(user, photo, catalogue["top"])
     FittingResult.objects.filter(id=job.id).update(deadline_at=timezone.now() - timedelta(seconds=5))
-    assert sweep_expired() == 0
+    assert fitting_sweep_expired() == 0
 
 
 def test_sweep_enqueues_a_lost_job_again(user, photo, catalogue, settings):
@@ -152,9 +153,9 @@ def test_sweep_enqueues_a_lost_job_again(user, photo, catalogue, settings):
         started_at=timezone.now(), enqueued_at=timezone.now() - timedelta(hours=1)
     )
     OrmQ.objects.all().delete()
-    assert requeue_lost() == 1
+    assert fitting_requeue_lost() == 1
     assert [q.task["args"] for q in OrmQ.objects.all()] == [(str(job.id), 1)]
-    assert requeue_lost() == 0  # enqueued_at moved: not again until it is stale again
+    assert fitting_requeue_lost() == 0  # enqueued_at moved: not again until it is stale again
     assert run_now(job).status == "completed"
 
 
@@ -165,7 +166,7 @@ def test_sweep_does_not_requeue_past_the_deadline(user, photo, catalogue, settin
         enqueued_at=timezone.now() - timedelta(seconds=settings.FITTING_REQUEUE_AFTER + 1),
         deadline_at=timezone.now() - timedelta(seconds=1),
     )
-    assert requeue_lost() == 0
+    assert fitting_requeue_lost() == 0
     assert OrmQ.objects.count() == 0
 
 

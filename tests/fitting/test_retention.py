@@ -5,9 +5,9 @@ from io import StringIO
 from django.core.management import call_command
 from django.utils import timezone
 
+from fitting import tasks
 from fitting.models import FittingResult, FittingResultImage
 from fitting.retention import retention_purge
-from fitting.tasks import purge_expired
 from tests.factories import make_photo, run_now, start_job
 from users.models import UserImage
 
@@ -33,7 +33,7 @@ def test_old_jobs_and_photos_go_and_their_files_with_them(
     age(UserImage, 31, id__in=[old_photo.id, new_photo.id])
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):  # files go once the deletion commits
-        call_command("purge_expired", stdout=out)
+        call_command("retention_purge", stdout=out)
     assert "deleted 1 job(s) and 1 photo(s)" in out.getvalue()
     assert list(FittingResult.objects.values_list("id", flat=True)) == [new_job.id]
     assert list(UserImage.objects.values_list("id", flat=True)) == [new_photo.id]  # still used by a kept job
@@ -45,7 +45,7 @@ def test_jobs_in_progress_are_never_touched(user, photo, catalogue):
     job = start_job(user, photo, catalogue["top"])
     age(UserImage, 400, id=photo.id)
     FittingResult.objects.filter(id=job.id).update(created_at=timezone.now() - timedelta(days=400))
-    call_command("purge_expired", stdout=StringIO())
+    call_command("retention_purge", stdout=StringIO())
     assert FittingResult.objects.filter(id=job.id).exists()
     assert UserImage.objects.filter(id=photo.id).exists()
 
@@ -54,7 +54,7 @@ def test_dry_run_deletes_nothing(user, photo, catalogue):
     job = finished_job(user, photo, catalogue["top"])
     age(FittingResult, 100, id=job.id)
     out = StringIO()
-    call_command("purge_expired", "--dry-run", stdout=out)
+    call_command("retention_purge", "--dry-run", stdout=out)
     assert "would delete 1 job(s) and 0 photo(s)" in out.getvalue()
     assert FittingResult.objects.count() == 1
 
@@ -66,7 +66,7 @@ def test_shared_files_of_cached_results_stay(user, photo, catalogue, settings, d
     assert second.cached
     age(FittingResult, 100, id=first.id)
     with django_capture_on_commit_callbacks(execute=True):
-        call_command("purge_expired", stdout=StringIO())
+        call_command("retention_purge", stdout=StringIO())
     assert all(os.path.exists(row.image.path) for row in FittingResultImage.objects.filter(job=second))
 
 
@@ -111,12 +111,12 @@ def test_old_files_no_row_names_are_removed_young_or_named_ones_stay(user, photo
     elsewhere = write_file(media_root, "exports/not-ours.jpg", days_old=30)
 
     out = StringIO()
-    call_command("purge_expired", "--dry-run", stdout=out)
+    call_command("retention_purge", "--dry-run", stdout=out)
     assert "would delete 4 orphan file(s)" in out.getvalue()
     assert all(os.path.exists(path) for path in orphans)
 
     out = StringIO()
-    call_command("purge_expired", stdout=out)
+    call_command("retention_purge", stdout=out)
     assert "deleted 4 orphan file(s)" in out.getvalue()
     assert not any(os.path.exists(path) for path in orphans)
     assert all(os.path.exists(path) for path in [*named, being_written, elsewhere])
@@ -125,4 +125,4 @@ def test_old_files_no_row_names_are_removed_young_or_named_ones_stay(user, photo
 
 def test_the_hourly_task_reports_orphans(media_root, db):
     write_file(media_root, "photos/crashed-upload.jpg", days_old=3)
-    assert purge_expired() == {"jobs": 0, "photos": 0, "orphanFiles": 1}
+    assert tasks.retention_purge() == {"jobs": 0, "photos": 0, "orphanFiles": 1}
