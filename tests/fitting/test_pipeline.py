@@ -178,6 +178,16 @@ def test_sweep_schedule_exists_once(db):
     assert schedules.get().minutes == 1
 
 
+def test_every_schedule_names_a_task_that_exists(db):
+    from django.utils.module_loading import import_string
+    from django_q.models import Schedule
+
+    funcs = set(Schedule.objects.values_list("func", flat=True))
+    assert funcs == {"fitting.tasks.sweep_fittings", "fitting.tasks.retention_purge"}
+    for func in funcs:
+        assert callable(import_string(func))
+
+
 def test_inactive_item_after_start_still_runs(user, photo, catalogue):
     top = make_item("top")
     job = start_job(user, photo, top)
