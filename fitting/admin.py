@@ -25,10 +25,9 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from fitting import images
 from fitting.errors import JobPhotoDeletedError, NotReprocessableError, ServiceError
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Item, Status
-from fitting.services import REPROCESSABLE, fitting_delete, fitting_reprocess
+from fitting.services import REPROCESSABLE, fitting_delete, fitting_reprocess, item_image_check, item_save
 
 THUMBNAIL_STYLE = "max-height:80px"
 STATUS_COLOURS = {
@@ -346,13 +345,10 @@ class ItemAdminForm(forms.ModelForm):
         image = self.cleaned_data.get("image")
         if isinstance(image, UploadedFile):  # a new upload, not the file already stored
             image.seek(0)
-            data = image.read()
-            image.seek(0)
             try:
-                images.decode(data)
+                item_image_check(image.read())
             except ServiceError as exc:
                 raise ValidationError(exc.message, code=exc.code) from exc
-            self.instance.content_hash = images.sha256_hex(data)
         return image
 
 
@@ -366,6 +362,10 @@ class ItemAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     readonly_fields = ("preview", "content_hash", "created_at")
     fields = ("name", "category", "image", "preview", "is_active", "content_hash", "created_at")
+
+    def save_model(self, request, obj: Item, form, change: bool) -> None:
+        # A new image goes through the service (checked, hashed, stored); otherwise a plain save.
+        item_save(item=obj, image=form.cleaned_data["image"] if "image" in form.changed_data else None)
 
     @admin.display(description=_("image"))
     def preview(self, obj: Item) -> str:

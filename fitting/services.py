@@ -8,11 +8,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
+from pathlib import Path
 from urllib.parse import urlparse
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -64,6 +66,34 @@ class RequestedItem:
 
 class JobSuperseded(Exception):
     """The job is no longer this attempt's to write (ended by the sweep, or reprocessed)."""
+
+
+# --- the catalogue ------------------------------------------------------------------------
+def item_image_check(data: bytes) -> str:
+    """Check that ``data`` is an acceptable garment image (a coded error if not); its content hash."""
+    images.decode(data)
+    return images.sha256_hex(data)
+
+
+def item_save(*, item: Item, image: File | None = None) -> Item:
+    """Create or update a catalogue item; a new ``image`` is checked, hashed and stored first.
+
+    The content hash is part of the result-cache key, so it always follows the stored file.
+    A row that cannot be saved takes its new file with it.
+    """
+    if image is None:
+        item.save()
+        return item
+    image.seek(0)
+    data = image.read()
+    item.content_hash = item_image_check(data)
+    store_new_file(item.image, Path(image.name).name, data)
+    try:
+        item.save()
+    except BaseException:
+        delete_quietly(item.image.storage, item.image.name)
+        raise
+    return item
 
 
 # --- start --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from PIL import Image, ImageDraw
 
@@ -15,8 +16,9 @@ from fitting import images
 from fitting.engines import engine_identity
 from fitting.models import STEP_ORDER, FittingResult, FittingResultImage, FittingResultItem, Item, Status
 from fitting.pipeline import run_job
-from fitting.services import RequestedItem, fitting_start
+from fitting.services import RequestedItem, fitting_start, item_save
 from users.models import UserImage
+from users.services import photo_create
 
 _counter = itertools.count(1)
 
@@ -35,24 +37,13 @@ def make_user(username: str | None = None, password: str = "pw-for-tests-123", *
 
 
 def make_photo(owner, size=(64, 96), color=(200, 180, 160)) -> UserImage:
-    data = image_bytes(size, color, fmt="JPEG")
-    photo = UserImage(owner=owner, width=size[0], height=size[1], content_hash=images.sha256_hex(data))
-    photo.image.save("photo.jpg", ContentFile(data), save=False)
-    photo.save()
-    return photo
+    """A photo uploaded through the service, as the API stores it."""
+    return photo_create(owner=owner, upload=SimpleUploadedFile("photo.jpg", image_bytes(size, color, fmt="JPEG")))
 
 
 def make_item(category: str = "top", name: str | None = None, color=(30, 40, 120), active: bool = True) -> Item:
-    data = image_bytes((48, 48), color)
-    item = Item(
-        name=name or f"{category} {next(_counter)}",
-        category=category,
-        is_active=active,
-        content_hash=images.sha256_hex(data),
-    )
-    item.image.save("item.png", ContentFile(data), save=False)
-    item.save()
-    return item
+    item = Item(name=name or f"{category} {next(_counter)}", category=category, is_active=active)
+    return item_save(item=item, image=SimpleUploadedFile("item.png", image_bytes((48, 48), color)))
 
 
 def start_job(user, photo, *items) -> FittingResult:

@@ -3,14 +3,15 @@
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.files.base import ContentFile
+from django.core.files import File
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from fitting import images
 from fitting.models import Item
-from users.models import UserImage
+from fitting.services import item_save
+from users.services import photo_create
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 # file stem -> display name; the category is the stem's prefix.
@@ -37,23 +38,15 @@ class Command(BaseCommand):
 
         for stem, name in CATALOGUE.items():
             path = self._find(stem)
-            data = path.read_bytes()
-            digest = images.sha256_hex(data)
-            if Item.objects.filter(content_hash=digest).exists():
+            if Item.objects.filter(content_hash=images.sha256_hex(path.read_bytes())).exists():
                 continue
-            item = Item(name=name, category=stem.split("_", 1)[0], content_hash=digest)
-            item.image.save(path.name, ContentFile(data), save=False)
-            item.save()
+            with path.open("rb") as handle:
+                item_save(item=Item(name=name, category=stem.split("_", 1)[0]), image=File(handle, name=path.name))
 
-        person = DEMO_DIR / "person_drawn.png"
-        decoded = images.decode(person.read_bytes())
-        data, extension = images.encode_upload(decoded)
-        digest = images.sha256_hex(data)
-        photo = UserImage.objects.filter(owner=demo, content_hash=digest).first()
+        photo = demo.photos.order_by("created_at", "id").first()
         if photo is None:
-            photo = UserImage(owner=demo, width=decoded.width, height=decoded.height, content_hash=digest)
-            photo.image.save(f"person.{extension}", ContentFile(data), save=False)
-            photo.save()
+            with (DEMO_DIR / "person_drawn.png").open("rb") as handle:
+                photo = photo_create(owner=demo, upload=File(handle, name="person_drawn.png"))
 
         self.stdout.write(f"demo user: {DEMO_USER[0]} / {DEMO_USER[1]}   staff: {STAFF_USER[0]} / {STAFF_USER[1]}")
         self.stdout.write(f"demo photo url: {photo.image.url}")
