@@ -5,6 +5,9 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -38,24 +41,37 @@ class PhotoOutputSerializer(serializers.Serializer):
         return self.context["request"].build_absolute_uri(photo.image.url)
 
 
-class TokenApi(APIView):
+@extend_schema_serializer(component_name="TokenRequest")
+class CredentialsSerializer(AuthTokenSerializer):
+    """A username and its password."""
+
+    # DRF's serializer, but bad credentials are the project's INVALID_CREDENTIALS.
+
+    def validate(self, attrs):
+        # The Django request, not DRF's wrapper: axes (login throttling) marks a refused login
+        # on it, and its middleware, which sees only that object, answers 429.
+        request = self.context["request"]._request
+        user = authenticate(request=request, username=attrs.get("username"), password=attrs.get("password"))
+        if user is None:
+            raise InvalidCredentialsError()
+        attrs["user"] = user
+        return attrs
+
+
+class TokenApi(ObtainAuthToken):
     """Exchange a username and password for the user's API token."""
 
+    serializer_class = CredentialsSerializer
+    parser_classes = [SafeJSONParser, FormParser]
     authentication_classes = []
     permission_classes = [AllowAny]
-    parser_classes = [SafeJSONParser, FormParser]
-
-    @extend_schema_serializer(component_name="TokenRequest")
-    class InputSerializer(serializers.Serializer):
-        username = serializers.CharField(max_length=150)
-        password = serializers.CharField(max_length=128, trim_whitespace=False)
 
     @extend_schema_serializer(component_name="Token")
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
     @extend_schema(
-        request=InputSerializer,
+        request=CredentialsSerializer,
         responses={
             200: OutputSerializer,
             400: error("Bad credentials or body.", "INVALID_CREDENTIALS", "VALIDATION_ERROR"),
@@ -76,16 +92,10 @@ class TokenApi(APIView):
             )
         ],
     )
-    def post(self, request):
-        from rest_framework.authtoken.models import Token
-
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        # The Django request, not DRF's wrapper: axes (login throttling) marks a refused login
-        # on it, and its middleware, which sees only that object, answers 429.
-        user = authenticate(request._request, **data.validated_data)
-        if user is None:
-            raise InvalidCredentialsError()
+    def post(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = serializer.validated_data["user"]
         # A token exchange is a login: last_login, and the failures it clears (users.lockout).
         user_logged_in.send(sender=user.__class__, request=request._request, user=user)
         token, _ = Token.objects.get_or_create(user=user)
