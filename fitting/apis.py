@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django_q.brokers import get_broker
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
@@ -258,7 +259,7 @@ class FittingListCreateApi(APIView):
             ],
             idempotency_key=key,
         )
-        headers = {"Location": f"/api/virtual-fitting/{job.id}"}
+        headers = {"Location": reverse("fitting-detail", kwargs={"job_id": job.id})}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
         return Response(self.CreatedSerializer(job).data, status=202, headers=headers)
