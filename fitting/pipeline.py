@@ -17,6 +17,7 @@ from PIL import Image
 
 from fitting import images
 from fitting.engines import get_engine
+from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit
 from fitting.errors import DeadlineExceeded, ItemImageUnreadableError, JobError, PhotoUnreadableError
 from fitting.models import STEP_ORDER, FittingResult, FittingResultImage
 from fitting.services import (
@@ -84,11 +85,11 @@ def _run_steps(job: FittingResult) -> None:
         start = last_row.image if last_row else job.user_image.image
         current = images.to_canvas(_read_image(start, PhotoUnreadableError), canvas_size)
         engine = get_engine()
-        garments: list[tuple[str, Image.Image]] = []
+        garments: list[AppliedGarment] = []
         for job_item in items:
             step = job_item.category
             garment = _read_image(job_item.item.image, ItemImageUnreadableError)
-            garments.append((step, garment))
+            garments.append(AppliedGarment(category=step, image=garment))
             if step in done:
                 continue
             fitting_step_started(job=job, step=step)
@@ -100,12 +101,12 @@ def _run_steps(job: FittingResult) -> None:
                 person=current, garment=garment, category=step, canvas_size=canvas_size, timeout=left
             )
             latency_ms = round((time.monotonic() - started) * 1000)
-            current = images.to_canvas(result.image, canvas_size)
+            current = images.to_canvas(result.image, canvas_size)  # the one place a step's image is fitted
             last_row = fitting_step_finished(
                 job=job, step=step, image=current, latency_ms=latency_ms, usage=result.usage
             )
         step = None
-        message, message_ms = _write_message(engine, job, current, garments)
+        message, message_ms = _write_message(engine, job, Outfit(image=current, garments=tuple(garments)))
         fitting_complete(job=job, last_step_image=last_row, message=message, message_ms=message_ms)
     except JobSuperseded:
         raise
@@ -126,14 +127,21 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _write_message(engine, job: FittingResult, image: Image.Image, garments) -> tuple[str | None, int | None]:
-    """The recommendation message, or None: a failed message never fails the job."""
+def _write_message(engine: Engine, job: FittingResult, outfit: Outfit) -> tuple[str | None, int | None]:
+    """The recommendation message and its latency in ms; None when it failed or had no time.
+
+    The one place the message's budget and failures are handled, for every engine: the
+    engine gets FITTING_MESSAGE_TIMEOUT, or what is left of the job's deadline if that is
+    less; with MIN_ATTEMPT_SECONDS or less left it is not asked at all. A failed message
+    never fails the job.
+    """
     budget = min(settings.FITTING_MESSAGE_TIMEOUT, _seconds_left(job.deadline_at))
-    if budget <= 0:
+    if budget <= MIN_ATTEMPT_SECONDS:
+        logger.warning("job %s: no time left for the message", job.id)
         return None, None
     started = time.monotonic()
     try:
-        message = engine.write_message(image=image, garments=garments, timeout=budget)
+        message = engine.write_message(outfit=outfit, timeout=budget)
     except Exception:
         logger.warning("job %s: message failed", job.id, exc_info=True)
         message = None

@@ -1,34 +1,24 @@
 """The engine chosen by FITTING_ENGINE, built once per process.
 
 The web process only needs the engine's identity (stored on each job and part of the
-result-cache key), so ``engine_identity`` never imports an engine's heavy modules.
+result-cache key), so ``engine_identity`` never imports an engine's heavy modules: it reads
+``fitting.engines.identity``, as the engines themselves do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
 
 from fitting.engines.base import Engine
-
-
-@dataclass(frozen=True)
-class EngineIdentity:
-    name: str
-    model: str
-    prompt_version: str
-
-
-LOCAL_IDENTITY = EngineIdentity("local", "local-preview-1", "local-1")
+from fitting.engines.identity import LOCAL_IDENTITY, EngineIdentity, gemini_identity
 
 
 def engine_identity() -> EngineIdentity:
+    """The identity of the engine ``get_engine`` builds, without building it."""
     if settings.FITTING_ENGINE == "gemini":
-        from fitting.prompts import PROMPT_VERSION
-
-        return EngineIdentity("gemini", settings.GEMINI_IMAGE_MODEL, PROMPT_VERSION)
+        return gemini_identity()
     return LOCAL_IDENTITY
 
 

@@ -3,6 +3,9 @@
 An engine is built once per worker process (``fitting.engines.get_engine``) and is
 used by one job at a time. Images cross this boundary as decoded Pillow images so the
 pipeline decodes each input once per job and keeps intermediates in memory.
+
+The pipeline owns what is common to every engine: it brings each step's image to the
+canvas size, and it sets the message's time budget and turns a failed message into none.
 """
 
 from __future__ import annotations
@@ -12,21 +15,48 @@ from typing import Protocol
 
 from PIL import Image
 
+from fitting.engines.identity import EngineIdentity
+
 CATEGORIES = ("top", "bottom", "outer")  # also the fixed step order
+# Starting an attempt with less time than this left is pointless: no model answers so fast.
+MIN_ATTEMPT_SECONDS = 0.25
 
 
 @dataclass
 class StepResult:
-    """What one garment step produced: an RGB image of the canvas size, plus usage."""
+    """What one garment step produced: an image of any size and mode, plus usage.
+
+    The pipeline brings ``image`` to the canvas size (``fitting.images.to_canvas``).
+    """
 
     image: Image.Image
     usage: dict[str, int] = field(default_factory=dict)  # prompt/candidates/total tokens
 
 
+@dataclass(frozen=True)
+class AppliedGarment:
+    """One garment of the outfit: its category and its decoded product photo.
+
+    ``image`` is the very object the pipeline passed to ``apply_garment`` for this step
+    (when the step ran in this job attempt), so an engine may reuse what it derived from it.
+    """
+
+    category: str
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class Outfit:
+    """What the message is about: the final, canvas-sized image and the garments in step order."""
+
+    image: Image.Image
+    garments: tuple[AppliedGarment, ...]
+
+
 class Engine(Protocol):
-    name: str  # "local" or "gemini"
-    model: str  # the image model (or the local compositor's version)
-    prompt_version: str  # part of the result-cache key
+    # Name, model and prompt version, read from ``fitting.engines.identity``: the job stores
+    # the same identity (``fitting.engines.engine_identity``) as part of the result-cache key.
+    identity: EngineIdentity
 
     def apply_garment(
         self,
@@ -37,16 +67,22 @@ class Engine(Protocol):
         canvas_size: tuple[int, int],
         timeout: float,
     ) -> StepResult:
-        """Dress ``person`` in ``garment`` (one ``category``) and return a canvas-sized image.
+        """Dress ``person`` in ``garment`` (one ``category``).
 
+        ``person`` is RGB and already ``canvas_size``: the photo, or the previous step's
+        output. The result's image may be of any size; the pipeline brings it to the canvas.
         ``timeout`` is what is left of the job's deadline, in seconds. Raises a
         ``fitting.errors.JobError`` subclass on failure (``DeadlineExceeded`` past the
         deadline).
         """
         ...
 
-    def write_message(
-        self, *, image: Image.Image, garments: list[tuple[str, Image.Image]], timeout: float
-    ) -> str | None:
-        """A Korean one-sentence recommendation (emoji, at most 50 characters), or None."""
+    def write_message(self, *, outfit: Outfit, timeout: float) -> str | None:
+        """A Korean one-sentence recommendation (emoji, at most 50 characters) for ``outfit``.
+
+        Done within ``timeout`` seconds (the pipeline's budget for the message, at least
+        ``MIN_ATTEMPT_SECONDS``). Returns None when there is nothing to say, and raises on
+        failure (a ``JobError`` subclass, ``DeadlineExceeded`` when out of time): the
+        pipeline logs it and completes the job without a message.
+        """
         ...

@@ -27,7 +27,8 @@ from google.genai import errors, types
 from PIL import Image
 
 from fitting import images, prompts
-from fitting.engines.base import StepResult
+from fitting.engines.base import MIN_ATTEMPT_SECONDS, Outfit, StepResult
+from fitting.engines.identity import EngineIdentity, gemini_identity
 from fitting.errors import (
     DeadlineExceeded,
     EngineBadImageError,
@@ -66,8 +67,6 @@ BLOCK_FINISH_REASONS = frozenset(
         "MODEL_ARMOR",
     }
 )
-# Starting an attempt with less time than this left is pointless: no model answers so fast.
-MIN_ATTEMPT_SECONDS = 0.25
 # The engine's clock and the retry loop's sleep, read at each call: tests replace them to
 # see exactly what was waited, instead of timing the wall clock.
 _now = time.monotonic
@@ -115,12 +114,9 @@ def reset_client() -> None:
 
 # --- the engine -----------------------------------------------------------------------------
 class GeminiEngine:
-    name = "gemini"
-    prompt_version = prompts.PROMPT_VERSION
-
     @property
-    def model(self) -> str:
-        return settings.GEMINI_IMAGE_MODEL
+    def identity(self) -> EngineIdentity:
+        return gemini_identity()  # read at each call: the image model is a setting
 
     def apply_garment(
         self,
@@ -131,6 +127,7 @@ class GeminiEngine:
         canvas_size: tuple[int, int],
         timeout: float,
     ) -> StepResult:
+        """The image model's answer, as it came (its own size; the pipeline fits it to the canvas)."""
         deadline = _now() + timeout
         contents = [
             types.Part.from_text(text=prompts.step_prompt(category)),
@@ -139,34 +136,22 @@ class GeminiEngine:
             _canvas_part(_input_size(canvas_size)),
         ]
         response = _generate(
-            model=self.model,
+            model=self.identity.model,
             contents=contents,
             config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
             deadline=deadline,
         )
-        image = _read_image(response)
-        return StepResult(images.to_canvas(image, canvas_size), usage=_usage(response))
+        return StepResult(_read_image(response), usage=_usage(response))
 
-    def write_message(
-        self, *, image: Image.Image, garments: list[tuple[str, Image.Image]], timeout: float
-    ) -> str | None:
-        # The seed's prompt looks at the final image only; ``garments`` is not needed.
-        budget = min(timeout, settings.FITTING_MESSAGE_TIMEOUT)
-        if budget <= MIN_ATTEMPT_SECONDS:
-            logger.warning("No time left for the recommendation message")
-            return None
-        try:
-            response = _generate(
-                model=settings.GEMINI_TEXT_MODEL,
-                contents=[types.Part.from_text(text=prompts.MESSAGE_PROMPT), _image_part(image)],
-                config=types.GenerateContentConfig(),
-                deadline=_now() + budget,
-            )
-            return prompts.normalise_message(_text_of(response))
-        except Exception as exc:
-            # The message is optional: a job completes without it.
-            logger.warning("Recommendation message failed: %s", exc)
-            return None
+    def write_message(self, *, outfit: Outfit, timeout: float) -> str | None:
+        """The text model's message about the final image (the seed's prompt; the garments are not sent)."""
+        response = _generate(
+            model=settings.GEMINI_TEXT_MODEL,
+            contents=[types.Part.from_text(text=prompts.MESSAGE_PROMPT), _image_part(outfit.image)],
+            config=types.GenerateContentConfig(),
+            deadline=_now() + timeout,
+        )
+        return prompts.normalise_message(_text_of(response))
 
 
 # --- one call, retried within the deadline --------------------------------------------------

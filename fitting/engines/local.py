@@ -7,13 +7,15 @@ Body regions are measured in *head units* below the chin, the way figure drawing
 
 Steps 2 and 3 receive the previous step's output, with garments already pasted below the
 neck. The face is found first and garments never cover it, so every step finds the same
-body; nothing is cached between calls, so a resumed job gives the same pixels.
+body; no pixels are cached between calls, so a resumed job gives the same pixels. Only
+each garment's colour name is kept, for the message, so it is not cut out twice.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import weakref
 from dataclasses import dataclass
 
 import cv2
@@ -21,9 +23,9 @@ import numpy as np
 import regex
 from PIL import Image
 
-from fitting.engines.base import StepResult
+from fitting.engines.base import CATEGORIES, Outfit, StepResult
+from fitting.engines.identity import LOCAL_IDENTITY
 from fitting.errors import DeadlineExceeded, EngineError
-from fitting.images import to_canvas
 
 # --- cutting the garment out ---------------------------------------------------------------
 BACKGROUND_TOLERANCE = 22.0  # RGB distance from the border colour still counted as background
@@ -342,9 +344,13 @@ def compose_message(phrases: list[str]) -> str:
 class LocalEngine:
     """Offline preview: garments pasted on the detected body, a templated message."""
 
-    name = "local"
-    model = "local-preview-1"
-    prompt_version = "local-1"
+    identity = LOCAL_IDENTITY
+
+    def __init__(self) -> None:
+        # The colour of each garment cut out in this job, for its message: the cut-out is the
+        # costly part. Matched by object (the pipeline passes the same decoded garment to
+        # ``apply_garment`` and in the ``Outfit``); weak, so a finished job's images are freed.
+        self._colours: list[tuple[weakref.ref[Image.Image], str]] = []
 
     def apply_garment(
         self,
@@ -355,30 +361,39 @@ class LocalEngine:
         canvas_size: tuple[int, int],
         timeout: float,
     ) -> StepResult:
+        """``person`` is canvas-sized, and so is the result: the garment is pasted on it."""
         if timeout <= 0:
             raise DeadlineExceeded()
         if category not in PLACEMENTS:
             raise EngineError(f"Unknown garment category {category!r}.")
         try:
-            person = to_canvas(person, canvas_size)
             cut_out = cut_out_garment(garment)
             image = place_garment(person, cut_out, category, find_body(person))
         except EngineError:
             raise
         except Exception as exc:  # OpenCV and Pillow raise many types; the job needs one
             raise EngineError(f"The local preview could not place the {category}: {exc}") from exc
+        self._remember_colour(garment, cut_out)
         return StepResult(image=image, usage={})
 
-    def write_message(
-        self, *, image: Image.Image, garments: list[tuple[str, Image.Image]], timeout: float
-    ) -> str | None:
-        """A templated message from the garments' categories and colours; ``image`` is unused."""
+    def write_message(self, *, outfit: Outfit, timeout: float) -> str | None:
+        """A templated message from the garments' categories and colours; the image is unused."""
         if timeout <= 0:
             raise DeadlineExceeded()
-        if not 1 <= len(garments) <= 3:
+        if not 1 <= len(outfit.garments) <= 3:
             return None
-        phrases = [
-            f"{colour_name(dominant_colour(cut_out_garment(garment)))} {CATEGORY_NAMES[category]}"
-            for category, garment in garments
-        ]
+        phrases = [f"{self._colour(garment.image)} {CATEGORY_NAMES[garment.category]}" for garment in outfit.garments]
         return compose_message(phrases)
+
+    def _remember_colour(self, garment: Image.Image, cut_out: Image.Image) -> None:
+        try:
+            colour = colour_name(dominant_colour(cut_out))
+        except EngineError:  # the message will fail on it, not the step
+            return
+        live = [(ref, name) for ref, name in self._colours if ref() is not None and ref() is not garment]
+        self._colours = [*live[-(len(CATEGORIES) - 1) :], (weakref.ref(garment), colour)]
+
+    def _colour(self, garment: Image.Image) -> str:
+        # A garment applied in an earlier attempt of a resumed job was not cut out here.
+        known = next((name for ref, name in self._colours if ref() is garment), None)
+        return known or colour_name(dominant_colour(cut_out_garment(garment)))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image, ImageDraw
 
-from fitting import prompts
+from fitting import images, prompts
 from fitting.engines import gemini
+from fitting.engines.base import AppliedGarment, Outfit
 from fitting.engines.gemini import GeminiEngine
 from fitting.errors import (
     DeadlineExceeded,
@@ -99,9 +100,8 @@ def test_three_steps_each_start_from_the_previous_output(engine, fake_gemini, se
     current = person_image()
     for category, garment in garments.items():
         result = apply(engine, category=category, person=current, garment=garment)
-        assert result.image.size == PERSON_SIZE
-        assert result.image.mode == "RGB"
-        current = result.image
+        assert result.image.size == answered  # as the model made it: the pipeline fits it
+        current = images.to_canvas(result.image, PERSON_SIZE)  # as the pipeline does
 
     requests = fake_gemini.image_requests
     assert len(requests) == 3
@@ -126,12 +126,6 @@ def test_three_steps_each_start_from_the_previous_output(engine, fake_gemini, se
         assert close_to(current.getpixel(marker_centre(k, answered, PERSON_SIZE)), fg.marker_color(k))
 
 
-def test_output_of_another_aspect_is_cropped_to_the_canvas(engine, fake_gemini):
-    fake_gemini.script_image(fg.ok((1024, 1024)))
-    result = apply(engine)
-    assert result.image.size == PERSON_SIZE
-
-
 def test_image_found_after_a_text_part(engine, fake_gemini):
     fake_gemini.script_image(fg.ok(text="Here is the person wearing the shirt."))
     assert apply(engine).image.size == PERSON_SIZE
@@ -150,10 +144,9 @@ def test_missing_usage_counts_are_left_out(engine, fake_gemini):
     assert apply(engine).usage == {"prompt_tokens": 1800}
 
 
-def test_large_inputs_are_downscaled_and_output_is_canvas_size(engine, fake_gemini):
+def test_large_inputs_are_downscaled(engine, fake_gemini):
     big = (3000, 4000)
-    result = apply(engine, person=person_image(big), canvas_size=big)
-    assert result.image.size == big
+    apply(engine, person=person_image(big), canvas_size=big)
     person, _garment, canvas = fake_gemini.image_requests[0].images
     assert max(person.size) <= gemini.MAX_INPUT_SIDE
     assert person.size == canvas.size == (1536, 2048)
@@ -315,9 +308,13 @@ def test_undecodable_image_is_bad_image(engine, fake_gemini):
 
 
 # --- the recommendation message -----------------------------------------------------------
+def outfit(*garments: AppliedGarment) -> Outfit:
+    return Outfit(image=person_image(), garments=garments)
+
+
 def test_message_uses_the_text_model_and_the_seed_prompt(engine, fake_gemini, settings):
     settings.GEMINI_TEXT_MODEL = "fake-text-model"
-    message = engine.write_message(image=person_image(), garments=[("top", garment_image())], timeout=30)
+    message = engine.write_message(outfit=outfit(AppliedGarment("top", garment_image())), timeout=30)
     assert message == "오늘 코디 정말 잘 어울려요! ✨"
     (request,) = fake_gemini.text_requests
     assert request.model == "fake-text-model"
@@ -329,37 +326,38 @@ def test_message_uses_the_text_model_and_the_seed_prompt(engine, fake_gemini, se
 
 def test_message_is_normalised(engine, fake_gemini):
     fake_gemini.script_text(fg.text('"**정말 멋진 코디예요!**" 😊\n\n이런 메시지는 어떨까요?'))
-    message = engine.write_message(image=person_image(), garments=[], timeout=30)
-    assert message == "정말 멋진 코디예요! 😊"
+    assert engine.write_message(outfit=outfit(), timeout=30) == "정말 멋진 코디예요! 😊"
 
 
 def test_message_is_retried_after_a_transient_error(engine, fake_gemini):
     fake_gemini.script_text(fg.fail(503), fg.text("잘 어울려요! 🎉"))
-    assert engine.write_message(image=person_image(), garments=[], timeout=30) == "잘 어울려요! 🎉"
+    assert engine.write_message(outfit=outfit(), timeout=30) == "잘 어울려요! 🎉"
 
 
-@pytest.mark.parametrize("failure", [fg.fail(400), fg.fail(403), fg.block_prompt("SAFETY"), fg.text("  ")])
-def test_failed_message_is_none(engine, fake_gemini, failure):
-    fake_gemini.script_text(failure)
-    assert engine.write_message(image=person_image(), garments=[], timeout=30) is None
+@pytest.mark.parametrize("answer", [fg.block_prompt("SAFETY"), fg.text("  ")])
+def test_message_without_text_is_none(engine, fake_gemini, answer):
+    fake_gemini.script_text(answer)
+    assert engine.write_message(outfit=outfit(), timeout=30) is None
 
 
-def test_persistently_failing_message_is_none(engine, fake_gemini):
+@pytest.mark.parametrize("status", [400, 403])
+def test_rejected_message_raises(engine, fake_gemini, status):
+    # The pipeline turns any failure into a job completed without a message.
+    fake_gemini.script_text(fg.fail(status))
+    with pytest.raises(EngineRejectedError):
+        engine.write_message(outfit=outfit(), timeout=30)
+    assert len(fake_gemini.text_requests) == 1
+
+
+def test_persistently_failing_message_raises(engine, fake_gemini):
     fake_gemini.script_text(*[fg.fail(500)] * 10)
-    assert engine.write_message(image=person_image(), garments=[], timeout=30) is None
+    with pytest.raises(EngineUnavailableError):
+        engine.write_message(outfit=outfit(), timeout=30)
 
 
-def test_slow_message_past_its_budget_is_none(engine, fake_gemini, settings):
-    settings.FITTING_MESSAGE_TIMEOUT = 1
-    fake_gemini.script_text(fg.delay(60))  # answers only if the budget is not applied
-    assert engine.write_message(image=person_image(), garments=[], timeout=30) is None
-    (request,) = fake_gemini.text_requests
-    assert request.headers["x-server-timeout"] == "1"
-
-
-def test_message_budget_is_capped_by_the_job_time_left(engine, fake_gemini, settings):
-    settings.FITTING_MESSAGE_TIMEOUT = 15
-    fake_gemini.script_text(fg.delay(60))
-    assert engine.write_message(image=person_image(), garments=[], timeout=1) is None
+def test_slow_message_past_its_timeout_raises(engine, fake_gemini):
+    fake_gemini.script_text(fg.delay(60))  # answers only if the timeout is not applied
+    with pytest.raises(DeadlineExceeded):
+        engine.write_message(outfit=outfit(), timeout=1)
     (request,) = fake_gemini.text_requests
     assert request.headers["x-server-timeout"] == "1"

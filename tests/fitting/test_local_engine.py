@@ -16,6 +16,8 @@ import regex
 from PIL import Image, ImageDraw
 
 from fitting.demo.make_images import BODY_UNIT, PERSON_LANDMARKS
+from fitting.engines import local
+from fitting.engines.base import AppliedGarment, Outfit
 from fitting.engines.local import COLOUR_NAMES, LocalEngine, compose_message
 from fitting.errors import DeadlineExceeded, EngineError
 
@@ -150,10 +152,11 @@ def test_later_steps_find_the_same_body_as_the_first():
 # --- the output ----------------------------------------------------------------------------
 @pytest.mark.parametrize("canvas_size", [(768, 1152), (600, 900), (512, 512)])
 def test_output_is_rgb_of_exactly_the_canvas_size(canvas_size):
+    # The pipeline passes a canvas-sized person; the engine pastes on it, never resizes.
     image = (
         LocalEngine()
         .apply_garment(
-            person=drawn_person(),
+            person=drawn_person().resize(canvas_size),
             garment=demo("top_navy_tshirt.png"),
             category="top",
             canvas_size=canvas_size,
@@ -259,11 +262,17 @@ def test_no_time_left_raises_deadline_exceeded():
             timeout=0,
         )
     with pytest.raises(DeadlineExceeded):
-        LocalEngine().write_message(image=drawn_person(), garments=[("top", demo("top_navy_tshirt.png"))], timeout=-1)
+        LocalEngine().write_message(outfit=outfit(("top", demo("top_navy_tshirt.png"))), timeout=-1)
 
 
 # --- the message ---------------------------------------------------------------------------
 EMOJI = regex.compile(r"\p{Extended_Pictographic}")
+
+
+def outfit(*garments: tuple[str, Image.Image]) -> Outfit:
+    return Outfit(image=drawn_person(), garments=tuple(AppliedGarment(c, image) for c, image in garments))
+
+
 HANGUL = regex.compile(r"\p{Hangul}")
 
 
@@ -304,13 +313,32 @@ def assert_one_korean_sentence_with_emoji(message: str) -> None:
 )
 def test_message_names_the_colours_in_one_short_korean_sentence(garments, words):
     engine = LocalEngine()
-    pairs = [(category, demo(name)) for category, name in garments]
-    message = engine.write_message(image=drawn_person(), garments=pairs, timeout=5)
+    worn = outfit(*[(category, demo(name)) for category, name in garments])
+    message = engine.write_message(outfit=worn, timeout=5)
     assert message is not None
     assert_one_korean_sentence_with_emoji(message)
     for word in words:
         assert word in message
-    assert message == engine.write_message(image=drawn_person(), garments=pairs, timeout=5)
+    assert message == engine.write_message(outfit=worn, timeout=5)
+
+
+def test_message_after_the_steps_reuses_their_cut_outs(monkeypatch):
+    """Each garment is cut out once per job, and the message is the one written from scratch."""
+    steps = [("top", "top_navy_tshirt.png"), ("bottom", "bottom_beige_chinos.png"), ("outer", "outer_black_jacket.png")]
+    from_scratch = LocalEngine().write_message(outfit=outfit(*[(c, demo(n)) for c, n in steps]), timeout=5)
+
+    cut_outs = []
+    real_cut_out = local.cut_out_garment
+    monkeypatch.setattr(local, "cut_out_garment", lambda garment: cut_outs.append(garment) or real_cut_out(garment))
+    engine = LocalEngine()
+    worn = outfit(*[(c, demo(n)) for c, n in steps])
+    image = drawn_person()
+    for garment in worn.garments:
+        image = engine.apply_garment(
+            person=image, garment=garment.image, category=garment.category, canvas_size=image.size, timeout=30
+        ).image
+    assert engine.write_message(outfit=worn, timeout=5) == from_scratch
+    assert [id(g) for g in cut_outs] == [id(g.image) for g in worn.garments]
 
 
 def test_every_colour_combination_fits_in_fifty_characters():

@@ -60,6 +60,16 @@ def test_each_step_starts_from_the_previous_output(fake_gemini, user, photo, cat
     assert job.step_metrics["top"]["total_tokens"] > 0
 
 
+def test_an_answer_of_another_aspect_is_cropped_to_the_canvas(fake_gemini, user, photo, catalogue):
+    size = (photo.width, photo.height)
+    fake_gemini.script_image(ok(size=(size[0], size[0])))  # square: covered and centre-cropped
+    job = run_now(start_job(user, photo, catalogue["top"]))
+    assert job.status == "completed", job.error_message
+    row = job.images.get(step="top")
+    assert (row.width, row.height) == size
+    assert Image.open(io.BytesIO(row.image.read())).size == size
+
+
 def test_failure_at_the_second_step_keeps_the_first(fake_gemini, user, photo, catalogue):
     fake_gemini.script_image(ok(), fail(400, "bad garment"))
     job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"]))
@@ -115,3 +125,30 @@ def test_message_is_normalised(fake_gemini, user, photo, catalogue):
     job = run_now(start_job(user, photo, catalogue["top"]))
     assert job.llm_message.startswith("정말 잘 어울려요!")
     assert "다음" not in job.llm_message and '"' not in job.llm_message and "*" not in job.llm_message
+
+
+def test_slow_message_past_its_budget_completes_without_one(fake_gemini, user, photo, catalogue, settings):
+    settings.FITTING_MESSAGE_TIMEOUT = 1
+    fake_gemini.script_text(delay(60))  # answers only if the budget is not applied
+    job = run_now(start_job(user, photo, catalogue["top"]))
+    assert (job.status, job.llm_message) == ("completed", None)
+    (request,) = fake_gemini.text_requests
+    assert request.headers["x-server-timeout"] == "1"
+
+
+def test_message_budget_is_capped_by_the_job_time_left(fake_gemini, user, photo, catalogue, settings):
+    settings.FITTING_MESSAGE_TIMEOUT = 15
+    settings.FITTING_JOB_TIMEOUT = 3
+    fake_gemini.script_text(delay(60))
+    job = run_now(start_job(user, photo, catalogue["top"]))
+    assert (job.status, job.llm_message) == ("completed", None)
+    (request,) = fake_gemini.text_requests
+    assert int(request.headers["x-server-timeout"]) <= 3
+
+
+def test_no_message_is_asked_for_with_too_little_time(fake_gemini, user, photo, catalogue, settings):
+    settings.FITTING_MESSAGE_TIMEOUT = 0.2  # below MIN_ATTEMPT_SECONDS
+    job = run_now(start_job(user, photo, catalogue["top"]))
+    assert (job.status, job.llm_message) == ("completed", None)
+    assert fake_gemini.text_requests == []
+    assert "message" not in job.step_metrics
