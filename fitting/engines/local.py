@@ -7,15 +7,13 @@ Body regions are measured in *head units* below the chin, the way figure drawing
 
 Steps 2 and 3 receive the previous step's output, with garments already pasted below the
 neck. The face is found first and garments never cover it, so every step finds the same
-body; no pixels are cached between calls, so a resumed job gives the same pixels. Only
-each garment's colour name is kept, for the message, so it is not cut out twice.
+body; nothing is cached between calls, so a resumed job gives the same pixels.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import weakref
 from dataclasses import dataclass
 
 import cv2
@@ -23,7 +21,7 @@ import numpy as np
 import regex
 from PIL import Image
 
-from fitting.engines.base import CATEGORIES, Outfit, StepResult
+from fitting.engines.base import Outfit, StepResult
 from fitting.engines.identity import LOCAL_IDENTITY
 from fitting.errors import DeadlineExceeded, EngineError
 
@@ -346,12 +344,6 @@ class LocalEngine:
 
     identity = LOCAL_IDENTITY
 
-    def __init__(self) -> None:
-        # The colour of each garment cut out in this job, for its message: the cut-out is the
-        # costly part. Matched by object (the pipeline passes the same decoded garment to
-        # ``apply_garment`` and in the ``Outfit``); weak, so a finished job's images are freed.
-        self._colours: list[tuple[weakref.ref[Image.Image], str]] = []
-
     def apply_garment(
         self,
         *,
@@ -373,7 +365,6 @@ class LocalEngine:
             raise
         except Exception as exc:  # OpenCV and Pillow raise many types; the job needs one
             raise EngineError(f"The local preview could not place the {category}: {exc}") from exc
-        self._remember_colour(garment, cut_out)
         return StepResult(image=image, usage={})
 
     def write_message(self, *, outfit: Outfit, timeout: float) -> str | None:
@@ -382,18 +373,8 @@ class LocalEngine:
             raise DeadlineExceeded()
         if not 1 <= len(outfit.garments) <= 3:
             return None
-        phrases = [f"{self._colour(garment.image)} {CATEGORY_NAMES[garment.category]}" for garment in outfit.garments]
+        phrases = [
+            f"{colour_name(dominant_colour(cut_out_garment(garment.image)))} {CATEGORY_NAMES[garment.category]}"
+            for garment in outfit.garments
+        ]
         return compose_message(phrases)
-
-    def _remember_colour(self, garment: Image.Image, cut_out: Image.Image) -> None:
-        try:
-            colour = colour_name(dominant_colour(cut_out))
-        except EngineError:  # the message will fail on it, not the step
-            return
-        live = [(ref, name) for ref, name in self._colours if ref() is not None and ref() is not garment]
-        self._colours = [*live[-(len(CATEGORIES) - 1) :], (weakref.ref(garment), colour)]
-
-    def _colour(self, garment: Image.Image) -> str:
-        # A garment applied in an earlier attempt of a resumed job was not cut out here.
-        known = next((name for ref, name in self._colours if ref() is garment), None)
-        return known or colour_name(dominant_colour(cut_out_garment(garment)))

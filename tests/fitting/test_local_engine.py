@@ -16,7 +16,6 @@ import regex
 from PIL import Image, ImageDraw
 
 from fitting.demo.make_images import BODY_UNIT, PERSON_LANDMARKS
-from fitting.engines import local
 from fitting.engines.base import AppliedGarment, Outfit
 from fitting.engines.local import COLOUR_NAMES, LocalEngine, compose_message
 from fitting.errors import DeadlineExceeded, EngineError
@@ -320,25 +319,6 @@ def test_message_names_the_colours_in_one_short_korean_sentence(garments, words)
     for word in words:
         assert word in message
     assert message == engine.write_message(outfit=worn, timeout=5)
-
-
-def test_message_after_the_steps_reuses_their_cut_outs(monkeypatch):
-    """Each garment is cut out once per job, and the message is the one written from scratch."""
-    steps = [("top", "top_navy_tshirt.png"), ("bottom", "bottom_beige_chinos.png"), ("outer", "outer_black_jacket.png")]
-    from_scratch = LocalEngine().write_message(outfit=outfit(*[(c, demo(n)) for c, n in steps]), timeout=5)
-
-    cut_outs = []
-    real_cut_out = local.cut_out_garment
-    monkeypatch.setattr(local, "cut_out_garment", lambda garment: cut_outs.append(garment) or real_cut_out(garment))
-    engine = LocalEngine()
-    worn = outfit(*[(c, demo(n)) for c, n in steps])
-    image = drawn_person()
-    for garment in worn.garments:
-        image = engine.apply_garment(
-            person=image, garment=garment.image, category=garment.category, canvas_size=image.size, timeout=30
-        ).image
-    assert engine.write_message(outfit=worn, timeout=5) == from_scratch
-    assert [id(g) for g in cut_outs] == [id(g.image) for g in worn.garments]
 
 
 def test_every_colour_combination_fits_in_fifty_characters():
