@@ -152,7 +152,7 @@ def run() -> list[Row]:
     from django.core.files.base import ContentFile
     from django.core.management import call_command
 
-    from fitting import images
+    from core import images
     from fitting.models import Item
 
     call_command("migrate", verbosity=0)

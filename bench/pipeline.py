@@ -82,7 +82,7 @@ def _instrument(timers: Timers) -> None:
     from django.core.files.storage import FileSystemStorage
     from django.db import connection
 
-    from fitting import images
+    from core import images
     from fitting.engines import gemini
 
     client = gemini.get_client()
@@ -123,7 +123,7 @@ def _micro(photo_bytes: bytes) -> list[str]:
     """Costs of single operations the pipeline repeats, to weigh alternatives."""
     from PIL import Image
 
-    from fitting import images
+    from core import images
     from fitting.engines import gemini
 
     person = images.decode(photo_bytes)

@@ -4,8 +4,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.exceptions import api_not_found
+from core.media import serve_media
 from fitting.apis import HealthApi
-from fitting.media import serve_media
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -12,6 +12,8 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import CharField, QuerySet, Value
@@ -25,11 +27,21 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from fitting.errors import JobPhotoDeletedError, NotReprocessableError, ServiceError
+from core.admin import thumbnail
+from core.errors import JobPhotoDeletedError, NotReprocessableError, PhotoInUseError, ServiceError
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Item, Status
-from fitting.services import REPROCESSABLE, fitting_delete, fitting_reprocess, item_image_check, item_save
+from fitting.services import (
+    REPROCESSABLE,
+    fitting_delete,
+    fitting_reprocess,
+    item_image_check,
+    item_save,
+    photo_delete,
+    user_delete,
+)
+from users.admin import UserImageAdmin
+from users.models import UserImage
 
-THUMBNAIL_STYLE = "max-height:80px"
 STATUS_COLOURS = {
     Status.PROCESSING: "#2f6fbf",
     Status.COMPLETED: "#2e8540",
@@ -39,15 +51,6 @@ STATUS_COLOURS = {
 # A job id or the start of one: at least 4 hex digits, hyphens anywhere (as pasted from logs).
 _JOB_ID_PREFIX = re.compile(r"^[0-9a-f-]*$")
 _MIN_PREFIX = 4
-
-
-def thumbnail(file, *, link: bool = True) -> str:
-    """An ``<img>`` of a stored image, linking to the full image; "-" when there is none."""
-    if not file:
-        return "-"
-    url = file.url
-    img = format_html('<img src="{}" style="{}" alt="">', url, THUMBNAIL_STYLE)
-    return format_html('<a href="{}" target="_blank">{}</a>', url, img) if link else img
 
 
 def _job_id_hex(term: str) -> str | None:
@@ -370,3 +373,58 @@ class ItemAdmin(admin.ModelAdmin):
     @admin.display(description=_("image"))
     def preview(self, obj: Item) -> str:
         return thumbnail(obj.image, link=False)
+
+
+# --- erasure: photos and users are deleted through the services that know their jobs -------
+admin.site.unregister(UserImage)
+
+
+@admin.register(UserImage)
+class ErasingUserImageAdmin(UserImageAdmin):
+    """The photo admin of ``users``, deleting through ``photo_delete``: the file goes, a photo in use stays."""
+
+    def get_deleted_objects(self, objs, request):
+        """Photos a processing job uses are shown as protected: the page refuses to delete them."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        running = FittingResult.objects.filter(user_image__in=objs, status=Status.PROCESSING)
+        protected = [
+            *protected,
+            *(
+                _("Job %(job)s is still processing with this photo (PHOTO_IN_USE).") % {"job": str(job_id)[:8]}
+                for job_id in running.values_list("id", flat=True)
+            ),
+        ]
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        photo_delete(photo=obj)
+
+    def delete_queryset(self, request, queryset):
+        for photo in queryset:
+            try:
+                photo_delete(photo=photo)
+            except PhotoInUseError as exc:  # a job started since the confirmation page
+                self.message_user(request, f"{photo}: {exc.message}", messages.ERROR)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except PhotoInUseError as exc:  # a job started since the confirmation page
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:users_userimage_change", args=[object_id]))
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class ErasingUserAdmin(UserAdmin):
+    """Django's user admin, deleting through ``user_delete``: photos, jobs and their files go too."""
+
+    def delete_model(self, request, obj):
+        user_delete(user=obj)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            user_delete(user=user)

@@ -14,11 +14,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from config.openapi import NOT_FOUND, UNAUTHENTICATED, error
-from fitting.errors import ValidationFailed, job_error_message
+from core.errors import ValidationFailed, job_error_message
+from core.openapi import NOT_FOUND, UNAUTHENTICATED, error
 from fitting.models import STEP_ORDER, Category, ImageStep, Status
 from fitting.selectors import fitting_get, fitting_list, item_list
-from fitting.services import RequestedItem, fitting_delete, fitting_start
+from fitting.services import RequestedItem, fitting_delete, fitting_start, photo_delete, user_delete
+from users.selectors import photo_get
 
 
 class HealthApi(APIView):
@@ -280,4 +281,32 @@ class FittingDetailApi(APIView):
         if job is None:
             raise NotFound()
         fitting_delete(job=job)
+        return Response(status=204)
+
+
+# --- erasure of photos and of the account: the jobs that used them go too (or keep working) --
+class PhotoDetailApi(APIView):
+    @extend_schema(
+        responses={
+            204: None,
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            409: error("A job using this photo is still processing.", "PHOTO_IN_USE"),
+        }
+    )
+    def delete(self, request, photo_id):
+        """Delete the photo and its file. Finished jobs that used it stay, without it."""
+        photo = photo_get(owner=request.user, photo_id=photo_id)
+        if photo is None:
+            raise NotFound()
+        photo_delete(photo=photo)
+        return Response(status=204)
+
+
+class AccountApi(APIView):
+    @extend_schema(operation_id="users_me_delete", responses={204: None, 401: UNAUTHENTICATED})
+    def delete(self, request):
+        """Delete the account with every photo, job, result image, token and session of it."""
+        user_delete(user=request.user)
+        request.session.flush()  # and a browser's session cookie is dropped
         return Response(status=204)

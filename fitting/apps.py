@@ -11,6 +11,20 @@ class FittingConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        from core.media import MediaKind, media_register
+        from fitting.models import ITEMS_DIR, RESULTS_DIR, FittingResultImage, Item
+
+        media_register(MediaKind(ITEMS_DIR, Item))  # the catalogue is public
+        # Result images are shown on the job's admin page, so either view permission admits staff.
+        media_register(
+            MediaKind(
+                RESULTS_DIR,
+                FittingResultImage,
+                owner_lookup="job__owner",
+                staff_permissions=("fitting.view_fittingresult", "fitting.view_fittingresultimage"),
+            )
+        )
+
         if "qcluster" in sys.argv[1:2]:
             # Import the pipeline (and google-genai) once in the cluster's parent process:
             # the forked workers then share those pages instead of each importing its own

@@ -31,14 +31,19 @@ class ImageStep(models.TextChoices):
     FINAL = "final", "final"
 
 
+# Where the app's files live in the media storage (core.media registers them).
+ITEMS_DIR = "items"
+RESULTS_DIR = "results"
+
+
 def item_upload_to(instance: "Item", filename: str) -> str:
     extension = filename.rsplit(".", 1)[-1].lower()
-    return f"items/{uuid.uuid4().hex}.{extension}"
+    return f"{ITEMS_DIR}/{uuid.uuid4().hex}.{extension}"
 
 
 def result_upload_to(instance: "FittingResultImage", filename: str) -> str:
     extension = filename.rsplit(".", 1)[-1].lower()
-    return f"results/{uuid.uuid4().hex}.{extension}"
+    return f"{RESULTS_DIR}/{uuid.uuid4().hex}.{extension}"
 
 
 class Item(models.Model):

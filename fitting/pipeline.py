@@ -15,10 +15,10 @@ from django.conf import settings
 from django.utils import timezone
 from PIL import Image
 
-from fitting import images
+from core import images
+from core.errors import DeadlineExceeded, ItemImageUnreadableError, JobError, PhotoUnreadableError
 from fitting.engines import get_engine
 from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit
-from fitting.errors import DeadlineExceeded, ItemImageUnreadableError, JobError, PhotoUnreadableError
 from fitting.models import STEP_ORDER, FittingResult, FittingResultImage
 from fitting.services import (
     JobSuperseded,

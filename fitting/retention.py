@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from fitting.files import files_delete_orphans, files_delete_unreferenced
+from core.files import files_delete_orphans, files_delete_unreferenced
 from fitting.models import TERMINAL_STATUSES, FittingResult, FittingResultImage
 from users.models import UserImage
 

@@ -22,9 +22,8 @@ from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 from PIL import Image
 
-from fitting import images
-from fitting.engines import engine_identity
-from fitting.errors import (
+from core import images
+from core.errors import (
     DuplicateCategoryError,
     IdempotencyKeyReusedError,
     InsufficientItemsError,
@@ -36,7 +35,8 @@ from fitting.errors import (
     PhotoRequiredError,
     TooManyItemsError,
 )
-from fitting.files import delete_quietly, files_delete_unreferenced, store_new_file
+from core.files import delete_quietly, files_delete_unreferenced, store_new_file
+from fitting.engines import engine_identity
 from fitting.models import (
     STEP_ORDER,
     Category,

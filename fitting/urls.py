@@ -1,6 +1,6 @@
 from django.urls import path
 
-from fitting.apis import FittingDetailApi, FittingListCreateApi, ItemListApi
+from fitting.apis import AccountApi, FittingDetailApi, FittingListCreateApi, ItemListApi, PhotoDetailApi
 from fitting.events import job_events
 
 urlpatterns = [
@@ -8,4 +8,7 @@ urlpatterns = [
     path("virtual-fitting", FittingListCreateApi.as_view(), name="fitting-list"),
     path("virtual-fitting/<uuid:job_id>", FittingDetailApi.as_view(), name="fitting-detail"),
     path("virtual-fitting/<uuid:job_id>/events", job_events, name="fitting-events"),
+    # Erasure of a photo or of the account: here, because the jobs that used them go too.
+    path("users/me", AccountApi.as_view(), name="me"),
+    path("users/me/photos/<int:photo_id>", PhotoDetailApi.as_view(), name="photo-detail"),
 ]

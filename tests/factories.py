@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from PIL import Image, ImageDraw
 
-from fitting import images
+from core import images
 from fitting.engines import engine_identity
 from fitting.models import STEP_ORDER, FittingResult, FittingResultImage, FittingResultItem, Item, Status
 from fitting.pipeline import run_job

@@ -8,18 +8,16 @@ from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from config.openapi import NOT_FOUND, UNAUTHENTICATED, error
-from config.parsers import SafeJSONParser
-from fitting.errors import ServiceError, ValidationFailed
-from fitting.services import photo_delete, user_delete
-from users.selectors import photo_get, photo_list
+from core.errors import ServiceError, ValidationFailed
+from core.openapi import UNAUTHENTICATED, error
+from core.parsers import SafeJSONParser
+from users.selectors import photo_list
 from users.services import photo_create
 
 
@@ -149,30 +147,3 @@ class PhotoListCreateApi(APIView):
             raise ValidationFailed(_("Send the photo as the multipart field 'image'."), field="image")
         photo = photo_create(owner=request.user, upload=upload)
         return Response(PhotoOutputSerializer(photo, context={"request": request}).data, status=201)
-
-
-class PhotoDetailApi(APIView):
-    @extend_schema(
-        responses={
-            204: None,
-            401: UNAUTHENTICATED,
-            404: NOT_FOUND,
-            409: error("A job using this photo is still processing.", "PHOTO_IN_USE"),
-        }
-    )
-    def delete(self, request, photo_id):
-        """Delete the photo and its file. Finished jobs that used it stay, without it."""
-        photo = photo_get(owner=request.user, photo_id=photo_id)
-        if photo is None:
-            raise NotFound()
-        photo_delete(photo=photo)
-        return Response(status=204)
-
-
-class MeApi(APIView):
-    @extend_schema(operation_id="users_me_delete", responses={204: None, 401: UNAUTHENTICATED})
-    def delete(self, request):
-        """Delete the account with every photo, job, result image, token and session of it."""
-        user_delete(user=request.user)
-        request.session.flush()  # and a browser's session cookie is dropped
-        return Response(status=204)

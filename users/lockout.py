@@ -17,7 +17,7 @@ from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
 from config.exceptions import error_body
-from fitting.errors import ServiceError
+from core.errors import ServiceError
 
 
 class LoginThrottledError(ServiceError):

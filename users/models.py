@@ -3,11 +3,13 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+PHOTOS_DIR = "photos"  # where photo files live in the media storage (core.media registers it)
+
 
 def photo_upload_to(instance: "UserImage", filename: str) -> str:
     # Random, unguessable names: the URL is the only handle a client has on the file.
     extension = filename.rsplit(".", 1)[-1].lower()
-    return f"photos/{uuid.uuid4().hex}.{extension}"
+    return f"{PHOTOS_DIR}/{uuid.uuid4().hex}.{extension}"
 
 
 class UserImage(models.Model):

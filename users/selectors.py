@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
-from users.models import UserImage
+from users.models import PHOTOS_DIR, UserImage
 
 
 def photo_list(*, owner: AbstractBaseUser) -> QuerySet[UserImage]:
@@ -25,7 +25,7 @@ def photo_get_by_url(*, owner: AbstractBaseUser, url: str) -> UserImage | None:
         name = path[len(media_path) :]
     else:
         name = "/".join(path.rsplit("/", 2)[-2:])
-    if not name.startswith("photos/"):
+    if not name.startswith(f"{PHOTOS_DIR}/"):
         return None
     return photo_list(owner=owner).filter(image=name).first()
 

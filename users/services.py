@@ -7,9 +7,9 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from fitting import images
-from fitting.errors import ImageInvalidError, ImageTooLargeError, QuotaExceededError, ServiceError
-from fitting.files import delete_quietly, store_new_file
+from core import images
+from core.errors import ImageInvalidError, ImageTooLargeError, QuotaExceededError, ServiceError
+from core.files import delete_quietly, store_new_file
 from users.models import UserImage
 
 

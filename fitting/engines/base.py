@@ -26,7 +26,7 @@ MIN_ATTEMPT_SECONDS = 0.25
 class StepResult:
     """What one garment step produced: an image of any size and mode, plus usage.
 
-    The pipeline brings ``image`` to the canvas size (``fitting.images.to_canvas``).
+    The pipeline brings ``image`` to the canvas size (``core.images.to_canvas``).
     """
 
     image: Image.Image
@@ -72,7 +72,7 @@ class Engine(Protocol):
         ``person`` is RGB and already ``canvas_size``: the photo, or the previous step's
         output. The result's image may be of any size; the pipeline brings it to the canvas.
         ``timeout`` is what is left of the job's deadline, in seconds. Raises a
-        ``fitting.errors.JobError`` subclass on failure (``DeadlineExceeded`` past the
+        ``core.errors.JobError`` subclass on failure (``DeadlineExceeded`` past the
         deadline).
         """
         ...

@@ -26,10 +26,8 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from fitting import images, prompts
-from fitting.engines.base import MIN_ATTEMPT_SECONDS, Outfit, StepResult
-from fitting.engines.identity import EngineIdentity, gemini_identity
-from fitting.errors import (
+from core import images
+from core.errors import (
     DeadlineExceeded,
     EngineBadImageError,
     EngineBlockedError,
@@ -39,6 +37,9 @@ from fitting.errors import (
     EngineUnavailableError,
     ServiceError,
 )
+from fitting import prompts
+from fitting.engines.base import MIN_ATTEMPT_SECONDS, Outfit, StepResult
+from fitting.engines.identity import EngineIdentity, gemini_identity
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import numpy as np
 import regex
 from PIL import Image
 
+from core.errors import DeadlineExceeded, EngineError
 from fitting.engines.base import Outfit, StepResult
 from fitting.engines.identity import LOCAL_IDENTITY
-from fitting.errors import DeadlineExceeded, EngineError
 
 # --- cutting the garment out ---------------------------------------------------------------
 BACKGROUND_TOLERANCE = 22.0  # RGB distance from the border colour still counted as background

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from fitting import images
+from core import images
 from fitting.models import FittingResult, Item, Status
 from tests.factories import image_bytes, make_job, make_user
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image, ImageDraw
 
-from fitting import images, prompts
-from fitting.engines import gemini
-from fitting.engines.base import AppliedGarment, Outfit
-from fitting.engines.gemini import GeminiEngine
-from fitting.errors import (
+from core import images
+from core.errors import (
     DeadlineExceeded,
     EngineBadImageError,
     EngineBlockedError,
@@ -17,6 +14,10 @@ from fitting.errors import (
     EngineRejectedError,
     EngineUnavailableError,
 )
+from fitting import prompts
+from fitting.engines import gemini
+from fitting.engines.base import AppliedGarment, Outfit
+from fitting.engines.gemini import GeminiEngine
 from tests import fakegemini as fg
 
 PERSON_SIZE = (600, 800)

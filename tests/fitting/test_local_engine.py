@@ -15,10 +15,10 @@ import pytest
 import regex
 from PIL import Image, ImageDraw
 
+from core.errors import DeadlineExceeded, EngineError
 from fitting.demo.make_images import BODY_UNIT, PERSON_LANDMARKS
 from fitting.engines.base import AppliedGarment, Outfit
 from fitting.engines.local import COLOUR_NAMES, LocalEngine, compose_message
-from fitting.errors import DeadlineExceeded, EngineError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "fitting" / "demo"

@@ -19,7 +19,7 @@ from django.db import OperationalError, connection
 from PIL import Image
 from rest_framework.test import APIClient
 
-from fitting import images
+from core import images
 from fitting.models import FittingResult
 from tests.factories import image_bytes, make_photo, run_now, start_job
 from users.models import UserImage

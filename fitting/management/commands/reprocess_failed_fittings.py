@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from fitting.errors import NotReprocessableError
+from core.errors import NotReprocessableError
 from fitting.models import FittingResult, Status
 from fitting.selectors import fitting_failed_list
 from fitting.services import REPROCESSABLE, fitting_reprocess

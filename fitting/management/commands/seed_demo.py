@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from fitting import images
+from core import images
 from fitting.models import Item
 from fitting.services import item_save
 from users.services import photo_create

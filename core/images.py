@@ -16,7 +16,7 @@ from django.conf import settings
 from PIL import Image, ImageOps
 from pillow_heif import register_heif_opener
 
-from fitting.errors import ImageAspectRatioError, ImageInvalidError, ImageTooLargeError, ImageTooManyPixelsError
+from core.errors import ImageAspectRatioError, ImageInvalidError, ImageTooLargeError, ImageTooManyPixelsError
 
 register_heif_opener()
 

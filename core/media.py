@@ -10,17 +10,45 @@ The path is checked in the one form it is served in: a path that is not already 
 wire) is refused outright, so the decision and the file served can never differ.
 """
 
+from __future__ import annotations
+
 import posixpath
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import models
 from django.http import Http404
 from django.views.static import serve
 from rest_framework.exceptions import AuthenticationFailed
 
-from config.auth import request_user
-from fitting.models import FittingResultImage
-from users.models import UserImage
+from core.auth import request_user
+
+
+@dataclass(frozen=True)
+class MediaKind:
+    """The files under one directory of the media storage: which rows name them, who may see them.
+
+    Apps register theirs in ``AppConfig.ready()`` (``media_register``), so this module knows
+    every kind without importing an app.
+    """
+
+    directory: str  # "photos": files are stored as "photos/<random>.jpg"
+    model: type[models.Model]
+    field: str = "image"
+    owner_lookup: str | None = None  # from a row to the user who owns it; None: public
+    staff_permissions: tuple[str, ...] = ()  # any of these lets staff see every file of the kind
+
+
+_kinds: dict[str, MediaKind] = {}
+
+
+def media_register(kind: MediaKind) -> None:
+    _kinds[kind.directory] = kind
+
+
+def media_kinds() -> list[MediaKind]:
+    return list(_kinds.values())
 
 
 def _user(request):
@@ -41,22 +69,16 @@ def normal_path(path: str) -> str | None:
 
 
 def _may_see(user, path: str) -> bool:
-    if path.startswith("items/"):
+    kind = _kinds.get(path.split("/", 1)[0])
+    if kind is None:
+        return False
+    if kind.owner_lookup is None:
         return True
     if not user.is_authenticated:
         return False
-    if path.startswith("photos/"):
-        if user.is_staff and user.has_perm("users.view_userimage"):
-            return True
-        return UserImage.objects.filter(image=path, owner=user).exists()
-    if path.startswith("results/"):
-        # Result images are shown on the job's admin page, so either view permission admits.
-        if user.is_staff and (
-            user.has_perm("fitting.view_fittingresult") or user.has_perm("fitting.view_fittingresultimage")
-        ):
-            return True
-        return FittingResultImage.objects.filter(image=path, job__owner=user).exists()
-    return False
+    if user.is_staff and any(user.has_perm(permission) for permission in kind.staff_permissions):
+        return True
+    return kind.model.objects.filter(**{kind.field: path, kind.owner_lookup: user}).exists()
 
 
 def serve_media(request, path: str):
@@ -64,5 +86,6 @@ def serve_media(request, path: str):
     if path is None or not _may_see(_user(request), path):
         raise Http404
     response = serve(request, path, document_root=settings.MEDIA_ROOT)
-    response["Cache-Control"] = "private, max-age=3600" if not path.startswith("items/") else "max-age=86400"
+    public = _kinds[path.split("/", 1)[0]].owner_lookup is None
+    response["Cache-Control"] = "max-age=86400" if public else "private, max-age=3600"
     return response

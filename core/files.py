@@ -20,23 +20,14 @@ from datetime import datetime
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
-from django.db import models, transaction
+from django.db import transaction
 from django.db.models.fields.files import FieldFile
 
-from fitting.errors import StorageFullError
-from fitting.models import FittingResultImage, Item
-from users.models import UserImage
+from core.errors import StorageFullError
+from core.media import media_kinds
 
 logger = logging.getLogger(__name__)
 
-# Every (model, field) whose rows name files in the media storage, and the directories the
-# files live in. All of them use the default storage.
-REFERENCES: tuple[tuple[type[models.Model], str], ...] = (
-    (UserImage, "image"),
-    (FittingResultImage, "image"),
-    (Item, "image"),
-)
-MEDIA_DIRECTORIES = ("photos", "results", "items")
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _BATCH = 500  # names per IN (...) query: well under SQLite's variable limit
 
@@ -51,8 +42,8 @@ def referenced_names(names: Iterable[str]) -> set[str]:
     used: set[str] = set()
     for start in range(0, len(names), _BATCH):
         batch = names[start : start + _BATCH]
-        for model, field in REFERENCES:
-            used.update(model.objects.filter(**{f"{field}__in": batch}).values_list(field, flat=True))
+        for kind in media_kinds():  # every (model, field) whose rows name files, as the apps registered them
+            used.update(kind.model.objects.filter(**{f"{kind.field}__in": batch}).values_list(kind.field, flat=True))
     return used
 
 
@@ -90,14 +81,15 @@ def files_delete_orphans(*, older_than: datetime, dry_run: bool = False) -> int:
     (the file system, S3). Returns how many files were (or, with ``dry_run``, would be) deleted.
     """
     storage = media_storage()
-    candidates = [name for name in _walk(storage) if _modified_before(storage, name, older_than)]
+    directories = [kind.directory for kind in media_kinds()]
+    candidates = [name for name in _walk(storage, directories) if _modified_before(storage, name, older_than)]
     orphans = set(candidates) - referenced_names(candidates)
     if dry_run:
         return len(orphans)
     return _delete_now(orphans)
 
 
-def _walk(storage: Storage, directories: Iterable[str] = MEDIA_DIRECTORIES) -> Iterator[str]:
+def _walk(storage: Storage, directories: Iterable[str]) -> Iterator[str]:
     for directory in directories:
         try:
             subdirectories, files = storage.listdir(directory)
