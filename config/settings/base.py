@@ -113,6 +113,12 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
+# --- request limits -----------------------------------------------------------------------
+# Any request body over this many bytes is refused with 413 REQUEST_TOO_LARGE before it is
+# read (config/bodylimit.py): from Content-Length, or while a chunked body streams in. Above
+# UPLOAD_MAX_BYTES, so an upload at the limit still gets its own IMAGE_TOO_LARGE.
+REQUEST_MAX_BYTES = env.int("REQUEST_MAX_BYTES", default=20 * 1024 * 1024)
+
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
