@@ -1,12 +1,26 @@
-"""The one DRF exception handler: every error is {"error": {"code", "message", "field"}}."""
+"""Every error is {"error": {"code", "message", "field"}}.
+
+The DRF exception handler renders the API views' errors; Django's error handlers (set in
+``config.urls``) render the rest on API paths (``/api/…``, ``/healthz``, media): errors in
+middleware, in the event stream (a plain async view) and in media serving. HTML pages (the
+admin, the demo page, login) keep Django's own error pages.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
+from django.views import csrf, defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -49,11 +63,9 @@ def _first_error(detail, path: str = "") -> tuple[str | None, str]:
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         return Response(error_body(exc.code, exc.message, exc.field), status=exc.status)
-    if isinstance(exc, RequestDataTooBig):
-        return Response(
-            error_body("REQUEST_TOO_LARGE", _("The request body is too large.")),
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
+    if isinstance(exc, SuspiciousOperation):  # e.g. over 1000 form fields or query parameters
+        code, message, status_code = _suspicious(exc)
+        return Response(error_body(code, message), status=status_code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -75,5 +87,58 @@ def exception_handler(exc, context):
     return response
 
 
+def _suspicious(exc: SuspiciousOperation) -> tuple[str, str, int]:
+    """(code, message, status) of a request Django found suspicious: a client error, never a 500."""
+    if isinstance(exc, RequestDataTooBig):
+        return "REQUEST_TOO_LARGE", _("The request body is too large."), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return "VALIDATION_ERROR", _("The request has too many fields or parameters."), status.HTTP_400_BAD_REQUEST
+    return "VALIDATION_ERROR", _("The request is not valid."), status.HTTP_400_BAD_REQUEST
+
+
 def api_not_found(request, *args, **kwargs) -> JsonResponse:
     return JsonResponse(error_body("NOT_FOUND", _("Not found.")), status=404)
+
+
+# --- Django's error handlers (config.urls: handler400/403/404/500) ------------------------
+def _is_api(request: HttpRequest) -> bool:
+    path = request.path_info
+    return path.startswith(("/api/", settings.MEDIA_URL)) or path == "/healthz"
+
+
+def _json_error(code: str, message: str, status_code: int) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status_code, json_dumps_params={"ensure_ascii": False})
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, SuspiciousOperation):
+        return _json_error(*_suspicious(exception))
+    return _json_error("VALIDATION_ERROR", _("The request is not valid."), 400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not _is_api(request):
+        return defaults.permission_denied(request, exception)
+    return _json_error("PERMISSION_DENIED", str(exceptions.PermissionDenied.default_detail), 403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception)
+    return _json_error("NOT_FOUND", _("Not found."), 404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    # Django has logged the exception with its traceback; the client gets a generic message.
+    if not _is_api(request):
+        return defaults.server_error(request)
+    return _json_error("INTERNAL_ERROR", _("Something went wrong."), 500)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a plain view's session write without the token (DRF's views say it themselves)."""
+    if not _is_api(request):
+        return csrf.csrf_failure(request, reason)
+    return _json_error("PERMISSION_DENIED", _("CSRF verification failed. Request aborted."), 403)

@@ -7,6 +7,13 @@ from config.exceptions import api_not_found
 from fitting.apis import HealthApi
 from fitting.media import serve_media
 
+# Errors outside the API views (middleware, the event stream, media) in the API's JSON shape
+# on API paths; Django's own pages elsewhere.
+handler400 = "config.exceptions.bad_request"
+handler403 = "config.exceptions.permission_denied"
+handler404 = "config.exceptions.page_not_found"
+handler500 = "config.exceptions.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", HealthApi.as_view(), name="healthz"),

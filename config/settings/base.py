@@ -8,6 +8,8 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# On API paths a CSRF failure answers in the API's JSON error shape (config/exceptions.py).
+CSRF_FAILURE_VIEW = "config.exceptions.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
