@@ -2,6 +2,7 @@
 
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import environ
 
@@ -24,3 +25,12 @@ def required(name: str) -> str:
     if not value:
         config_error(f"{name} must be set")
     return value
+
+
+def url_with_query_defaults(url: str, **defaults) -> str:
+    """``url`` with each of ``defaults`` added to its query string, unless the URL sets it."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    present = {name for name, _ in query}
+    query += [(name, str(value)) for name, value in defaults.items() if name not in present]
+    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -3,9 +3,16 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.exceptions import api_not_found
+from core.exceptions import api_not_found
+from core.health import HealthApi
 from core.media import serve_media
-from fitting.apis import HealthApi
+
+# Errors outside the API views (middleware, the event stream, media) in the API's JSON shape
+# on API paths; Django's own pages elsewhere.
+handler400 = "core.exceptions.bad_request"
+handler403 = "core.exceptions.permission_denied"
+handler404 = "core.exceptions.page_not_found"
+handler500 = "core.exceptions.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

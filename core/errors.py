@@ -1,6 +1,6 @@
 """One exception hierarchy with stable codes.
 
-Services raise these and never import ``rest_framework``; ``config.exceptions`` renders
+Services raise these and never import ``rest_framework``; ``core.exceptions`` renders
 them as ``{"error": {"code", "message", "field"}}``. A failed job stores the same codes.
 """
 

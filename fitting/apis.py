@@ -1,15 +1,12 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connection
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django_q.brokers import get_broker
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
@@ -20,57 +17,6 @@ from fitting.models import STEP_ORDER, Category, ImageStep, Status
 from fitting.selectors import fitting_get, fitting_list, item_list
 from fitting.services import RequestedItem, fitting_delete, fitting_start, photo_delete, user_delete
 from users.selectors import photo_get
-
-
-class HealthApi(APIView):
-    """200 when the database and the queue answer, 503 otherwise. No auth."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
-    @extend_schema(
-        responses={
-            (200, "application/json"): inline_serializer(
-                "Health",
-                {
-                    "status": serializers.CharField(),
-                    "database": serializers.CharField(),
-                    "queue": serializers.CharField(),
-                },
-            ),
-            (503, "application/json"): inline_serializer(
-                "HealthDown",
-                {
-                    "status": serializers.CharField(),
-                    "database": serializers.CharField(),
-                    "queue": serializers.CharField(),
-                },
-            ),
-        }
-    )
-    def get(self, request):
-        checks = {"database": _check(_ping_database), "queue": _check(_ping_queue)}
-        healthy = all(value == "ok" for value in checks.values())
-        return Response({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
-
-
-def _ping_database() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return True
-
-
-def _ping_queue() -> bool:
-    # queue_size() really reaches the broker (the ORM broker's ping() is always True).
-    get_broker().queue_size()
-    return True
-
-
-def _check(probe) -> str:
-    try:
-        return "ok" if probe() is not False else "down"
-    except Exception:
-        return "down"
 
 
 @extend_schema_serializer(component_name="Item")

@@ -30,8 +30,8 @@ from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 
-from config.exceptions import error_body
 from core.auth import request_user
+from core.exceptions import error_body
 from fitting.apis import JobOutputSerializer
 from fitting.models import TERMINAL_STATUSES, FittingResult
 from fitting.selectors import fitting_get

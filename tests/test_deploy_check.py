@@ -56,3 +56,45 @@ def test_gemini_without_a_key_fails_at_start_in_one_line():
     )
     assert result.returncode != 0
     assert result.stderr == "configuration error: FITTING_ENGINE=gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY)\n"
+
+
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": "x" * 64 + "-a-long-random-production-secret",
+    "DJANGO_ALLOWED_HOSTS": "fitting.example.com",
+}
+
+
+def production_shell(code: str, tmp_path, **env) -> str:
+    result = manage("shell", "-c", code, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", **PRODUCTION, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_healthz_answers_a_plain_http_probe_and_everything_else_redirects_to_https(tmp_path):
+    out = production_shell(
+        "from django.test import Client\n"
+        "client = Client(HTTP_HOST='fitting.example.com')\n"
+        "for path in ('/healthz', '/api/items', '/'):\n"
+        "    response = client.get(path)\n"
+        "    print('GOT', path, response.status_code, response.get('Location', '-'))\n",
+        tmp_path,
+    )
+    got = {line.split()[1]: line.split()[2:] for line in out.splitlines() if line.startswith("GOT ")}
+    assert got["/healthz"][0] in ("200", "503")  # answered (this database is not migrated), not redirected
+    assert got["/api/items"] == ["301", "https://fitting.example.com/api/items"]
+    assert got["/"] == ["301", "https://fitting.example.com/"]
+
+
+def hsts(tmp_path, **env) -> tuple[str, str]:
+    out = production_shell(
+        "from django.conf import settings\nprint('HSTS', settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_PRELOAD)",
+        tmp_path,
+        **env,
+    )
+    return tuple(next(line for line in out.splitlines() if line.startswith("HSTS ")).split()[1:])
+
+
+def test_hsts_preload_only_with_a_max_age_of_at_least_a_year(tmp_path):
+    assert hsts(tmp_path) == ("31536000", "True")  # the default: a year, preload
+    assert hsts(tmp_path, DJANGO_SECURE_HSTS_SECONDS="63072000") == ("63072000", "True")
+    assert hsts(tmp_path, DJANGO_SECURE_HSTS_SECONDS="2592000") == ("2592000", "False")  # a month: no preload

@@ -16,8 +16,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
-from config.exceptions import error_body
 from core.errors import ServiceError
+from core.exceptions import error_body
 
 
 class LoginThrottledError(ServiceError):

@@ -3,12 +3,14 @@
 import sys
 from datetime import timedelta
 
-from config.env import BASE_DIR, config_error, env
+from config.env import BASE_DIR, config_error, env, url_with_query_defaults
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# On API paths a CSRF failure answers in the API's JSON error shape (core/exceptions.py).
+CSRF_FAILURE_VIEW = "core.exceptions.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -72,23 +74,39 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": ("PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=20000;"),
     }
-elif "qcluster" in sys.argv[1:2]:
-    # Workers are forked single-threaded processes: one persistent connection each. (A
-    # connection pool made before the fork would be shared by every worker and break.)
-    DATABASES["default"]["CONN_MAX_AGE"] = None
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
-    # Under ASGI every request may run on a thread of its own, and a connection per thread
-    # exhausts the server's max_connections under load: a bounded pool per web process.
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 1, "max_size": env.int("DB_POOL_MAX", default=10), "timeout": 20}
-    }
+    # A database that is down or does not answer fails a request in seconds, not minutes:
+    # seconds to establish a connection, and (web) to get one from the pool.
+    DATABASES["default"]["OPTIONS"] = {"connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=3)}
+    if "qcluster" in sys.argv[1:2]:
+        # Workers are forked single-threaded processes: one persistent connection each. (A
+        # connection pool made before the fork would be shared by every worker and break.)
+        DATABASES["default"]["CONN_MAX_AGE"] = None
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    else:
+        # Under ASGI every request may run on a thread of its own, and a connection per thread
+        # exhausts the server's max_connections under load: a bounded pool per web process.
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": env.int("DB_POOL_MAX", default=10),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=5),
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache (Redis when REDIS_URL is set) --------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
+# Seconds to connect to Redis, and to wait for any answer (above the broker's 1 s blocking pop).
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=3)
+REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", default=5)
+REDIS_OPTIONS = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_TIMEOUT}
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": REDIS_OPTIONS,
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -159,6 +177,15 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
+# --- request limits -----------------------------------------------------------------------
+# Any request body over this many bytes is refused with 413 REQUEST_TOO_LARGE before it is
+# read (config/bodylimit.py): from Content-Length, or while a chunked body streams in. Above
+# UPLOAD_MAX_BYTES, so an upload at the limit still gets its own IMAGE_TOO_LARGE.
+REQUEST_MAX_BYTES = env.int("REQUEST_MAX_BYTES", default=20 * 1024 * 1024)
+
+# GET /healthz answers within this many seconds, each probe bounded (core/health.py).
+HEALTHZ_TIMEOUT = env.float("HEALTHZ_TIMEOUT", default=3)
+
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -168,7 +195,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "EXCEPTION_HANDLER": "config.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "core.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
@@ -189,6 +216,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served from the app: no CDN, works offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"ProbeStateEnum": "core.health.PROBE_STATES"},
 }
 
 # --- uploads ------------------------------------------------------------------------------
@@ -267,7 +295,8 @@ Q_CLUSTER = {
     "label": "Django Q",
 }
 if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
+    # django-q2 gives a URL to redis.from_url: the timeouts ride in its query (unless set there).
+    Q_CLUSTER["redis"] = url_with_query_defaults(REDIS_URL, **REDIS_OPTIONS)
 else:
     Q_CLUSTER["orm"] = "default"
 

@@ -1,0 +1,99 @@
+"""Light real-server helpers: one uvicorn process of the app, and network peers that misbehave."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.e2e import ROOT, free_port
+
+
+@contextmanager
+def uvicorn_server(tmp: Path, **env: str) -> Iterator[str]:
+    """``config.asgi:application`` under uvicorn (local settings, a SQLite file of its own
+    unless ``DATABASE_URL`` is given); yields its base URL. No migrations: for tests that
+    need no rows."""
+    port = free_port()
+    environment = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(tmp / "media"),
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    log_path = tmp / f"uvicorn-{port}.log"
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(base, process, log_path)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_http(base: str, process: subprocess.Popen, log_path: Path) -> None:
+    # Any answer will do (a 404 under /api/ touches neither the database nor the broker).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            httpx.get(f"{base}/api/-ready", timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("uvicorn did not start: " + log_path.read_text(errors="replace")[-3000:])
+
+
+@contextmanager
+def tarpit() -> Iterator[int]:
+    """A TCP peer that accepts every connection and never says a word (a hung database or
+    broker, a black-holed firewall): yields its port on 127.0.0.1."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            held.append(connection)  # kept open, never read from nor written to
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        server.close()

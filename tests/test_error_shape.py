@@ -1,0 +1,137 @@
+"""Odd input is a 4xx with a stable code, and every uncaught error on an API path answers the
+JSON error shape {"error": {"code", "message", "field"}}; HTML pages keep Django's pages."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import OperationalError, connection
+from django.test import AsyncClient, Client, RequestFactory
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from core.exceptions import permission_denied
+from tests.factories import image_bytes, make_photo, start_job
+
+# One more than Django's DATA_UPLOAD_MAX_NUMBER_FIELDS (1000).
+MANY_FIELDS = {f"f{n}": "1" for n in range(1001)}
+MANY_PARAMS = "&".join(f"a={n}" for n in range(1001))
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content[:500]
+    assert response["Content-Type"].startswith("application/json")
+    error = json.loads(response.content)["error"]
+    assert error["code"] == code
+    assert set(error) == {"code", "message", "field"}
+    assert "Traceback" not in error["message"] and "Error" not in error["message"]
+    return error
+
+
+@contextlib.contextmanager
+def database_down():
+    """Every query on this thread's connection fails, as when the server goes away."""
+
+    def fail(execute, sql, params, many, context):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with connection.execute_wrapper(fail):
+        yield
+
+
+# --- more than 1000 fields or parameters ------------------------------------------------------
+@pytest.mark.parametrize("path", ["/api/items", "/api/virtual-fitting"])
+def test_over_1000_query_parameters_are_a_400(api, path):
+    error = assert_error(api.get(f"{path}?{MANY_PARAMS}"), 400, "VALIDATION_ERROR")
+    assert error["field"] is None
+
+
+def test_an_upload_with_over_1000_form_fields_is_a_400(api, media_root):
+    image = SimpleUploadedFile("me.png", image_bytes(fmt="PNG"), content_type="image/png")
+    response = api.post("/api/users/me/photos", {"image": image, **MANY_FIELDS}, format="multipart")
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert not list(media_root.glob("photos/*"))
+
+
+def test_a_form_with_over_1000_fields_is_a_400(api):
+    response = api.post("/api/virtual-fitting", MANY_PARAMS, content_type="application/x-www-form-urlencoded")
+    assert_error(response, 400, "VALIDATION_ERROR")
+
+
+def test_a_token_request_with_over_1000_fields_is_a_400(db):
+    response = APIClient().post("/api/auth/token", MANY_PARAMS, content_type="application/x-www-form-urlencoded")
+    assert_error(response, 400, "VALIDATION_ERROR")
+
+
+def test_over_1000_fields_read_by_a_middleware_on_an_api_path_is_a_json_400(db):
+    # The CSRF middleware reads the form of a write to a plain view (media): Django's handler400.
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "a" * 32
+    response = client.post("/media/items/nowhere.png", MANY_FIELDS)
+    assert_error(response, 400, "VALIDATION_ERROR")
+
+
+def test_html_pages_keep_djangos_own_400(db):
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "a" * 32
+    response = client.post("/login/", MANY_FIELDS)
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_csrf_failure_on_an_api_path_is_json_and_on_a_page_html(db):
+    client = Client(enforce_csrf_checks=True)
+    assert_error(client.post("/media/items/nowhere.png", {"a": "1"}), 403, "PERMISSION_DENIED")
+    page = client.post("/login/", {"username": "x", "password": "y"})
+    assert page.status_code == 403
+    assert page["Content-Type"].startswith("text/html")
+
+
+# --- Django's own error handlers on API paths ------------------------------------------------
+def test_a_missing_media_file_is_a_json_404(api):
+    assert_error(api.get("/media/photos/nope.jpg"), 404, "NOT_FOUND")
+
+
+def test_a_database_failure_while_serving_media_is_a_json_500_without_details(user):
+    photo = make_photo(user)
+    token = Token.objects.create(user=user)
+    client = APIClient(raise_request_exception=False)
+    with database_down():
+        response = client.get(photo.image.url, HTTP_AUTHORIZATION=f"Token {token.key}")
+    error = assert_error(response, 500, "INTERNAL_ERROR")
+    assert "server closed" not in response.content.decode()
+    assert error["message"]
+
+
+def test_a_500_on_an_html_page_stays_djangos_page(user):
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    with database_down():
+        response = client.get("/")
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_permission_denied_on_an_api_path_is_json_and_on_a_page_html():
+    factory = RequestFactory()
+    assert_error(permission_denied(factory.get("/api/virtual-fitting"), PermissionDenied()), 403, "PERMISSION_DENIED")
+    page = permission_denied(factory.get("/admin/"), PermissionDenied())
+    assert page.status_code == 403
+    assert page["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_event_stream_answers_a_database_failure_before_it_starts_in_the_json_shape(user, photo, catalogue):
+    job = start_job(user, photo, catalogue["top"])
+    token = Token.objects.create(user=user)
+    client = AsyncClient(raise_request_exception=False)
+    with database_down():
+        response = async_to_sync(client.get)(
+            f"/api/virtual-fitting/{job.id}/events", headers={"Authorization": f"Token {token.key}"}
+        )
+    assert_error(response, 500, "INTERNAL_ERROR")
