@@ -6,11 +6,64 @@ them as ``{"error": {"code", "message", "field"}}``. A failed job stores the sam
 
 from __future__ import annotations
 
+from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
+class ErrorCode(models.TextChoices):
+    """Every error code the API answers or a failed job stores: the one list of them.
+
+    The exceptions below, the job's ``error_code`` field (its choices) and the OpenAPI
+    descriptions all use these members, never loose strings. The label is the code itself:
+    staff search and report by it.
+    """
+
+    # request validation (400), in the order POST /api/virtual-fitting checks them
+    VALIDATION_ERROR = "VALIDATION_ERROR", "VALIDATION_ERROR"
+    PHOTO_REQUIRED = "PHOTO_REQUIRED", "PHOTO_REQUIRED"
+    INSUFFICIENT_ITEMS = "INSUFFICIENT_ITEMS", "INSUFFICIENT_ITEMS"
+    TOO_MANY_ITEMS = "TOO_MANY_ITEMS", "TOO_MANY_ITEMS"
+    DUPLICATE_CATEGORY = "DUPLICATE_CATEGORY", "DUPLICATE_CATEGORY"
+    INVALID_CATEGORY = "INVALID_CATEGORY", "INVALID_CATEGORY"
+    INVALID_ITEM_ID = "INVALID_ITEM_ID", "INVALID_ITEM_ID"
+    # uploads
+    IMAGE_INVALID = "IMAGE_INVALID", "IMAGE_INVALID"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE", "IMAGE_TOO_LARGE"
+    IMAGE_TOO_MANY_PIXELS = "IMAGE_TOO_MANY_PIXELS", "IMAGE_TOO_MANY_PIXELS"
+    IMAGE_ASPECT_RATIO = "IMAGE_ASPECT_RATIO", "IMAGE_ASPECT_RATIO"
+    # authentication, access and the HTTP layer
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS", "INVALID_CREDENTIALS"
+    NOT_AUTHENTICATED = "NOT_AUTHENTICATED", "NOT_AUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED", "PERMISSION_DENIED"
+    NOT_FOUND = "NOT_FOUND", "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED", "METHOD_NOT_ALLOWED"
+    NOT_ACCEPTABLE = "NOT_ACCEPTABLE", "NOT_ACCEPTABLE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE", "UNSUPPORTED_MEDIA_TYPE"
+    # limits and conflicts
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE", "REQUEST_TOO_LARGE"
+    THROTTLED = "THROTTLED", "THROTTLED"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED", "QUOTA_EXCEEDED"
+    STORAGE_FULL = "STORAGE_FULL", "STORAGE_FULL"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED", "IDEMPOTENCY_KEY_REUSED"
+    PHOTO_IN_USE = "PHOTO_IN_USE", "PHOTO_IN_USE"
+    NOT_REPROCESSABLE = "NOT_REPROCESSABLE", "NOT_REPROCESSABLE"
+    # job failures (stored on the job)
+    JOB_FAILED = "JOB_FAILED", "JOB_FAILED"
+    PHOTO_UNREADABLE = "PHOTO_UNREADABLE", "PHOTO_UNREADABLE"
+    ITEM_IMAGE_UNREADABLE = "ITEM_IMAGE_UNREADABLE", "ITEM_IMAGE_UNREADABLE"
+    ENGINE_ERROR = "ENGINE_ERROR", "ENGINE_ERROR"
+    ENGINE_BLOCKED = "ENGINE_BLOCKED", "ENGINE_BLOCKED"
+    ENGINE_NO_IMAGE = "ENGINE_NO_IMAGE", "ENGINE_NO_IMAGE"
+    ENGINE_REJECTED = "ENGINE_REJECTED", "ENGINE_REJECTED"
+    ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE", "ENGINE_UNAVAILABLE"
+    ENGINE_BAD_IMAGE = "ENGINE_BAD_IMAGE", "ENGINE_BAD_IMAGE"
+    TIMEOUT = "TIMEOUT", "TIMEOUT"
+    # anything unexpected
+    INTERNAL_ERROR = "INTERNAL_ERROR", "INTERNAL_ERROR"
+
+
 class ServiceError(Exception):
-    code = "INTERNAL_ERROR"
+    code = ErrorCode.INTERNAL_ERROR
     status = 500
     default_message = _("Something went wrong.")
 
@@ -22,90 +75,97 @@ class ServiceError(Exception):
 
 # --- request validation (400), in the order POST /api/virtual-fitting checks them ---------
 class ValidationFailed(ServiceError):
-    code = "VALIDATION_ERROR"
+    code = ErrorCode.VALIDATION_ERROR
     status = 400
     default_message = _("The request body is not valid.")
 
 
 class PhotoRequiredError(ValidationFailed):
-    code = "PHOTO_REQUIRED"
+    code = ErrorCode.PHOTO_REQUIRED
     default_message = _("userPhotoUrl must be the URL of one of your photos.")
 
 
 class InsufficientItemsError(ValidationFailed):
-    code = "INSUFFICIENT_ITEMS"
+    code = ErrorCode.INSUFFICIENT_ITEMS
     default_message = _("Pick at least one item.")
 
 
 class TooManyItemsError(ValidationFailed):
-    code = "TOO_MANY_ITEMS"
+    code = ErrorCode.TOO_MANY_ITEMS
     default_message = _("Pick at most three items.")
 
 
 class DuplicateCategoryError(ValidationFailed):
-    code = "DUPLICATE_CATEGORY"
+    code = ErrorCode.DUPLICATE_CATEGORY
     default_message = _("Pick at most one item per category.")
 
 
 class InvalidCategoryError(ValidationFailed):
-    code = "INVALID_CATEGORY"
+    code = ErrorCode.INVALID_CATEGORY
     default_message = _("The category must be top, bottom or outer, and the item's own.")
 
 
 class InvalidItemIdError(ValidationFailed):
-    code = "INVALID_ITEM_ID"
+    code = ErrorCode.INVALID_ITEM_ID
     default_message = _("This item does not exist or is not available.")
 
 
 # --- uploads (400) ------------------------------------------------------------------------
 class ImageInvalidError(ValidationFailed):
-    code = "IMAGE_INVALID"
+    code = ErrorCode.IMAGE_INVALID
     default_message = _("The file is not a JPEG, PNG, WebP or HEIC image.")
 
 
 class ImageTooLargeError(ValidationFailed):
-    code = "IMAGE_TOO_LARGE"
+    code = ErrorCode.IMAGE_TOO_LARGE
     default_message = _("The file is too large.")
 
 
 class ImageTooManyPixelsError(ValidationFailed):
-    code = "IMAGE_TOO_MANY_PIXELS"
+    code = ErrorCode.IMAGE_TOO_MANY_PIXELS
     default_message = _("The image has too many pixels.")
 
 
 class ImageAspectRatioError(ValidationFailed):
-    code = "IMAGE_ASPECT_RATIO"
+    code = ErrorCode.IMAGE_ASPECT_RATIO
     default_message = _("The image is too long and narrow: its long side may be at most ten times its short side.")
 
 
 class PhotoInUseError(ServiceError):
-    code = "PHOTO_IN_USE"
+    code = ErrorCode.PHOTO_IN_USE
     status = 409
     default_message = _("This photo is used by a job that is still running.")
 
 
 # --- limits (bodies, rates, quotas, storage) -----------------------------------------------
 class RequestTooLargeError(ServiceError):
-    code = "REQUEST_TOO_LARGE"
+    code = ErrorCode.REQUEST_TOO_LARGE
     status = 413
     default_message = _("The request body is too large.")
 
 
 class QuotaExceededError(ServiceError):
-    code = "QUOTA_EXCEEDED"
+    code = ErrorCode.QUOTA_EXCEEDED
     status = 429
     default_message = _("You have reached your limit.")
 
 
 class StorageFullError(ServiceError):
-    code = "STORAGE_FULL"
+    code = ErrorCode.STORAGE_FULL
     status = 507
     default_message = _("The server has no room to store this right now. Try again later.")
 
 
+# --- authentication --------------------------------------------------------------------------
+class InvalidCredentialsError(ServiceError):
+    code = ErrorCode.INVALID_CREDENTIALS
+    status = 400
+    default_message = _("Unable to log in with the given username and password.")
+
+
 # --- idempotency ----------------------------------------------------------------------------
 class IdempotencyKeyReusedError(ServiceError):
-    code = "IDEMPOTENCY_KEY_REUSED"
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
     status = 422
     default_message = _("This Idempotency-Key was already used with a different request.")
 
@@ -114,56 +174,56 @@ class IdempotencyKeyReusedError(ServiceError):
 class JobError(ServiceError):
     """A failure of one step of a running job."""
 
-    code = "JOB_FAILED"
+    code = ErrorCode.JOB_FAILED
 
 
 class PhotoUnreadableError(JobError):
-    code = "PHOTO_UNREADABLE"
+    code = ErrorCode.PHOTO_UNREADABLE
     default_message = _("The person photo could not be read.")
 
 
 class ItemImageUnreadableError(JobError):
-    code = "ITEM_IMAGE_UNREADABLE"
+    code = ErrorCode.ITEM_IMAGE_UNREADABLE
     default_message = _("A garment image could not be read.")
 
 
 class EngineError(JobError):
-    code = "ENGINE_ERROR"
+    code = ErrorCode.ENGINE_ERROR
     default_message = _("The image engine failed.")
 
 
 class EngineBlockedError(EngineError):
-    code = "ENGINE_BLOCKED"
+    code = ErrorCode.ENGINE_BLOCKED
     default_message = _("The image engine refused the request for safety or policy reasons.")
 
 
 class EngineNoImageError(EngineError):
-    code = "ENGINE_NO_IMAGE"
+    code = ErrorCode.ENGINE_NO_IMAGE
     default_message = _("The image engine answered without an image.")
 
 
 class EngineRejectedError(EngineError):
-    code = "ENGINE_REJECTED"
+    code = ErrorCode.ENGINE_REJECTED
     default_message = _("The image engine rejected the request.")
 
 
 class EngineUnavailableError(EngineError):
-    code = "ENGINE_UNAVAILABLE"
+    code = ErrorCode.ENGINE_UNAVAILABLE
     default_message = _("The image engine is unavailable.")
 
 
 class EngineBadImageError(EngineError):
-    code = "ENGINE_BAD_IMAGE"
+    code = ErrorCode.ENGINE_BAD_IMAGE
     default_message = _("The image engine returned an image that could not be decoded.")
 
 
 class DeadlineExceeded(JobError):
-    code = "TIMEOUT"
+    code = ErrorCode.TIMEOUT
     default_message = _("The job ran out of time.")
 
 
 class NotReprocessableError(ServiceError):
-    code = "NOT_REPROCESSABLE"
+    code = ErrorCode.NOT_REPROCESSABLE
     status = 409
     default_message = _("Only failed or timed-out jobs can be reprocessed.")
 

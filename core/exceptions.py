@@ -26,21 +26,21 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import ServiceError
+from core.errors import ErrorCode, ServiceError
 
 logger = logging.getLogger(__name__)
 
 DRF_CODES = {
-    exceptions.ValidationError: "VALIDATION_ERROR",
-    exceptions.ParseError: "VALIDATION_ERROR",
-    exceptions.UnsupportedMediaType: "UNSUPPORTED_MEDIA_TYPE",
-    exceptions.NotAuthenticated: "NOT_AUTHENTICATED",
-    exceptions.AuthenticationFailed: "NOT_AUTHENTICATED",
-    exceptions.PermissionDenied: "PERMISSION_DENIED",
-    exceptions.NotFound: "NOT_FOUND",
-    exceptions.MethodNotAllowed: "METHOD_NOT_ALLOWED",
-    exceptions.NotAcceptable: "NOT_ACCEPTABLE",
-    exceptions.Throttled: "THROTTLED",
+    exceptions.ValidationError: ErrorCode.VALIDATION_ERROR,
+    exceptions.ParseError: ErrorCode.VALIDATION_ERROR,
+    exceptions.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    exceptions.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
+    exceptions.AuthenticationFailed: ErrorCode.NOT_AUTHENTICATED,
+    exceptions.PermissionDenied: ErrorCode.PERMISSION_DENIED,
+    exceptions.NotFound: ErrorCode.NOT_FOUND,
+    exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
+    exceptions.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
+    exceptions.Throttled: ErrorCode.THROTTLED,
 }
 
 
@@ -76,10 +76,11 @@ def exception_handler(exc, context):
     if response is None:
         logger.exception("Unhandled error in %s", context.get("view"))
         return Response(
-            error_body("INTERNAL_ERROR", _("Something went wrong.")),
+            error_body(ErrorCode.INTERNAL_ERROR, _("Something went wrong.")),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
-    code = next((c for cls, c in DRF_CODES.items() if isinstance(exc, cls)), "ERROR")
+    fallback = ErrorCode.INTERNAL_ERROR if response.status_code >= 500 else ErrorCode.VALIDATION_ERROR
+    code = next((c for cls, c in DRF_CODES.items() if isinstance(exc, cls)), fallback)
     if isinstance(exc, exceptions.ValidationError):
         field, message = _first_error(exc.detail)
     else:
@@ -91,15 +92,23 @@ def exception_handler(exc, context):
 def _suspicious(exc: SuspiciousOperation) -> tuple[str, str, int]:
     """(code, message, status) of a request Django found suspicious: a client error, never a 500."""
     if isinstance(exc, RequestDataTooBig):
-        return "REQUEST_TOO_LARGE", _("The request body is too large."), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        return (
+            ErrorCode.REQUEST_TOO_LARGE,
+            _("The request body is too large."),
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
-        return "VALIDATION_ERROR", _("The request has too many fields or parameters."), status.HTTP_400_BAD_REQUEST
-    return "VALIDATION_ERROR", _("The request is not valid."), status.HTTP_400_BAD_REQUEST
+        return (
+            ErrorCode.VALIDATION_ERROR,
+            _("The request has too many fields or parameters."),
+            status.HTTP_400_BAD_REQUEST,
+        )
+    return ErrorCode.VALIDATION_ERROR, _("The request is not valid."), status.HTTP_400_BAD_REQUEST
 
 
 @csrf_exempt  # it changes nothing; else an unsafe method on a bad /api/ path got an HTML 403
 def api_not_found(request, *args, **kwargs) -> JsonResponse:
-    return JsonResponse(error_body("NOT_FOUND", _("Not found.")), status=404)
+    return JsonResponse(error_body(ErrorCode.NOT_FOUND, _("Not found.")), status=404)
 
 
 # --- Django's error handlers (config.urls: handler400/403/404/500) ------------------------
@@ -117,30 +126,30 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
         return defaults.bad_request(request, exception)
     if isinstance(exception, SuspiciousOperation):
         return _json_error(*_suspicious(exception))
-    return _json_error("VALIDATION_ERROR", _("The request is not valid."), 400)
+    return _json_error(ErrorCode.VALIDATION_ERROR, _("The request is not valid."), 400)
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not _is_api(request):
         return defaults.permission_denied(request, exception)
-    return _json_error("PERMISSION_DENIED", str(exceptions.PermissionDenied.default_detail), 403)
+    return _json_error(ErrorCode.PERMISSION_DENIED, str(exceptions.PermissionDenied.default_detail), 403)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not _is_api(request):
         return defaults.page_not_found(request, exception)
-    return _json_error("NOT_FOUND", _("Not found."), 404)
+    return _json_error(ErrorCode.NOT_FOUND, _("Not found."), 404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     # Django has logged the exception with its traceback; the client gets a generic message.
     if not _is_api(request):
         return defaults.server_error(request)
-    return _json_error("INTERNAL_ERROR", _("Something went wrong."), 500)
+    return _json_error(ErrorCode.INTERNAL_ERROR, _("Something went wrong."), 500)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: a plain view's session write without the token (DRF's views say it themselves)."""
     if not _is_api(request):
         return csrf.csrf_failure(request, reason)
-    return _json_error("PERMISSION_DENIED", _("CSRF verification failed. Request aborted."), 403)
+    return _json_error(ErrorCode.PERMISSION_DENIED, _("CSRF verification failed. Request aborted."), 403)

@@ -89,3 +89,9 @@ def serve_media(request, path: str):
     public = _kinds[path.split("/", 1)[0]].owner_lookup is None
     response["Cache-Control"] = "max-age=86400" if public else "private, max-age=3600"
     return response
+
+
+def media_url(file, request=None) -> str:
+    """The URL a client fetches a stored file from: absolute when there is a request."""
+    url = file.url
+    return request.build_absolute_uri(url) if request is not None else url

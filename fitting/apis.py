@@ -11,7 +11,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from core.errors import ValidationFailed, job_error_message
+from core.errors import ErrorCode, ValidationFailed, job_error_message
+from core.media import media_url
 from core.openapi import NOT_FOUND, UNAUTHENTICATED, error
 from fitting.models import STEP_ORDER, Category, ImageStep, Status
 from fitting.selectors import fitting_get, fitting_list, item_list
@@ -27,7 +28,7 @@ class ItemOutputSerializer(serializers.Serializer):
     imageUrl = serializers.SerializerMethodField()
 
     def get_imageUrl(self, item) -> str:
-        return self.context["request"].build_absolute_uri(item.image.url)
+        return media_url(item.image, self.context["request"])
 
 
 class ItemListApi(APIView):
@@ -39,7 +40,7 @@ class ItemListApi(APIView):
         parameters=[FilterSerializer],
         responses={
             200: ItemOutputSerializer(many=True),
-            400: error("Unknown category.", "VALIDATION_ERROR"),
+            400: error("Unknown category.", ErrorCode.VALIDATION_ERROR),
             401: UNAUTHENTICATED,
         },
     )
@@ -69,9 +70,7 @@ class JobOutputSerializer(serializers.Serializer):
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
 
     def _url(self, image) -> str:
-        request = self.context.get("request")
-        url = image.image.url
-        return request.build_absolute_uri(url) if request else url
+        return media_url(image.image, self.context.get("request"))
 
     def _images(self, job) -> dict:
         return {image.step: image for image in job.images.all()}
@@ -156,7 +155,7 @@ class FittingListCreateApi(APIView):
                 },
             ),
             401: UNAUTHENTICATED,
-            404: error("No such page.", "NOT_FOUND"),
+            404: error("No such page.", ErrorCode.NOT_FOUND),
         },
     )
     def get(self, request):
@@ -178,17 +177,17 @@ class FittingListCreateApi(APIView):
             202: CreatedSerializer,
             400: error(
                 "The request is not valid (checked in this order).",
-                "PHOTO_REQUIRED",
-                "INSUFFICIENT_ITEMS",
-                "TOO_MANY_ITEMS",
-                "DUPLICATE_CATEGORY",
-                "INVALID_CATEGORY",
-                "INVALID_ITEM_ID",
-                "VALIDATION_ERROR",
+                ErrorCode.PHOTO_REQUIRED,
+                ErrorCode.INSUFFICIENT_ITEMS,
+                ErrorCode.TOO_MANY_ITEMS,
+                ErrorCode.DUPLICATE_CATEGORY,
+                ErrorCode.INVALID_CATEGORY,
+                ErrorCode.INVALID_ITEM_ID,
+                ErrorCode.VALIDATION_ERROR,
             ),
             401: UNAUTHENTICATED,
-            422: error("The Idempotency-Key was used with another body.", "IDEMPOTENCY_KEY_REUSED"),
-            429: error("Too many jobs started; see Retry-After.", "THROTTLED"),
+            422: error("The Idempotency-Key was used with another body.", ErrorCode.IDEMPOTENCY_KEY_REUSED),
+            429: error("Too many jobs started; see Retry-After.", ErrorCode.THROTTLED),
         },
     )
     def post(self, request):
@@ -237,7 +236,7 @@ class PhotoDetailApi(APIView):
             204: None,
             401: UNAUTHENTICATED,
             404: NOT_FOUND,
-            409: error("A job using this photo is still processing.", "PHOTO_IN_USE"),
+            409: error("A job using this photo is still processing.", ErrorCode.PHOTO_IN_USE),
         }
     )
     def delete(self, request, photo_id):

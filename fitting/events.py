@@ -31,6 +31,7 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 
 from core.auth import request_user
+from core.errors import ErrorCode
 from core.exceptions import error_body
 from fitting.apis import JobOutputSerializer
 from fitting.models import TERMINAL_STATUSES, FittingResult
@@ -49,7 +50,7 @@ _sleep = asyncio.sleep
 
 async def job_events(request: HttpRequest, job_id: UUID) -> HttpResponse:
     if request.method != "GET":
-        response = _error(405, "METHOD_NOT_ALLOWED", _('Method "%s" not allowed.') % request.method)
+        response = _error(405, ErrorCode.METHOD_NOT_ALLOWED, _('Method "%s" not allowed.') % request.method)
         response["Allow"] = "GET"
         return response
     user, failure = await _authenticate(request)
@@ -57,7 +58,7 @@ async def job_events(request: HttpRequest, job_id: UUID) -> HttpResponse:
         return failure
     first = await _snapshot(user=user, job_id=job_id, request=request)
     if first is None:
-        return _error(404, "NOT_FOUND", str(exceptions.NotFound.default_detail))
+        return _error(404, ErrorCode.NOT_FOUND, str(exceptions.NotFound.default_detail))
     response = StreamingHttpResponse(
         _stream(request=request, user=user, job_id=job_id, first=first),
         content_type="text/event-stream",
@@ -80,7 +81,7 @@ async def _authenticate(request: HttpRequest) -> tuple[AbstractBaseUser | None, 
 
 
 def _not_authenticated(message: str) -> JsonResponse:
-    response = _error(401, "NOT_AUTHENTICATED", message)
+    response = _error(401, ErrorCode.NOT_AUTHENTICATED, message)
     response["WWW-Authenticate"] = "Token"
     return response
 

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core.errors import ErrorCode
+
 
 class Category(models.TextChoices):
     TOP = "top", "top"
@@ -80,7 +82,7 @@ class FittingResult(models.Model):
     # NULL, not "": the API shows "no step" as null, and the check constraints say so.
     current_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
     failed_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
-    error_code = models.CharField(max_length=40, blank=True)
+    error_code = models.CharField(max_length=40, blank=True, choices=ErrorCode.choices)
     error_message = models.TextField(blank=True)
     llm_message = models.TextField(null=True, blank=True)  # noqa: DJ001 - null: no message (it failed)
     engine = models.CharField(max_length=20)

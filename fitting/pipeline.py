@@ -16,7 +16,7 @@ from django.utils import timezone
 from PIL import Image
 
 from core import images
-from core.errors import DeadlineExceeded, ItemImageUnreadableError, JobError, PhotoUnreadableError
+from core.errors import DeadlineExceeded, ErrorCode, ItemImageUnreadableError, JobError, PhotoUnreadableError
 from fitting.engines import get_engine
 from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit
 from fitting.models import STEP_ORDER, FittingResult, FittingResultImage
@@ -116,7 +116,7 @@ def _run_steps(job: FittingResult) -> None:
     except Exception as exc:
         # A bug, not an outcome: record it truthfully instead of leaving the job processing.
         logger.exception("job %s crashed at %s", job.id, step)
-        fitting_fail(job=job, step=step, code="INTERNAL_ERROR", message=_describe(exc))
+        fitting_fail(job=job, step=step, code=ErrorCode.INTERNAL_ERROR, message=_describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

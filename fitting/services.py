@@ -25,6 +25,7 @@ from PIL import Image
 from core import images
 from core.errors import (
     DuplicateCategoryError,
+    ErrorCode,
     IdempotencyKeyReusedError,
     InsufficientItemsError,
     InvalidCategoryError,
@@ -342,7 +343,7 @@ def fitting_complete(
 
 
 def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: str) -> None:
-    status = Status.TIMEOUT if code == "TIMEOUT" else Status.FAILED
+    status = Status.TIMEOUT if code == ErrorCode.TIMEOUT else Status.FAILED
     _write_if_current_attempt(
         job,
         status=status,
@@ -370,7 +371,7 @@ def fitting_sweep_expired() -> int:
             fitting_fail(
                 job=job,
                 step=job.current_step or job.first_unfinished_step(),
-                code="TIMEOUT",
+                code=ErrorCode.TIMEOUT,
                 message="The job did not finish before its deadline (its worker stopped or stalled).",
             )
         except JobSuperseded:

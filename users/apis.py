@@ -14,17 +14,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from core.errors import ServiceError, ValidationFailed
+from core.errors import ErrorCode, InvalidCredentialsError, ValidationFailed
+from core.media import media_url
 from core.openapi import UNAUTHENTICATED, error
 from core.parsers import SafeJSONParser
 from users.selectors import photo_list
 from users.services import photo_create
-
-
-class InvalidCredentialsError(ServiceError):
-    code = "INVALID_CREDENTIALS"
-    status = 400
-    default_message = _("Unable to log in with the given username and password.")
 
 
 @extend_schema_serializer(component_name="Photo")
@@ -36,7 +31,7 @@ class PhotoOutputSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
 
     def get_url(self, photo) -> str:
-        return self.context["request"].build_absolute_uri(photo.image.url)
+        return media_url(photo.image, self.context["request"])
 
 
 @extend_schema_serializer(component_name="TokenRequest")
@@ -72,12 +67,12 @@ class TokenApi(ObtainAuthToken):
         request=CredentialsSerializer,
         responses={
             200: OutputSerializer,
-            400: error("Bad credentials or body.", "INVALID_CREDENTIALS", "VALIDATION_ERROR"),
+            400: error("Bad credentials or body.", ErrorCode.INVALID_CREDENTIALS, ErrorCode.VALIDATION_ERROR),
             429: error(
                 "Too many failed logins for this username or from this address (LOGIN_FAILURE_LIMIT "
                 "within LOGIN_COOLOFF_MINUTES); every attempt is refused, the right password too, "
                 "until Retry-After seconds have passed.",
-                "THROTTLED",
+                ErrorCode.THROTTLED,
             ),
         },
         parameters=[
@@ -130,15 +125,15 @@ class PhotoListCreateApi(APIView):
             201: PhotoOutputSerializer,
             400: error(
                 "Not an accepted image, or over a limit.",
-                "IMAGE_INVALID",
-                "IMAGE_TOO_LARGE",
-                "IMAGE_TOO_MANY_PIXELS",
-                "IMAGE_ASPECT_RATIO",
-                "VALIDATION_ERROR",
+                ErrorCode.IMAGE_INVALID,
+                ErrorCode.IMAGE_TOO_LARGE,
+                ErrorCode.IMAGE_TOO_MANY_PIXELS,
+                ErrorCode.IMAGE_ASPECT_RATIO,
+                ErrorCode.VALIDATION_ERROR,
             ),
             401: UNAUTHENTICATED,
-            429: error("Too many uploads, or too many photos kept.", "THROTTLED", "QUOTA_EXCEEDED"),
-            507: error("No room left to store the photo.", "STORAGE_FULL"),
+            429: error("Too many uploads, or too many photos kept.", ErrorCode.THROTTLED, ErrorCode.QUOTA_EXCEEDED),
+            507: error("No room left to store the photo.", ErrorCode.STORAGE_FULL),
         },
     )
     def post(self, request):

@@ -16,12 +16,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
-from core.errors import ServiceError
+from core.errors import ErrorCode, ServiceError
 from core.exceptions import error_body
 
 
 class LoginThrottledError(ServiceError):
-    code = "THROTTLED"
+    code = ErrorCode.THROTTLED
     status = 429
     default_message = _("Too many failed login attempts. Try again later.")
 
