@@ -3,7 +3,7 @@
 Writing: Django's FileSystemStorage keeps the part already written when a write fails (a
 full disk mid-file), under a name the caller never learns. Here the name is chosen first, so
 a failed write can be removed, and the row that names the file is saved only after the file
-exists: callers delete the file again if that row cannot be saved (``delete_quietly``).
+exists: callers delete the file again if that row cannot be saved (``file_delete_quietly``).
 
 Deleting: rows of several jobs share one file (a cached result, a job's final image on its
 last step's file), so a file is deleted only once no row of any model that names media files
@@ -106,7 +106,7 @@ def _modified_before(storage: Storage, name: str, moment: datetime) -> bool:
         return False
 
 
-def store_new_file(file: FieldFile, filename: str, data: bytes) -> None:
+def file_store_new(file: FieldFile, filename: str, data: bytes) -> None:
     """Write ``data`` under a new name from the field's ``upload_to``; the row is not saved.
 
     Raises StorageFullError when the storage has no room (ENOSPC, EDQUOT); any failed write
@@ -119,14 +119,14 @@ def store_new_file(file: FieldFile, filename: str, data: bytes) -> None:
     try:
         saved = storage.save(name, ContentFile(data), max_length=file.field.max_length)
     except BaseException as exc:
-        delete_quietly(storage, name)
+        file_delete_quietly(storage, name)
         if isinstance(exc, OSError) and exc.errno in NO_SPACE:
             raise StorageFullError() from exc
         raise
     setattr(file.instance, file.field.attname, saved)
 
 
-def delete_quietly(storage, name: str) -> None:
+def file_delete_quietly(storage, name: str) -> None:
     """Remove a file while another error is on its way out: a failure here is only logged."""
     try:
         storage.delete(name)

@@ -36,7 +36,7 @@ from core.errors import (
     PhotoRequiredError,
     TooManyItemsError,
 )
-from core.files import delete_quietly, files_delete_unreferenced, store_new_file
+from core.files import file_delete_quietly, file_store_new, files_delete_unreferenced
 from fitting.engines import engine_identity
 from fitting.models import (
     STEP_ORDER,
@@ -88,11 +88,11 @@ def item_save(*, item: Item, image: File | None = None) -> Item:
     image.seek(0)
     data = image.read()
     item.content_hash = item_image_check(data)
-    store_new_file(item.image, Path(image.name).name, data)
+    file_store_new(item.image, Path(image.name).name, data)
     try:
         item.save()
     except BaseException:
-        delete_quietly(item.image.storage, item.image.name)
+        file_delete_quietly(item.image.storage, item.image.name)
         raise
     return item
 
@@ -133,7 +133,7 @@ def _same_file(url: str, own_url: str) -> bool:
     return urlparse(url).path == urlparse(own_url).path
 
 
-def result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model: str, prompt_version: str) -> str:
+def _result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model: str, prompt_version: str) -> str:
     """What makes two jobs give the same result; "" when a content hash is unknown."""
     hashes = [photo.content_hash, *(item.content_hash for item in items)]
     if not all(hashes):
@@ -143,7 +143,7 @@ def result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def request_fingerprint(*, photo_url: str | None, items: list[RequestedItem]) -> str:
+def _request_fingerprint(*, photo_url: str | None, items: list[RequestedItem]) -> str:
     canonical = json.dumps(
         {"userPhotoUrl": photo_url, "items": [[i.item_id, i.category, i.image_url] for i in items]},
         sort_keys=True,
@@ -165,7 +165,7 @@ def fitting_start(
     earlier completed result (same photo and garment content, engine, model and prompt
     version) completes at once from the stored images, without the engine.
     """
-    fingerprint = request_fingerprint(photo_url=photo_url, items=items) if idempotency_key else ""
+    fingerprint = _request_fingerprint(photo_url=photo_url, items=items) if idempotency_key else ""
     if idempotency_key:
         earlier = _job_for_idempotency_key(user=user, key=idempotency_key, fingerprint=fingerprint)
         if earlier is not None:
@@ -214,7 +214,7 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> Fitt
         engine=identity.name,
         model=identity.model,
         prompt_version=identity.prompt_version,
-        cache_key=result_cache_key(
+        cache_key=_result_cache_key(
             photo=photo,
             items=ordered,
             engine=identity.name,
@@ -268,10 +268,10 @@ def _complete_from_cache(job: FittingResult) -> bool:
 
 def fitting_enqueue_on_commit(*, job: FittingResult) -> None:
     job_id, attempt = str(job.id), job.attempt
-    transaction.on_commit(lambda: enqueue_run(job_id=job_id, attempt=attempt))
+    transaction.on_commit(lambda: fitting_enqueue(job_id=job_id, attempt=attempt))
 
 
-def enqueue_run(*, job_id: str, attempt: int) -> None:
+def fitting_enqueue(*, job_id: str, attempt: int) -> None:
     # By dotted path, so the web process never imports the pipeline or an engine.
     async_task(RUN_TASK, job_id, attempt, task_name=f"fitting-{job_id}-{attempt}")
 
@@ -305,14 +305,14 @@ def fitting_step_finished(
 ) -> FittingResultImage:
     """Store the step's image and its timing in one transaction; on failure, no file is left."""
     row = FittingResultImage(job=job, step=step, width=image.width, height=image.height)
-    store_new_file(row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(image))
+    file_store_new(row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(image))
     metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
     try:
         with transaction.atomic():
             _write_if_current_attempt(job, step_metrics=metrics)
             row.save()
     except BaseException:
-        delete_quietly(row.image.storage, row.image.name)
+        file_delete_quietly(row.image.storage, row.image.name)
         raise
     return row
 
@@ -398,7 +398,7 @@ def fitting_requeue_lost() -> int:
         if FittingResult.objects.filter(id=job_id, enqueued_at=enqueued_at, started_at__isnull=True).update(
             enqueued_at=now
         ):
-            enqueue_run(job_id=str(job_id), attempt=attempt)
+            fitting_enqueue(job_id=str(job_id), attempt=attempt)
             count += 1
     if count:
         logger.warning("sweep: %s job(s) enqueued again", count)

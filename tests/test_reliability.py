@@ -105,7 +105,7 @@ def test_two_clusters_and_a_task_delivered_twice_run_the_job_once(tmp_path, fake
         fake.script_image(delay(1), delay(1), delay(1))
         with stack.client() as client:
             job_id = stack.start_job(client)
-            stack.python(f"from fitting.services import enqueue_run; enqueue_run(job_id='{job_id}', attempt=1)")
+            stack.python(f"from fitting.services import fitting_enqueue; fitting_enqueue(job_id='{job_id}', attempt=1)")
             job = stack.wait_for_job(client, job_id)
         assert job["status"] == "completed"
         wait_until(

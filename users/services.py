@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from core import images
 from core.errors import ImageInvalidError, ImageTooLargeError, QuotaExceededError, ServiceError
-from core.files import delete_quietly, store_new_file
+from core.files import file_delete_quietly, file_store_new
 from users.models import UserImage
 
 
@@ -45,7 +45,7 @@ def photo_create(*, owner: AbstractBaseUser, upload: UploadedFile) -> UserImage:
     data, extension = images.encode_upload(decoded)
     photo = UserImage(owner=owner, width=decoded.width, height=decoded.height, content_hash=images.sha256_hex(data))
     del decoded
-    store_new_file(photo.image, f"photo.{extension}", data)
+    file_store_new(photo.image, f"photo.{extension}", data)
     try:
         with transaction.atomic():
             # The owner's row is the lock: two uploads at once count one after the other.
@@ -53,6 +53,6 @@ def photo_create(*, owner: AbstractBaseUser, upload: UploadedFile) -> UserImage:
             _check_photo_quota(owner)
             photo.save()
     except BaseException:
-        delete_quietly(photo.image.storage, photo.image.name)
+        file_delete_quietly(photo.image.storage, photo.image.name)
         raise
     return photo
