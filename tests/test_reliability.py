@@ -8,6 +8,7 @@ google-genai client against the fake Gemini server.
 import asyncio
 import json
 import os
+import sys
 
 import httpx
 import pytest
@@ -214,5 +215,26 @@ def test_sigterm_to_the_cluster_main_process_lets_the_running_step_finish(tmp_pa
             row = stack.job_row(job_id)
         assert row["status"] == "completed", (row, stack.output("worker"))
         assert len(row["steps"]) == 2 and "final" in row["steps"]  # its step and the final image
+    finally:
+        stack.stop()
+
+
+def test_a_sigterm_to_the_whole_group_of_run_workers_lets_the_running_step_finish(tmp_path, fake):
+    """What Ctrl-C, `timeout`, honcho and systemd's default KillMode do: signal every process."""
+    import signal
+
+    stack = gemini_stack(tmp_path, fake)
+    try:
+        stack.start_web()
+        workers = stack._spawn("worker", [sys.executable, "manage.py", "run_workers"])
+        fake.script_image(delay(3))
+        with stack.client() as client:
+            job_id = stack.start_job(client, stack.one_item_per_category(client)[:1])
+            wait_until(lambda: fake.image_requests, 60, "the step to start")
+            os.killpg(workers.pid, signal.SIGTERM)
+            assert workers.wait(timeout=120) == 0, stack.output("worker")
+            row = stack.job_row(job_id)
+        assert row["status"] == "completed", (row, stack.output("worker"))
+        assert len(row["steps"]) == 2 and "final" in row["steps"]
     finally:
         stack.stop()
