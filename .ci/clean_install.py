@@ -1,0 +1,40 @@
+"""CI: a venv made from requirements.txt alone runs a real job with the Gemini engine.
+
+Run with that venv's python from the repository root. uvicorn, qcluster and manage.py run from
+the clean venv; Gemini is the tests' fake server, reached through the real google-genai client.
+A runtime import missing from requirements.txt fails here, not in production.
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e import Stack  # noqa: E402 - after the path
+from tests.fakegemini import FakeGemini  # noqa: E402
+
+
+def main() -> None:
+    fake = FakeGemini().start()
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp), FITTING_ENGINE="gemini", GEMINI_API_KEY="ci-key", GEMINI_BASE_URL=fake.base_url)
+        try:
+            stack.prepare()
+            stack.start_web()
+            stack.start_cluster()
+            with stack.client() as client:
+                job = stack.wait_for_job(client, stack.start_job(client))
+                result = client.get(job["resultImageUrl"])
+            assert job["status"] == "completed", (job, stack.output("worker"))
+            assert result.status_code == 200 and result.headers["content-type"] == "image/jpeg"
+            assert len(fake.image_requests) == len(job["steps"]), fake.image_requests
+            print(f"clean install: {sys.executable}: job completed by the gemini engine, {len(job['steps'])} steps")
+        finally:
+            stack.stop()
+            fake.stop()
+
+
+if __name__ == "__main__":
+    main()
