@@ -27,6 +27,7 @@ urlpatterns = [
 ]
 
 if getattr(settings, "SERVE_MEDIA", False):
-    # The embedded default serves media from the app itself; production uses the storage backend.
+    # The embedded default serves media from the app itself. Off in production, and with
+    # MEDIA_STORAGE=s3 (the bucket serves media through pre-signed URLs).
     prefix = settings.MEDIA_URL.lstrip("/")
     urlpatterns += [re_path(rf"^{prefix}(?P<path>.*)$", serve_media)]

@@ -2,8 +2,9 @@
 
 Catalogue images are public. A person photo or a result image is served only to its owner
 (a user who owns a row that points at it: a cached result's rows share files, each owner sees
-theirs) and to staff who hold the view permission on the model the file belongs to. In
-production the storage backend serves media; there, use private buckets with signed URLs.
+theirs) and to staff who hold the view permission on the model the file belongs to. With
+MEDIA_STORAGE=s3 this view is not mounted: the bucket is private and serves each file through
+the pre-signed URL ``media_url`` hands out (config/storage.py).
 
 The path is checked in the one form it is served in: a path that is not already normal (a
 ``..`` or ``.`` segment, an empty segment, a backslash, however it was percent-encoded on the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -92,6 +94,26 @@ def serve_media(request, path: str):
 
 
 def media_url(file, request=None) -> str:
-    """The URL a client fetches a stored file from: absolute when there is a request."""
+    """The URL a client fetches a stored file from: absolute when there is a request.
+
+    The one place image URLs are made. Local files: ``MEDIA_URL`` + name, served by
+    ``serve_media``. A bucket: the storage's own pre-signed URL, already absolute.
+    """
     url = file.url
     return request.build_absolute_uri(url) if request is not None else url
+
+
+def media_name(url: str) -> str | None:
+    """The storage name (object key) of a file whose URL ``url`` is, or None.
+
+    Clients send back URLs we gave them: ``/media/photos/x.jpg``, absolute or relative, or a
+    bucket's pre-signed ``https://host/bucket/photos/x.jpg?X-Amz-...``, with the bucket in
+    the path (path-style) or in the host (virtual-hosted). Scheme, host and query string (the
+    signature) are ignored; stored names are ``<media directory>/<random file name>``, so the
+    name is the path's last two segments, when the first of them is a media directory.
+    """
+    path = unquote(urlsplit(url).path)
+    name = "/".join(path.rsplit("/", 2)[-2:])
+    if name.split("/", 1)[0] not in _kinds:
+        return None
+    return normal_path(name)

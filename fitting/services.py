@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
 from pathlib import Path
-from urllib.parse import urlparse
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
@@ -37,6 +36,7 @@ from core.errors import (
     TooManyItemsError,
 )
 from core.files import file_delete_quietly, file_store_new, files_delete_unreferenced
+from core.media import media_name
 from fitting.engines import engine_identity
 from fitting.models import (
     STEP_ORDER,
@@ -120,7 +120,7 @@ def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: li
         item = found.get(requested.item_id)
         if item is None or not item.is_active:
             raise InvalidItemIdError(field=f"items[{index}].itemId")
-        if requested.image_url and not _same_file(requested.image_url, item.image.url):
+        if requested.image_url and not _same_file(requested.image_url, item.image.name):
             raise InvalidItemIdError(_("imageUrl is not the image of this item."), field=f"items[{index}].imageUrl")
     for index, requested in enumerate(items):
         if found[requested.item_id].category != requested.category:
@@ -129,8 +129,9 @@ def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: li
     return photo, ordered
 
 
-def _same_file(url: str, own_url: str) -> bool:
-    return urlparse(url).path == urlparse(own_url).path
+def _same_file(url: str, name: str) -> bool:
+    """Whether ``url`` is a URL of the stored file ``name`` (a pre-signed one with or without its signature)."""
+    return media_name(url) == name
 
 
 def _result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model: str, prompt_version: str) -> str:

@@ -3,6 +3,7 @@ from rest_framework.test import APIClient
 
 from tests.conftest_gemini import *  # noqa: F403
 from tests.factories import make_item, make_photo, make_user
+from tests.s3 import *  # noqa: F403
 
 
 @pytest.fixture(autouse=True)

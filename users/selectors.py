@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from urllib.parse import unquote, urlparse
-
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
+from core.media import media_name
 from users.models import PHOTOS_DIR, UserImage
 
 
@@ -14,18 +12,13 @@ def photo_list(*, owner: AbstractBaseUser) -> QuerySet[UserImage]:
 
 
 def photo_get_by_url(*, owner: AbstractBaseUser, url: str) -> UserImage | None:
-    """The caller's photo whose public URL is ``url``, or None.
+    """The caller's photo whose URL is ``url`` (any form ``media_name`` reads), or None.
 
-    Clients send back the ``url`` we gave them, absolute or relative. The stored name
-    is random and unique, so matching the path's tail to the storage name is exact.
+    The stored name is random and unique, so matching the URL's object key is exact; a
+    pre-signed URL matches with or without its signature.
     """
-    path = unquote(urlparse(url).path)
-    media_path = urlparse(settings.MEDIA_URL).path
-    if path.startswith(media_path):
-        name = path[len(media_path) :]
-    else:
-        name = "/".join(path.rsplit("/", 2)[-2:])
-    if not name.startswith(f"{PHOTOS_DIR}/"):
+    name = media_name(url)
+    if name is None or not name.startswith(f"{PHOTOS_DIR}/"):
         return None
     return photo_list(owner=owner).filter(image=name).first()
 

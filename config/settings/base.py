@@ -4,6 +4,7 @@ import sys
 from datetime import timedelta
 
 from config.env import BASE_DIR, config_error, env, url_with_query_defaults
+from config.storage import s3_storage
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -173,6 +174,15 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Where photos, garments and results live: "local" (MEDIA_ROOT, the embedded default) or "s3"
+# (an S3-compatible bucket shared by every machine: config/storage.py). With s3 the bucket
+# stays private and every image URL the API returns is pre-signed, valid MEDIA_URL_EXPIRY s.
+MEDIA_STORAGE = env("MEDIA_STORAGE", default="local")
+MEDIA_URL_EXPIRY = env.int("MEDIA_URL_EXPIRY", default=3600)
+if MEDIA_STORAGE == "s3":
+    STORAGES["default"] = s3_storage(expiry=MEDIA_URL_EXPIRY)
+elif MEDIA_STORAGE != "local":
+    config_error(f"MEDIA_STORAGE must be 'local' or 's3', not {MEDIA_STORAGE!r}")
 # Django's own limit on a request body held in memory; our image limit is checked too.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440

@@ -3,13 +3,15 @@
 Refuses to start without a secret key and allowed hosts.
 """
 
-from config.env import env, required
+from config.env import config_error, env, required
 from config.settings.base import *  # noqa: F403
 
 DEBUG = False
 SECRET_KEY = required("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = [host.strip() for host in required("DJANGO_ALLOWED_HOSTS").split(",") if host.strip()]
 SERVE_MEDIA = env.bool("SERVE_MEDIA", default=False)
+if SERVE_MEDIA and MEDIA_STORAGE != "local":  # noqa: F405
+    config_error("SERVE_MEDIA serves local files: with MEDIA_STORAGE=s3 the bucket serves media, unset it")
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
