@@ -37,6 +37,7 @@ def run_job(*, job_id: str, attempt: int) -> None:
     if not fitting_claim(job_id=job_id, attempt=attempt):
         logger.info("job %s attempt %s: already taken or finished, skipping", job_id, attempt)
         return
+    logger.info("job %s attempt %s: claimed", job_id, attempt)
     job = (
         FittingResult.objects.select_related("user_image")
         .prefetch_related("items__item", "images")

@@ -43,7 +43,9 @@ def free_port() -> int:
 class Stack:
     """uvicorn + qcluster processes on a database of their own (never the test transaction)."""
 
-    def __init__(self, tmp: Path, **env: str):
+    def __init__(self, tmp: Path, *, share: Stack | None = None, **env: str):
+        """``share``: another stack whose database (and demo user) this one uses: a second node."""
+        tmp.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -54,11 +56,12 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **env,
         }
-        self.database = _own_database(self.env.get("DATABASE_URL", ""), tmp)
+        self.owns_database = share is None
+        self.database = share.database if share else _own_database(self.env.get("DATABASE_URL", ""), tmp)
         self.env["DATABASE_URL"] = self.database.url
         self.processes: dict[str, subprocess.Popen] = {}
-        self.token = ""
-        self.photo_url = ""
+        self.token = share.token if share else ""
+        self.photo_url = share.photo_url if share else ""
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
@@ -194,7 +197,8 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_processes()
-        self.database.drop()
+        if self.owns_database:
+            self.database.drop()
 
     def stop_processes(self) -> None:
         for process in self.processes.values():
