@@ -156,7 +156,10 @@ def run() -> list[Row]:
     from fitting.models import Item
 
     call_command("migrate", verbosity=0)
-    call_command("seed_demo", stdout=io.StringIO())
+    from django.test import override_settings
+
+    with override_settings(DEBUG=True):  # seed_demo runs only with DEBUG on; the bench keeps it off
+        call_command("seed_demo", stdout=io.StringIO())
     demo_items = [
         Item.objects.filter(category=c, is_active=True).order_by("id").first() for c in ("top", "bottom", "outer")
     ]

@@ -50,7 +50,10 @@ def _setup(tmp: Path, base_url: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    call_command("seed_demo", stdout=io.StringIO())
+    from django.test import override_settings
+
+    with override_settings(DEBUG=True):  # seed_demo runs only with DEBUG on; the bench keeps it off
+        call_command("seed_demo", stdout=io.StringIO())
 
 
 class Timers:

@@ -44,7 +44,10 @@ def run() -> list[Row]:
     from users.models import UserImage
 
     call_command("migrate", verbosity=0)
-    call_command("seed_demo", stdout=io.StringIO())
+    from django.test import override_settings
+
+    with override_settings(DEBUG=True):  # seed_demo runs only with DEBUG on; the bench keeps it off
+        call_command("seed_demo", stdout=io.StringIO())
     user = get_user_model().objects.get(username="demo")
     token = Token.objects.get(user=user).key
     photo = UserImage.objects.filter(owner=user).first()

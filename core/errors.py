@@ -57,6 +57,7 @@ class ErrorCode(models.TextChoices):
     ENGINE_REJECTED = "ENGINE_REJECTED", "ENGINE_REJECTED"
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE", "ENGINE_UNAVAILABLE"
     ENGINE_BAD_IMAGE = "ENGINE_BAD_IMAGE", "ENGINE_BAD_IMAGE"
+    ENGINE_MISMATCH = "ENGINE_MISMATCH", "ENGINE_MISMATCH"
     TIMEOUT = "TIMEOUT", "TIMEOUT"
     # anything unexpected
     INTERNAL_ERROR = "INTERNAL_ERROR", "INTERNAL_ERROR"
@@ -217,6 +218,13 @@ class EngineBadImageError(EngineError):
     default_message = _("The image engine returned an image that could not be decoded.")
 
 
+class EngineMismatchError(JobError):
+    """The worker runs another engine, model or prompt version than the one the job is pinned to."""
+
+    code = ErrorCode.ENGINE_MISMATCH
+    default_message = _("The job was made for another image engine than the one running now.")
+
+
 class DeadlineExceeded(JobError):
     code = ErrorCode.TIMEOUT
     default_message = _("The job ran out of time.")
@@ -230,6 +238,14 @@ class NotReprocessableError(ServiceError):
 
 class JobPhotoDeletedError(NotReprocessableError):
     default_message = _("The job's photo was deleted, so the job cannot be run again.")
+
+
+class JobEngineMismatchError(NotReprocessableError):
+    """Reprocessing without naming an engine, where the job is pinned to another one."""
+
+    default_message = _(
+        "The job was made by another image engine than the one configured here: name the engine to switch to."
+    )
 
 
 def _subclasses(cls: type[ServiceError]):

@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
@@ -28,7 +29,14 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core.admin import thumbnail
-from core.errors import JobPhotoDeletedError, NotReprocessableError, PhotoInUseError, ServiceError
+from core.errors import (
+    JobEngineMismatchError,
+    JobPhotoDeletedError,
+    NotReprocessableError,
+    PhotoInUseError,
+    ServiceError,
+)
+from fitting.engines import engine_identity
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Item, Status
 from fitting.services import (
     REPROCESSABLE,
@@ -132,19 +140,31 @@ class FittingResultImageInline(_JobInline):
         return thumbnail(obj.image)
 
 
-def _reprocess(modeladmin: FittingResultAdmin, request: HttpRequest, jobs, *, restart: bool) -> None:
-    """Reprocess each job; skip, with a warning, those that are not failed or timed out."""
-    done, skipped, photo_deleted = 0, [], []
+def _reprocess(
+    modeladmin: FittingResultAdmin, request: HttpRequest, jobs, *, restart: bool, switch: bool = False
+) -> None:
+    """Reprocess each job; skip, with a warning, those that are not failed or timed out.
+
+    A job pinned to another engine than this server's (FITTING_ENGINE, its model and prompt
+    version) is skipped too, unless ``switch``: then it moves to this server's engine and
+    restarts from scratch (``fitting_reprocess(engine=...)``).
+    """
+    done, skipped, photo_deleted, other_engine = 0, [], [], []
     for job in jobs:
         try:
-            fitting_reprocess(job=job, restart=restart)
+            fitting_reprocess(job=job, restart=restart, engine=settings.FITTING_ENGINE if switch else None)
         except JobPhotoDeletedError:
             photo_deleted.append(job)
+        except JobEngineMismatchError:
+            other_engine.append(job)
         except NotReprocessableError:
             skipped.append(job)
         else:
             done += 1
-    how = _("from scratch") if restart else _("resuming from the failed step")
+    if switch:
+        how = _("from scratch with this server's engine")
+    else:
+        how = _("from scratch") if restart else _("resuming from the failed step")
     if done:
         modeladmin.message_user(
             request,
@@ -174,6 +194,23 @@ def _reprocess(modeladmin: FittingResultAdmin, request: HttpRequest, jobs, *, re
             % {"count": len(photo_deleted), "ids": ", ".join(str(j.id)[:8] for j in photo_deleted)},
             messages.WARNING,
         )
+    if other_engine:
+        modeladmin.message_user(
+            request,
+            ngettext(
+                "%(count)d job skipped: it was made by another engine than this server's %(engine)s (%(ids)s). "
+                "Reprocess it with this server's engine to switch it.",
+                "%(count)d jobs skipped: they were made by another engine than this server's %(engine)s (%(ids)s). "
+                "Reprocess them with this server's engine to switch them.",
+                len(other_engine),
+            )
+            % {
+                "count": len(other_engine),
+                "engine": engine_identity(),
+                "ids": ", ".join(f"{str(j.id)[:8]} {j.engine_identity}" for j in other_engine),
+            },
+            messages.WARNING,
+        )
 
 
 @admin.register(FittingResult)
@@ -197,7 +234,7 @@ class FittingResultAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     list_per_page = 50
     show_full_result_count = False  # a COUNT(*) over every job on each page is not worth it
-    actions = ("reprocess_resume", "reprocess_restart")
+    actions = ("reprocess_resume", "reprocess_restart", "reprocess_switch")
     inlines = (FittingResultItemInline, FittingResultImageInline)
     fieldsets = (
         (None, {"fields": ("id", "owner", "user_photo", "status_badge", "current_step", "attempt")}),
@@ -311,6 +348,10 @@ class FittingResultAdmin(admin.ModelAdmin):
     def reprocess_restart(self, request, queryset):
         _reprocess(self, request, queryset, restart=True)
 
+    @admin.action(description=_("Reprocess from scratch with this server's engine"), permissions=("reprocess",))
+    def reprocess_switch(self, request, queryset):
+        _reprocess(self, request, queryset, restart=True, switch=True)
+
     def get_urls(self):
         view = self.admin_site.admin_view(self.reprocess_view)
         return [
@@ -319,13 +360,14 @@ class FittingResultAdmin(admin.ModelAdmin):
         ]
 
     def reprocess_view(self, request, object_id):
-        """The change page's buttons: POST ``restart=0|1``; back to the change page."""
+        """The change page's buttons: POST ``restart=0|1`` (``switch=1``: this server's engine); back to it."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_reprocess_permission(request):
             raise PermissionDenied
         job = get_object_or_404(self.get_queryset(request), pk=object_id)
-        _reprocess(self, request, [job], restart=request.POST.get("restart") == "1")
+        switch = request.POST.get("switch") == "1"
+        _reprocess(self, request, [job], restart=switch or request.POST.get("restart") == "1", switch=switch)
         return HttpResponseRedirect(reverse("admin:fitting_fittingresult_change", args=[job.pk]))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
@@ -335,6 +377,8 @@ class FittingResultAdmin(admin.ModelAdmin):
             and obj.user_image_id is not None
             and self.has_reprocess_permission(request)
         )
+        # Pinned to another engine: only switching to this server's engine is offered.
+        context["other_engine"] = obj is not None and obj.engine_identity != engine_identity()
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.errors import ErrorCode
+from fitting.engines.identity import EngineIdentity
 
 
 class Category(models.TextChoices):
@@ -129,6 +130,11 @@ class FittingResult(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+    @property
+    def engine_identity(self) -> EngineIdentity:
+        """The engine, model and prompt version the job is pinned to (made its images, or will)."""
+        return EngineIdentity(self.engine, self.model, self.prompt_version)
 
     @property
     def is_terminal(self) -> bool:

@@ -16,7 +16,14 @@ from django.utils import timezone
 from PIL import Image
 
 from core import images
-from core.errors import DeadlineExceeded, ErrorCode, ItemImageUnreadableError, JobError, PhotoUnreadableError
+from core.errors import (
+    DeadlineExceeded,
+    EngineMismatchError,
+    ErrorCode,
+    ItemImageUnreadableError,
+    JobError,
+    PhotoUnreadableError,
+)
 from fitting.engines import get_engine
 from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit
 from fitting.models import STEP_ORDER, FittingResult, FittingResultImage
@@ -32,8 +39,13 @@ from fitting.services import (
 logger = logging.getLogger(__name__)
 
 
-def run_job(*, job_id: str, attempt: int) -> None:
-    """Run one delivery of a job's attempt. Safe to call twice: only one delivery claims it."""
+def run_job(*, job_id: str, attempt: int, engine: str | None = None) -> None:
+    """Run one delivery of a job's attempt. Safe to call twice: only one delivery claims it.
+
+    ``engine`` names the engine to run it with (default: FITTING_ENGINE). The job is pinned
+    to the identity it was created (or explicitly reprocessed) with: with another engine,
+    model or prompt version it fails as ENGINE_MISMATCH before anything is made.
+    """
     if not fitting_claim(job_id=job_id, attempt=attempt):
         logger.info("job %s attempt %s: already taken or finished, skipping", job_id, attempt)
         return
@@ -48,7 +60,7 @@ def run_job(*, job_id: str, attempt: int) -> None:
         logger.info("job %s attempt %s: deleted, stopping", job_id, attempt)
         return
     try:
-        _run_steps(job)
+        _run_steps(job, engine_name=engine)
     except JobSuperseded:
         logger.info("job %s attempt %s: superseded, stopping", job_id, attempt)
 
@@ -69,11 +81,20 @@ def _read_image(field, error: type[JobError]) -> Image.Image:
         raise error() from exc
 
 
-def _run_steps(job: FittingResult) -> None:
+def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
     items = sorted(job.items.all(), key=lambda i: STEP_ORDER.index(i.category))
     done: dict[str, FittingResultImage] = {image.step: image for image in job.images.all()}
     step: str | None = job.first_unfinished_step()
     try:
+        engine = get_engine(engine_name)
+        if engine.identity != job.engine_identity:
+            # Not left for "a right worker": every node takes from one queue, so nothing
+            # could route it there. It fails before anything is made, and an explicit
+            # reprocess (which records the new identity) switches it.
+            raise EngineMismatchError(
+                f"The job is pinned to {job.engine_identity}; this worker runs {engine.identity}. "
+                "Reprocess it naming the engine to switch (reprocess_failed_fittings --engine NAME)."
+            )
         if _seconds_left(job.deadline_at) <= 0:
             raise DeadlineExceeded()
         if job.user_image is None:  # its owner deleted the photo
@@ -85,7 +106,6 @@ def _run_steps(job: FittingResult) -> None:
         last_row = finished[-1] if finished else None
         start = last_row.image if last_row else job.user_image.image
         current = images.to_canvas(_read_image(start, PhotoUnreadableError), canvas_size)
-        engine = get_engine()
         garments: list[AppliedGarment] = []
         for job_item in items:
             step = job_item.category

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import regex
 
-PROMPT_VERSION = "v1"
+# v2: the image calls also ask for the canvas's aspect ratio (``image_config``).
+PROMPT_VERSION = "v2"
 
 # The seed's prompt, word for word.
 MESSAGE_PROMPT = (

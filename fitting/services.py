@@ -29,6 +29,7 @@ from core.errors import (
     InsufficientItemsError,
     InvalidCategoryError,
     InvalidItemIdError,
+    JobEngineMismatchError,
     JobPhotoDeletedError,
     NotReprocessableError,
     PhotoInUseError,
@@ -38,6 +39,7 @@ from core.errors import (
 from core.files import file_delete_quietly, file_store_new, files_delete_unreferenced
 from core.media import media_name
 from fitting.engines import engine_identity
+from fitting.engines.identity import EngineIdentity
 from fitting.models import (
     STEP_ORDER,
     Category,
@@ -239,11 +241,19 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> Fitt
 def _complete_from_cache(job: FittingResult) -> bool:
     """Complete ``job`` from an earlier completed job with the same cache key, if any.
 
-    Only the owner's own jobs count unless ``FITTING_RESULT_CACHE_SCOPE`` is "global".
+    Only the owner's own jobs count unless ``FITTING_RESULT_CACHE_SCOPE`` is "global". The
+    source must also be pinned to the same engine, model and prompt version as ``job``
+    (the key includes them; this also holds should a stored key ever be stale).
     """
     if not (settings.FITTING_RESULT_CACHE and job.cache_key):
         return False
-    sources = FittingResult.objects.filter(cache_key=job.cache_key, status=Status.COMPLETED)
+    sources = FittingResult.objects.filter(
+        cache_key=job.cache_key,
+        status=Status.COMPLETED,
+        engine=job.engine,
+        model=job.model,
+        prompt_version=job.prompt_version,
+    )
     if settings.FITTING_RESULT_CACHE_SCOPE == "owner":
         sources = sources.filter(owner_id=job.owner_id)
     source = sources.exclude(id=job.id).order_by("-finished_at").first()
@@ -410,8 +420,30 @@ def fitting_requeue_lost() -> int:
 REPROCESSABLE = (Status.FAILED, Status.TIMEOUT)
 
 
+def fitting_reprocess_switch(*, job: FittingResult, engine: str | None) -> EngineIdentity | None:
+    """The identity a reprocess of ``job`` switches it to; None when it keeps its own.
+
+    Without ``engine`` the job must be pinned to this process's engine (FITTING_ENGINE,
+    its model and prompt version): otherwise JobEngineMismatchError, since running it here
+    (or leaving it to workers configured like this process) would fail it as
+    ENGINE_MISMATCH. With ``engine`` it is that engine's identity, if it differs.
+    """
+    if engine is None:
+        here = engine_identity()
+        if job.engine_identity != here:
+            raise JobEngineMismatchError(
+                _("The job was made by %(job)s; this process runs %(here)s. Name the engine to switch to.")
+                % {"job": job.engine_identity, "here": here}
+            )
+        return None
+    target = engine_identity(engine)
+    return target if target != job.engine_identity else None
+
+
 @transaction.atomic
-def fitting_reprocess(*, job: FittingResult, restart: bool = False, enqueue: bool = True) -> FittingResult:
+def fitting_reprocess(
+    *, job: FittingResult, restart: bool = False, enqueue: bool = True, engine: str | None = None
+) -> FittingResult:
     """Run a failed or timed-out job again, as a new attempt with a fresh time budget.
 
     By default it resumes after the last finished step, reusing the step images already
@@ -419,9 +451,18 @@ def fitting_reprocess(*, job: FittingResult, restart: bool = False, enqueue: boo
     attempt goes to the queue once this commits; without, the caller runs it
     (``fitting.pipeline.run_job``). The admin actions and ``reprocess_failed_fittings``
     both come here.
+
+    ``engine`` ("local", "gemini") switches the job to that engine explicitly: its new
+    identity (engine, model, prompt version) and cache key are recorded, and it restarts
+    from scratch, since the earlier step images were made by the old engine. Without it,
+    a job pinned to another engine than this process's is refused (see
+    ``fitting_reprocess_switch``).
     """
     if job.user_image_id is None:
         raise JobPhotoDeletedError()
+    switch = fitting_reprocess_switch(job=job, engine=engine)
+    restart = restart or switch is not None
+    identity = switch or job.engine_identity
     now = timezone.now()
     job_images = FittingResultImage.objects.filter(job=job)
     if restart:
@@ -431,6 +472,10 @@ def fitting_reprocess(*, job: FittingResult, restart: bool = False, enqueue: boo
     updated = FittingResult.objects.filter(id=job.id, attempt=job.attempt, status__in=REPROCESSABLE).update(
         status=Status.PROCESSING,
         attempt=F("attempt") + 1,
+        engine=identity.name,
+        model=identity.model,
+        prompt_version=identity.prompt_version,
+        cache_key=_job_cache_key(job, identity) if switch else job.cache_key,
         current_step=None,
         failed_step=None,
         error_code="",
@@ -450,6 +495,20 @@ def fitting_reprocess(*, job: FittingResult, restart: bool = False, enqueue: boo
     if enqueue:
         fitting_enqueue_on_commit(job=job)
     return job
+
+
+def _job_cache_key(job: FittingResult, identity: EngineIdentity) -> str:
+    """``job``'s result-cache key were it made by ``identity`` (its photo and items as stored)."""
+    items = sorted(
+        (job_item.item for job_item in job.items.select_related("item")), key=lambda i: STEP_ORDER.index(i.category)
+    )
+    return _result_cache_key(
+        photo=job.user_image,
+        items=items,
+        engine=identity.name,
+        model=identity.model,
+        prompt_version=identity.prompt_version,
+    )
 
 
 def _delete_images(rows) -> None:

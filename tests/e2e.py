@@ -63,11 +63,11 @@ class Stack:
         self.token = share.token if share else ""
         self.photo_url = share.photo_url if share else ""
 
-    def manage(self, *args: str) -> str:
+    def manage(self, *args: str, **env: str) -> str:
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **env},
             capture_output=True,
             text=True,
             timeout=300,
@@ -78,7 +78,7 @@ class Stack:
 
     def prepare(self) -> Stack:
         self.manage("migrate", "--noinput")
-        out = self.manage("seed_demo")
+        out = self.manage("seed_demo", DJANGO_DEBUG="true")  # seed_demo needs DEBUG; the processes keep theirs
         self.token = re.search(r"DEMO_TOKEN=(\w+)", out).group(1)
         self.photo_url = re.search(r"demo photo url: (\S+)", out).group(1)
         return self

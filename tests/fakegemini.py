@@ -3,6 +3,12 @@
 It answers ``POST /{version}/models/{model}:generateContent`` the way the Gemini API
 does (camelCase JSON, base64 inline data, ``{"error": {...}}`` bodies on failure) and
 records every request, with its text and image parts decoded, for tests to assert on.
+Vertex AI's paths are answered the same way:
+``/{version}/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent``
+(application default credentials) and ``/{version}/publishers/google/models/{model}:generateContent``
+(express mode, an API key). ``POST /token`` stands in for Google's OAuth token endpoint, so
+stand-in application default credentials (an ``authorized_user`` file whose ``token_uri``
+is ``fake.token_url``) get an access token without calling out.
 
 Each call takes the next scripted behaviour from a queue, one queue for image calls
 (``responseModalities`` includes IMAGE) and one for text calls; an empty queue answers
@@ -29,11 +35,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl
 
 from PIL import Image, ImageDraw
 
 DEFAULT_MESSAGE = "오늘 코디 정말 잘 어울려요! ✨ 자신 있게 입어보세요."
-_PATH = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):(?P<action>[A-Za-z]+)$")
+_PATH = re.compile(
+    r"^/(?P<version>[^/]+)/"
+    r"(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/)?"
+    r"(?:publishers/(?P<publisher>[^/]+)/)?"
+    r"models/(?P<model>[^/:]+):(?P<action>[A-Za-z]+)$"
+)
+ACCESS_TOKEN = "fake-access-token"
 _MARKER_COLORS = [(255, 0, 0), (0, 160, 0), (0, 0, 255), (255, 160, 0), (160, 0, 160), (0, 160, 160)]
 
 
@@ -119,6 +132,10 @@ class RecordedRequest:
     texts: list[str] = field(default_factory=list)
     images: list[Image.Image] = field(default_factory=list)
     mime_types: list[str] = field(default_factory=list)
+    # Vertex AI's paths: projects/{project}/locations/{location}/publishers/{publisher}/models/…
+    project: str | None = None
+    location: str | None = None
+    publisher: str | None = None
 
     @property
     def generation_config(self) -> dict[str, Any]:
@@ -162,6 +179,7 @@ class FakeGemini:
         self.requests: list[RecordedRequest] = []
         self.outputs: list[Image.Image] = []  # images answered by ok(), in order
         self.errors: list[str] = []  # requests the fake could not read or answer (test bugs)
+        self.token_requests: list[dict[str, str]] = []  # form fields of each POST /token
         # Called with each RecordedRequest in the server's thread, before it is answered.
         self.on_request: Callable[[RecordedRequest], None] | None = None
         self._image_script: deque[Behaviour] = deque()
@@ -178,6 +196,10 @@ class FakeGemini:
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/token"
 
     def start(self) -> FakeGemini:
         self._thread.start()
@@ -309,6 +331,10 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length)
+            if self.path.split("?")[0] == "/token":  # OAuth 2.0 refresh (form-encoded)
+                fake.token_requests.append(dict(parse_qsl(raw.decode())))
+                self._send(200, {"access_token": ACCESS_TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+                return
             try:
                 body = json.loads(raw or b"{}")
                 texts, decoded, mimes = _decode_parts(body, images=fake.decode_images)
@@ -323,6 +349,9 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
                 version=match["version"] if match else None,
                 model=match["model"] if match else None,
                 action=match["action"] if match else None,
+                project=match["project"] if match else None,
+                location=match["location"] if match else None,
+                publisher=match["publisher"] if match else None,
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
                 texts=texts,

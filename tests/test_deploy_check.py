@@ -7,7 +7,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def manage(*args, **env):
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FITTING_", "GEMINI_", "GOOGLE_"))
+    }
     environment.update(DJANGO_SETTINGS_MODULE="config.settings.production", **env)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -29,6 +31,7 @@ def test_production_settings_pass_check_deploy(tmp_path):
         DJANGO_SECRET_KEY="x" * 64 + "-a-long-random-production-secret",
         DJANGO_ALLOWED_HOSTS="fitting.example.com",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        FITTING_ENGINE="local",
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -61,7 +64,14 @@ def test_gemini_without_a_key_fails_at_start_in_one_line():
 PRODUCTION = {
     "DJANGO_SECRET_KEY": "x" * 64 + "-a-long-random-production-secret",
     "DJANGO_ALLOWED_HOSTS": "fitting.example.com",
+    "FITTING_ENGINE": "local",
 }
+
+
+def test_production_refuses_to_start_without_an_explicit_engine():
+    result = manage("check", DJANGO_SECRET_KEY="x" * 64, DJANGO_ALLOWED_HOSTS="h")  # FITTING_ENGINE unset
+    assert result.returncode != 0
+    assert result.stderr == "configuration error: FITTING_ENGINE must be set in production ('local' or 'gemini')\n"
 
 
 def production_shell(code: str, tmp_path, **env) -> str:

@@ -246,8 +246,16 @@ FITTING_ENGINE = env("FITTING_ENGINE", default="local")
 if FITTING_ENGINE not in ("local", "gemini"):
     config_error(f"FITTING_ENGINE must be 'local' or 'gemini', not {FITTING_ENGINE!r}")
 GEMINI_API_KEY = env("GEMINI_API_KEY", default="") or env("GOOGLE_API_KEY", default="")
+# --- Vertex AI: the same google-genai client, on Google Cloud ---------------------------------
+# GOOGLE_GENAI_USE_VERTEXAI=true with GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION
+# authenticates with application default credentials (a service account, the metadata
+# server, GOOGLE_APPLICATION_CREDENTIALS); with neither, GEMINI_API_KEY is a Vertex AI API
+# key (express mode). The engine's identity does not change: the same model and prompts.
+GEMINI_USE_VERTEXAI = env.bool("GOOGLE_GENAI_USE_VERTEXAI", default=False)
+GOOGLE_CLOUD_PROJECT = env("GOOGLE_CLOUD_PROJECT", default="")
+GOOGLE_CLOUD_LOCATION = env("GOOGLE_CLOUD_LOCATION", default="")
 GEMINI_BASE_URL = env("GEMINI_BASE_URL", default="")
-GEMINI_API_VERSION = env("GEMINI_API_VERSION", default="v1beta")
+GEMINI_API_VERSION = env("GEMINI_API_VERSION", default="v1beta1" if GEMINI_USE_VERTEXAI else "v1beta")
 GEMINI_IMAGE_MODEL = env("GEMINI_IMAGE_MODEL", default="gemini-2.5-flash-image")
 GEMINI_TEXT_MODEL = env("GEMINI_TEXT_MODEL", default="gemini-2.5-flash")
 # Transient failures (408, 429, 5xx, network) are retried with exponential backoff and
@@ -255,7 +263,15 @@ GEMINI_TEXT_MODEL = env("GEMINI_TEXT_MODEL", default="gemini-2.5-flash")
 GEMINI_RETRY_ATTEMPTS = env.int("GEMINI_RETRY_ATTEMPTS", default=5)
 GEMINI_RETRY_INITIAL_DELAY = env.float("GEMINI_RETRY_INITIAL_DELAY", default=1.0)
 GEMINI_RETRY_MAX_DELAY = env.float("GEMINI_RETRY_MAX_DELAY", default=8.0)
-if FITTING_ENGINE == "gemini" and not GEMINI_API_KEY:
+if FITTING_ENGINE == "gemini" and GEMINI_USE_VERTEXAI:
+    if bool(GOOGLE_CLOUD_PROJECT) != bool(GOOGLE_CLOUD_LOCATION):
+        config_error("GOOGLE_GENAI_USE_VERTEXAI=true needs both GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION")
+    if not GOOGLE_CLOUD_PROJECT and not GEMINI_API_KEY:
+        config_error(
+            "GOOGLE_GENAI_USE_VERTEXAI=true needs GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION "
+            "(application default credentials), or GEMINI_API_KEY (Vertex AI express mode)"
+        )
+elif FITTING_ENGINE == "gemini" and not GEMINI_API_KEY:
     config_error("FITTING_ENGINE=gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY)")
 FITTING_JOB_TIMEOUT = env.int("FITTING_JOB_TIMEOUT", default=300)
 FITTING_MESSAGE_TIMEOUT = env.int("FITTING_MESSAGE_TIMEOUT", default=15)

@@ -1,6 +1,6 @@
 """Production: chosen explicitly (DJANGO_SETTINGS_MODULE=config.settings.production).
 
-Refuses to start without a secret key and allowed hosts.
+Refuses to start without a secret key, allowed hosts and an explicitly chosen engine.
 """
 
 from config.env import config_error, env, required
@@ -9,6 +9,10 @@ from config.settings.base import *  # noqa: F403
 DEBUG = False
 SECRET_KEY = required("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = [host.strip() for host in required("DJANGO_ALLOWED_HOSTS").split(",") if host.strip()]
+# No silent default: a worker that quietly fell back to the local engine would fail every
+# Gemini job as ENGINE_MISMATCH (and a web process would start local jobs nobody wanted).
+if not env.str("FITTING_ENGINE", default=""):
+    config_error("FITTING_ENGINE must be set in production ('local' or 'gemini')")
 SERVE_MEDIA = env.bool("SERVE_MEDIA", default=False)
 if SERVE_MEDIA and MEDIA_STORAGE != "local":  # noqa: F405
     config_error("SERVE_MEDIA serves local files: with MEDIA_STORAGE=s3 the bucket serves media, unset it")

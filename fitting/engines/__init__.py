@@ -12,14 +12,12 @@ from functools import cache
 from django.conf import settings
 
 from fitting.engines.base import Engine
-from fitting.engines.identity import LOCAL_IDENTITY, EngineIdentity, gemini_identity
+from fitting.engines.identity import EngineIdentity, identity_of
 
 
-def engine_identity() -> EngineIdentity:
-    """The identity of the engine ``get_engine`` builds, without building it."""
-    if settings.FITTING_ENGINE == "gemini":
-        return gemini_identity()
-    return LOCAL_IDENTITY
+def engine_identity(name: str | None = None) -> EngineIdentity:
+    """The identity of the engine ``get_engine(name)`` builds, without building it."""
+    return identity_of(name or settings.FITTING_ENGINE)
 
 
 @cache
@@ -34,6 +32,8 @@ def _build_engine(name: str, base_url: str, model: str) -> Engine:
     return LocalEngine()
 
 
-def get_engine() -> Engine:
-    """The process's engine. The Gemini engine keeps one ``genai.Client`` referenced."""
-    return _build_engine(settings.FITTING_ENGINE, settings.GEMINI_BASE_URL, settings.GEMINI_IMAGE_MODEL)
+def get_engine(name: str | None = None) -> Engine:
+    """The engine called ``name`` (default: FITTING_ENGINE). The Gemini engine keeps one ``genai.Client``."""
+    name = name or settings.FITTING_ENGINE
+    identity_of(name)  # an unknown name is refused, never built as the local engine
+    return _build_engine(name, settings.GEMINI_BASE_URL, settings.GEMINI_IMAGE_MODEL)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 import os
 import re
 import threading
@@ -91,12 +92,19 @@ def get_client() -> genai.Client:
     across a fork).
     """
     global _client_cache
-    key = (os.getpid(), settings.GEMINI_API_KEY, settings.GEMINI_BASE_URL, settings.GEMINI_API_VERSION)
+    key = (
+        os.getpid(),
+        settings.GEMINI_API_KEY,
+        settings.GEMINI_BASE_URL,
+        settings.GEMINI_API_VERSION,
+        settings.GEMINI_USE_VERTEXAI,
+        settings.GOOGLE_CLOUD_PROJECT,
+        settings.GOOGLE_CLOUD_LOCATION,
+    )
     with _client_lock:
         if _client_cache is None or _client_cache[0] != key:
             client = genai.Client(
-                vertexai=False,
-                api_key=settings.GEMINI_API_KEY,
+                **_client_auth(),
                 http_options=types.HttpOptions(
                     base_url=settings.GEMINI_BASE_URL or None,
                     api_version=settings.GEMINI_API_VERSION,
@@ -104,6 +112,27 @@ def get_client() -> genai.Client:
             )
             _client_cache = (key, client)
         return _client_cache[1]
+
+
+def _client_auth() -> dict:
+    """The client's endpoint and credentials, from the settings only (never the SDK's own
+    reading of the environment, so the settings checked at start are the ones used).
+
+    - the Gemini API: an API key;
+    - Vertex AI with a project and a location: application default credentials, looked up
+      by google-auth at the first call (``projects/{p}/locations/{l}/publishers/google/models/…``);
+    - Vertex AI without them: the API key is a Vertex AI key (express mode,
+      ``publishers/google/models/…``).
+    """
+    if not settings.GEMINI_USE_VERTEXAI:
+        return {"vertexai": False, "api_key": settings.GEMINI_API_KEY}
+    if settings.GOOGLE_CLOUD_PROJECT:
+        return {
+            "vertexai": True,
+            "project": settings.GOOGLE_CLOUD_PROJECT,
+            "location": settings.GOOGLE_CLOUD_LOCATION,
+        }
+    return {"vertexai": True, "api_key": settings.GEMINI_API_KEY}
 
 
 def reset_client() -> None:
@@ -136,12 +165,11 @@ class GeminiEngine:
             _image_part(garment),
             _canvas_part(_input_size(canvas_size)),
         ]
-        response = _generate(
-            model=self.identity.model,
-            contents=contents,
-            config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
-            deadline=deadline,
-        )
+        model = self.identity.model
+        config = types.GenerateContentConfig(response_modalities=["IMAGE"])
+        if _takes_image_config(model):
+            config.image_config = types.ImageConfig(aspect_ratio=nearest_aspect_ratio(canvas_size))
+        response = _generate(model=model, contents=contents, config=config, deadline=deadline)
         return StepResult(_read_image(response), usage=_usage(response))
 
     def write_message(self, *, outfit: Outfit, timeout: float) -> str | None:
@@ -278,6 +306,29 @@ def _api_error_summary(exc: errors.APIError) -> str:
 def _input_size(size: tuple[int, int]) -> tuple[int, int]:
     scale = min(1.0, MAX_INPUT_SIDE / max(size))
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+# The aspect ratios the image models take in ``image_config`` (width:height).
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+# Image models that take ``image_config`` (Gemini 2.5 Flash Image and the Gemini 3 image
+# models); an older model would reject the field, so it is not sent to them.
+_IMAGE_CONFIG_MODELS = re.compile(r"^(?:.*/)?(?:gemini-2\.5-flash-image|gemini-3[\w.-]*-image)")
+
+
+def _takes_image_config(model: str) -> bool:
+    return bool(_IMAGE_CONFIG_MODELS.match(model))
+
+
+def nearest_aspect_ratio(size: tuple[int, int]) -> str:
+    """The supported aspect ratio nearest to ``size``'s (compared on a log scale, so 2:1 and
+    1:2 are equally far from 1:1), sent with the blank canvas of the same size."""
+    target = math.log(size[0] / size[1])
+
+    def distance(ratio: str) -> float:
+        width, height = (int(part) for part in ratio.split(":"))
+        return abs(math.log(width / height) - target)
+
+    return min(ASPECT_RATIOS, key=distance)
 
 
 @functools.lru_cache(maxsize=16)

@@ -3,6 +3,9 @@
 The engines read their identity from here, and so does the web process, which stores it
 on each job as part of the result-cache key; the two can never disagree. This module is
 light on purpose: knowing an identity never imports OpenCV, numpy or google-genai.
+
+A job is pinned to the identity it was created with: a worker whose engine has another
+identity refuses it (``ENGINE_MISMATCH``), and only an explicit reprocess switches it.
 """
 
 from __future__ import annotations
@@ -13,12 +16,17 @@ from django.conf import settings
 
 from fitting import prompts
 
+ENGINE_NAMES = ("local", "gemini")
+
 
 @dataclass(frozen=True)
 class EngineIdentity:
     name: str  # "local" or "gemini"
     model: str  # the image model (or the local compositor's version)
     prompt_version: str  # change it whenever the output for the same inputs changes
+
+    def __str__(self) -> str:
+        return f"{self.name} (model {self.model}, prompts {self.prompt_version})"
 
 
 LOCAL_IDENTITY = EngineIdentity("local", "local-preview-1", "local-1")
@@ -27,3 +35,12 @@ LOCAL_IDENTITY = EngineIdentity("local", "local-preview-1", "local-1")
 def gemini_identity() -> EngineIdentity:
     """The Gemini engine's identity: its image model is a setting, its prompts are versioned."""
     return EngineIdentity("gemini", settings.GEMINI_IMAGE_MODEL, prompts.PROMPT_VERSION)
+
+
+def identity_of(name: str) -> EngineIdentity:
+    """The identity the engine called ``name`` has in this process (with its settings)."""
+    if name == "gemini":
+        return gemini_identity()
+    if name == "local":
+        return LOCAL_IDENTITY
+    raise ValueError(f"unknown engine {name!r}: one of {', '.join(ENGINE_NAMES)}")

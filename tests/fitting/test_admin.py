@@ -271,6 +271,56 @@ def test_change_page_buttons_reprocess_the_job(staff_client, failed_job, restart
     assert list(failed_job.images.values_list("step", flat=True)) == images_left
 
 
+# --- a job pinned to another engine than this server's ------------------------------------------
+@pytest.fixture
+def gemini_job(user, photo, catalogue, settings):
+    settings.FITTING_ENGINE, settings.GEMINI_API_KEY = "gemini", "k"
+    job = make_job(user, photo, catalogue["top"], catalogue["bottom"], failed_step="bottom", done=["top"])
+    settings.FITTING_ENGINE = "local"  # this server runs the local engine
+    return job
+
+
+@pytest.mark.parametrize("action", ["reprocess_resume", "reprocess_restart"])
+def test_reprocess_actions_skip_a_job_pinned_to_another_engine(staff_client, gemini_job, action):
+    response = run_action(staff_client, action, gemini_job)
+    (message,) = messages_of(response)
+    assert message.startswith("1 job skipped: it was made by another engine than this server's local")
+    assert str(gemini_job.id)[:8] in message
+    gemini_job.refresh_from_db()
+    assert (gemini_job.status, gemini_job.attempt, gemini_job.engine) == ("failed", 1, "gemini")
+    assert OrmQ.objects.count() == 0
+
+
+def test_switch_action_moves_the_job_to_this_servers_engine_from_scratch(
+    staff_client, gemini_job, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = run_action(staff_client, "reprocess_switch", gemini_job)
+    assert messages_of(response) == ["1 job reprocessed, from scratch with this server's engine."]
+    gemini_job.refresh_from_db()
+    assert (gemini_job.status, gemini_job.attempt, gemini_job.engine, gemini_job.model) == (
+        "processing",
+        2,
+        "local",
+        "local-preview-1",
+    )
+    assert not gemini_job.images.exists()
+    assert [q.task["args"] for q in OrmQ.objects.all()] == [(str(gemini_job.id), 2)]
+
+
+def test_change_page_of_a_job_pinned_to_another_engine_offers_only_the_switch(staff_client, gemini_job):
+    html = staff_client.get(reverse("admin:fitting_fittingresult_change", args=[gemini_job.id])).content.decode()
+    assert "Reprocess from scratch with this server's engine" in html
+    assert 'name="switch" value="1"' in html and 'name="restart"' not in html
+    url = reverse("admin:fitting_fittingresult_reprocess", args=[gemini_job.id])
+    staff_client.post(url, {"restart": "0"})  # a stale page's resume button: refused
+    gemini_job.refresh_from_db()
+    assert (gemini_job.attempt, gemini_job.engine) == (1, "gemini")
+    staff_client.post(url, {"switch": "1"})
+    gemini_job.refresh_from_db()
+    assert (gemini_job.attempt, gemini_job.engine, gemini_job.status) == (2, "local", "processing")
+
+
 # --- catalogue and photos -------------------------------------------------------------------
 def item_form(**upload):
     return {"name": "Linen shirt", "category": "top", "is_active": "on", **upload}

@@ -1,10 +1,26 @@
 from io import StringIO
 
+import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from rest_framework.authtoken.models import Token
 
 from fitting.models import Item
 from users.models import UserImage
+
+
+@pytest.fixture(autouse=True)
+def debug_on(settings):
+    settings.DEBUG = True  # seed_demo's condition (pytest-django turns DEBUG off)
+
+
+def test_seed_demo_is_refused_with_debug_off(db, settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match=r"published passwords.*only with DEBUG on"):
+        call_command("seed_demo", stdout=StringIO())
+    assert not get_user_model().objects.exists()
+    assert not Item.objects.exists()
 
 
 def test_seed_demo_is_idempotent(db):

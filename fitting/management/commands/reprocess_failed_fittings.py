@@ -10,10 +10,12 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from core.errors import NotReprocessableError
+from core.errors import JobEngineMismatchError, NotReprocessableError
+from fitting.engines import engine_identity
+from fitting.engines.identity import ENGINE_NAMES
 from fitting.models import FittingResult, Status
 from fitting.selectors import fitting_failed_list
-from fitting.services import REPROCESSABLE, fitting_reprocess
+from fitting.services import REPROCESSABLE, fitting_reprocess, fitting_reprocess_switch
 
 STATUS_CHOICES = [status.value for status in REPROCESSABLE]
 
@@ -25,6 +27,8 @@ class Tally:
     failed_again: int = 0
     skipped: int = 0
     not_found: int = 0
+    # Jobs pinned to another engine than this process's, without --engine: exit status 1.
+    engine_refused: int = 0
     # Jobs named on the command line that were not reprocessed: they make the exit status 1.
     named_missed: list[str] = field(default_factory=list)
 
@@ -49,7 +53,9 @@ class Command(BaseCommand):
         "Jobs are taken oldest failure first (by when they last ended), so a job that fails again "
         "goes to the back and repeated --limit batches work through the backlog. Prints one line "
         "per job and a summary. Exit status 1 when, with --sync, a job fails again, or when a "
-        "JOB_ID named on the command line is unknown or was not reprocessed; otherwise 0."
+        "JOB_ID named on the command line is unknown or was not reprocessed, or when a job is pinned "
+        "to another engine than this process's (FITTING_ENGINE, its model and prompt version) and "
+        "--engine does not name one to switch to; otherwise 0."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -69,6 +75,13 @@ class Command(BaseCommand):
             "--restart", action="store_true", help="start from the first step, dropping the step images"
         )
         parser.add_argument("--dry-run", action="store_true", help="list what would be done; write nothing")
+        parser.add_argument(
+            "--engine",
+            choices=ENGINE_NAMES,
+            help="switch each job to this engine (recording its model and prompt version, restarting from "
+            "scratch when it changes); with --sync, run them with it. Without it, a job pinned to another "
+            "engine than this process's is refused",
+        )
         parser.add_argument(
             "--sync",
             action="store_true",
@@ -99,13 +112,16 @@ class Command(BaseCommand):
                 restart=options["restart"],
                 dry_run=options["dry_run"],
                 sync=options["sync"],
+                engine=options["engine"],
             )
         self._summary(tally, dry_run=options["dry_run"], sync=options["sync"])
 
-        if tally.failed_again or tally.named_missed:
+        if tally.failed_again or tally.named_missed or tally.engine_refused:
             reasons = []
             if tally.failed_again:
                 reasons.append(f"{tally.failed_again} job(s) failed again")
+            if tally.engine_refused:
+                reasons.append(f"{tally.engine_refused} job(s) pinned to another engine (--engine NAME switches)")
             if tally.named_missed:
                 reasons.append(f"not reprocessed: {', '.join(tally.named_missed)}")
             raise CommandError("; ".join(reasons))
@@ -144,7 +160,15 @@ class Command(BaseCommand):
 
     # --- one job ------------------------------------------------------------------------------
     def _reprocess(
-        self, tally: Tally, job: FittingResult, *, named: bool, restart: bool, dry_run: bool, sync: bool
+        self,
+        tally: Tally,
+        job: FittingResult,
+        *,
+        named: bool,
+        restart: bool,
+        dry_run: bool,
+        sync: bool,
+        engine: str | None,
     ) -> None:
         head = f"{job.id} {job.status} failed_step={job.failed_step or '-'} code={job.error_code or '-'}"
         step = job.first_unfinished_step() or "message"
@@ -154,12 +178,23 @@ class Command(BaseCommand):
             if named:
                 tally.named_missed.append(str(job.id))
             return
+        try:
+            switch = fitting_reprocess_switch(job=job, engine=engine)
+        except JobEngineMismatchError:
+            self._engine_refused(tally, head, job, named=named)
+            return
+        restart = restart or switch is not None
+        if switch is not None:
+            head += f" engine {job.engine}->{switch.name}"
         if dry_run:
             self.stdout.write(f"{head} -> would " + ("restart" if restart else f"resume from {step}"))
             tally.reprocessed += 1
             return
         try:
-            job = fitting_reprocess(job=job, restart=restart, enqueue=not sync)
+            job = fitting_reprocess(job=job, restart=restart, enqueue=not sync, engine=engine)
+        except JobEngineMismatchError:  # FITTING_ENGINE cannot change meanwhile; kept for safety
+            self._engine_refused(tally, head, job, named=named)
+            return
         except NotReprocessableError:  # changed since it was selected (another operator, the admin)
             self.stdout.write(f"{head} -> skipped: no longer reprocessable")
             tally.skipped += 1
@@ -174,7 +209,7 @@ class Command(BaseCommand):
 
         from fitting.pipeline import run_job  # the engine loads only when jobs run here
 
-        run_job(job_id=str(job.id), attempt=job.attempt)
+        run_job(job_id=str(job.id), attempt=job.attempt, engine=engine)
         job.refresh_from_db()
         if job.status == Status.COMPLETED:
             tally.completed += 1
@@ -188,6 +223,18 @@ class Command(BaseCommand):
                 )
             )
 
+    def _engine_refused(self, tally: Tally, head: str, job: FittingResult, *, named: bool) -> None:
+        self.stdout.write(
+            self.style.ERROR(
+                f"{head} -> refused: pinned to {job.engine_identity}, this process runs {engine_identity()}; "
+                "--engine NAME switches it to NAME as configured here (restarting it if that changes "
+                "its engine, model or prompt version)"
+            )
+        )
+        tally.engine_refused += 1
+        if named:
+            tally.named_missed.append(str(job.id))
+
     def _summary(self, tally: Tally, *, dry_run: bool, sync: bool) -> None:
         if dry_run:
             parts = [f"dry run: {tally.reprocessed} would be reprocessed"]
@@ -200,4 +247,6 @@ class Command(BaseCommand):
         else:
             parts = [f"{tally.reprocessed} reprocessed (enqueued)"]
         parts += [f"{tally.skipped} skipped", f"{tally.not_found} not found"]
+        if tally.engine_refused:
+            parts.append(f"{tally.engine_refused} refused (another engine)")
         self.stdout.write(", ".join(parts) + ("; nothing written" if dry_run else ""))

@@ -1,10 +1,14 @@
-"""Create the demo user (prints its token), a staff user and the demo catalogue. Idempotent."""
+"""Create the demo user (prints its token), a staff user and the demo catalogue. Idempotent.
+
+Only with DEBUG on: the accounts it creates have published passwords.
+"""
 
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -28,10 +32,19 @@ STAFF_USER = ("admin", "admin-password")
 
 
 class Command(BaseCommand):
-    help = "Create the demo user, a staff user, the demo catalogue and a sample photo (idempotent)."
+    help = (
+        "Create the demo user, a staff user, the demo catalogue and a sample photo (idempotent). "
+        "Refused unless DEBUG is on: the accounts have published passwords."
+    )
 
     @transaction.atomic
     def handle(self, *args, **options):
+        if not settings.DEBUG:
+            raise CommandError(
+                "seed_demo creates accounts with published passwords (demo, and the superuser admin): "
+                "it runs only with DEBUG on (config.settings.local, or DJANGO_DEBUG=true). "
+                "Create real staff accounts with createsuperuser."
+            )
         demo = self._user(*DEMO_USER)
         self._user(*STAFF_USER, is_staff=True, is_superuser=True)
         token, _ = Token.objects.get_or_create(user=demo)
