@@ -12,6 +12,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import translation
 
 from core.errors import ErrorCode, JobEngineMismatchError, job_error_message
 from fitting.engines import engine_identity
@@ -46,7 +47,10 @@ def test_a_gemini_job_run_by_a_local_worker_fails_as_engine_mismatch_and_stores_
     assert "gemini" in job.error_message and "this worker runs local" in job.error_message
     assert not FittingResultImage.objects.exists()
     assert fake_gemini.requests == []
-    assert job_error_message(job.error_code) == "The job was made for another image engine than the one running now."
+    with translation.override("en"):
+        assert (
+            job_error_message(job.error_code) == "The job was made for another image engine than the one running now."
+        )
 
 
 def test_the_cache_never_serves_a_job_refused_by_the_wrong_worker(fake_gemini, user, photo, catalogue, settings):
