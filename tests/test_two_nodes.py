@@ -92,7 +92,7 @@ def test_jobs_posted_to_either_web_complete_on_both_nodes(nodes, fake):
 
 def test_a_node_killed_mid_step_is_recovered_by_the_sweep_and_a_reprocess(nodes, fake):
     first, second = nodes
-    first.processes.pop("worker-a").terminate()  # only node b runs jobs now (a SIGTERM: graceful)
+    first.kill("worker-a")  # only node b runs jobs now (it had none; killed and waited for, never leaked)
     fake.script_image(delay(60))  # the step hangs until node b is killed
     with first.client() as a:
         items = first.one_item_per_category(a)[:1]
