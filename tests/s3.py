@@ -23,7 +23,7 @@ import pytest
 from botocore.config import Config
 
 from config.storage import s3_storage
-from tests.e2e import ROOT, free_port
+from tests.e2e import ROOT, free_port, stop_process
 
 __all__ = ["moto_server", "s3_media"]
 
@@ -86,12 +86,7 @@ def moto_server(tmp_path_factory) -> Iterator[MotoServer]:
         )
         yield MotoServer(endpoint=endpoint, client=client)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_until_it_answers(endpoint: str, process: subprocess.Popen, log_path) -> None:

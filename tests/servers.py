@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e import ROOT, free_port
+from tests.e2e import ROOT, free_port, stop_process
 
 
 @contextmanager
@@ -46,12 +46,7 @@ def uvicorn_server(tmp: Path, **env: str) -> Iterator[str]:
         _wait_for_http(base, process, log_path)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_for_http(base: str, process: subprocess.Popen, log_path: Path) -> None:
