@@ -26,6 +26,7 @@ class ErrorCode(models.TextChoices):
     DUPLICATE_CATEGORY = "DUPLICATE_CATEGORY", "DUPLICATE_CATEGORY"
     INVALID_CATEGORY = "INVALID_CATEGORY", "INVALID_CATEGORY"
     INVALID_ITEM_ID = "INVALID_ITEM_ID", "INVALID_ITEM_ID"
+    INVALID_WEBHOOK_URL = "INVALID_WEBHOOK_URL", "INVALID_WEBHOOK_URL"
     # uploads
     IMAGE_INVALID = "IMAGE_INVALID", "IMAGE_INVALID"
     IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE", "IMAGE_TOO_LARGE"
@@ -47,6 +48,7 @@ class ErrorCode(models.TextChoices):
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED", "IDEMPOTENCY_KEY_REUSED"
     PHOTO_IN_USE = "PHOTO_IN_USE", "PHOTO_IN_USE"
     NOT_REPROCESSABLE = "NOT_REPROCESSABLE", "NOT_REPROCESSABLE"
+    JOB_FINISHED = "JOB_FINISHED", "JOB_FINISHED"
     # job failures (stored on the job)
     JOB_FAILED = "JOB_FAILED", "JOB_FAILED"
     PHOTO_UNREADABLE = "PHOTO_UNREADABLE", "PHOTO_UNREADABLE"
@@ -58,6 +60,7 @@ class ErrorCode(models.TextChoices):
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE", "ENGINE_UNAVAILABLE"
     ENGINE_BAD_IMAGE = "ENGINE_BAD_IMAGE", "ENGINE_BAD_IMAGE"
     ENGINE_MISMATCH = "ENGINE_MISMATCH", "ENGINE_MISMATCH"
+    GARMENT_NOT_PLACED = "GARMENT_NOT_PLACED", "GARMENT_NOT_PLACED"
     TIMEOUT = "TIMEOUT", "TIMEOUT"
     # anything unexpected
     INTERNAL_ERROR = "INTERNAL_ERROR", "INTERNAL_ERROR"
@@ -109,6 +112,11 @@ class InvalidCategoryError(ValidationFailed):
 class InvalidItemIdError(ValidationFailed):
     code = ErrorCode.INVALID_ITEM_ID
     default_message = _("This item does not exist or is not available.")
+
+
+class InvalidWebhookUrlError(ValidationFailed):
+    code = ErrorCode.INVALID_WEBHOOK_URL
+    default_message = _("webhookUrl must be an http or https URL of a public address.")
 
 
 # --- uploads (400) ------------------------------------------------------------------------
@@ -225,6 +233,13 @@ class EngineMismatchError(JobError):
     default_message = _("The job was made for another image engine than the one running now.")
 
 
+class GarmentNotPlacedError(JobError):
+    """The engine could not put the garment on the person (the local engine found no body)."""
+
+    code = ErrorCode.GARMENT_NOT_PLACED
+    default_message = _("The garment could not be placed on the person in the photo.")
+
+
 class DeadlineExceeded(JobError):
     code = ErrorCode.TIMEOUT
     default_message = _("The job ran out of time.")
@@ -234,6 +249,12 @@ class NotReprocessableError(ServiceError):
     code = ErrorCode.NOT_REPROCESSABLE
     status = 409
     default_message = _("Only failed or timed-out jobs can be reprocessed.")
+
+
+class JobFinishedError(ServiceError):
+    code = ErrorCode.JOB_FINISHED
+    status = 409
+    default_message = _("The job has already finished.")
 
 
 class JobPhotoDeletedError(NotReprocessableError):

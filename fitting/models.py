@@ -22,9 +22,10 @@ class Status(models.TextChoices):
     COMPLETED = "completed", "completed"
     FAILED = "failed", "failed"
     TIMEOUT = "timeout", "timeout"
+    CANCELED = "canceled", "canceled"
 
 
-TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT)
+TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELED)
 
 
 class ImageStep(models.TextChoices):

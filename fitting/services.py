@@ -38,6 +38,7 @@ from core.errors import (
 )
 from core.files import file_delete_quietly, file_store_new, files_delete_unreferenced
 from core.media import media_name
+from fitting import notify
 from fitting.engines import engine_identity
 from fitting.engines.identity import EngineIdentity
 from fitting.models import (
@@ -274,6 +275,7 @@ def _complete_from_cache(job: FittingResult) -> bool:
         updated_at=now,
     )
     job.refresh_from_db()
+    notify.job_changed_on_commit(job_id=job.id, event=notify.COMPLETED)
     return True
 
 
@@ -309,6 +311,7 @@ def fitting_claim(*, job_id: str, attempt: int) -> bool:
 
 def fitting_step_started(*, job: FittingResult, step: str) -> None:
     _write_if_current_attempt(job, current_step=step)
+    notify.job_changed_on_commit(job_id=job.id, event=notify.STEP_STARTED)
 
 
 def fitting_step_finished(
@@ -322,6 +325,7 @@ def fitting_step_finished(
         with transaction.atomic():
             _write_if_current_attempt(job, step_metrics=metrics)
             row.save()
+            notify.job_changed_on_commit(job_id=job.id, event=notify.STEP_FINISHED)
     except BaseException:
         file_delete_quietly(row.image.storage, row.image.name)
         raise
@@ -351,6 +355,7 @@ def fitting_complete(
         step_metrics=metrics,
         finished_at=timezone.now(),
     )
+    notify.job_changed_on_commit(job_id=job.id, event=notify.COMPLETED)
 
 
 def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: str) -> None:
@@ -364,6 +369,7 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
         error_message=message[:2000],
         finished_at=timezone.now(),
     )
+    notify.job_changed_on_commit(job_id=job.id, event=notify.TIMEOUT if status == Status.TIMEOUT else notify.FAILED)
 
 
 # --- the sweep: jobs whose worker died, and queue messages that were lost ---------------------
@@ -492,6 +498,7 @@ def fitting_reprocess(
     if not updated:
         raise NotReprocessableError()
     job.refresh_from_db()
+    notify.job_changed_on_commit(job_id=job.id, event=notify.REQUEUED)
     if enqueue:
         fitting_enqueue_on_commit(job=job)
     return job
@@ -531,6 +538,8 @@ def _jobs_delete(jobs: QuerySet[FittingResult]) -> None:
     # and a later one finds no row (JobSuperseded) and deletes the file it wrote.
     _lock(jobs)
     names = list(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
+    for job_id in jobs.values_list("id", flat=True):
+        notify.job_changed_on_commit(job_id=job_id, event=notify.DELETED)
     jobs.delete()
     files_delete_unreferenced(names)
 
