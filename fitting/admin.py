@@ -55,6 +55,7 @@ STATUS_COLOURS = {
     Status.COMPLETED: "#2e8540",
     Status.FAILED: "#c0392b",
     Status.TIMEOUT: "#d27f0a",
+    Status.CANCELED: "#6c757d",
 }
 # A job id or the start of one: at least 4 hex digits, hyphens anywhere (as pasted from logs).
 _JOB_ID_PREFIX = re.compile(r"^[0-9a-f-]*$")
@@ -143,7 +144,7 @@ class FittingResultImageInline(_JobInline):
 def _reprocess(
     modeladmin: FittingResultAdmin, request: HttpRequest, jobs, *, restart: bool, switch: bool = False
 ) -> None:
-    """Reprocess each job; skip, with a warning, those that are not failed or timed out.
+    """Reprocess each job; skip, with a warning, those that are not failed, timed out or canceled.
 
     A job pinned to another engine than this server's (FITTING_ENGINE, its model and prompt
     version) is skipped too, unless ``switch``: then it moves to this server's engine and
@@ -152,7 +153,10 @@ def _reprocess(
     done, skipped, photo_deleted, other_engine = 0, [], [], []
     for job in jobs:
         try:
-            fitting_reprocess(job=job, restart=restart, engine=settings.FITTING_ENGINE if switch else None)
+            # Staff pick the jobs one by one: a canceled job among them is run again too.
+            fitting_reprocess(
+                job=job, restart=restart, engine=settings.FITTING_ENGINE if switch else None, allow_canceled=True
+            )
         except JobPhotoDeletedError:
             photo_deleted.append(job)
         except JobEngineMismatchError:
@@ -176,8 +180,8 @@ def _reprocess(
         modeladmin.message_user(
             request,
             ngettext(
-                "%(count)d job skipped: only failed or timed-out jobs can be reprocessed (%(ids)s).",
-                "%(count)d jobs skipped: only failed or timed-out jobs can be reprocessed (%(ids)s).",
+                "%(count)d job skipped: only failed, timed-out or canceled jobs can be reprocessed (%(ids)s).",
+                "%(count)d jobs skipped: only failed, timed-out or canceled jobs can be reprocessed (%(ids)s).",
                 len(skipped),
             )
             % {"count": len(skipped), "ids": ", ".join(f"{str(j.id)[:8]} {j.status}" for j in skipped)},
@@ -373,7 +377,7 @@ class FittingResultAdmin(admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_reprocess"] = (
             obj is not None
-            and obj.status in REPROCESSABLE
+            and (obj.status in REPROCESSABLE or obj.status == Status.CANCELED)
             and obj.user_image_id is not None
             and self.has_reprocess_permission(request)
         )

@@ -34,6 +34,7 @@ from fitting.services import (
     fitting_fail,
     fitting_step_finished,
     fitting_step_started,
+    fitting_still_current,
 )
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
                 job=job, step=step, image=current, latency_ms=latency_ms, usage=result.usage
             )
         step = None
+        # No write precedes the message call: ask first, so a canceled job makes no further call.
+        fitting_still_current(job=job)
         message, message_ms = _write_message(engine, job, Outfit(image=current, garments=tuple(garments)))
         fitting_complete(job=job, last_step_image=last_row, message=message, message_ms=message_ms)
     except JobSuperseded:

@@ -92,6 +92,24 @@ def test_changelist_shows_the_job_columns(staff_client, failed_job, user, photo,
     assert f">{message[:39]}…</td>" in html  # truncated to 40 characters
 
 
+def test_canceled_jobs_have_a_filter_and_a_badge(staff_client, failed_job, user, photo, catalogue):
+    canceled = make_job(user, photo, catalogue["top"], status=Status.CANCELED, error_code="")
+    response = staff_client.get(reverse(CHANGELIST), {"status__exact": "canceled"})
+    assert listed(response) == {canceled.id}
+    html = response.content.decode()
+    assert "background:#6c757d" in html  # the canceled badge
+    assert "?status__exact=canceled" in html  # offered by the status filter
+
+
+def test_a_canceled_job_can_be_reprocessed_by_staff(staff_client, user, photo, catalogue):
+    canceled = make_job(user, photo, catalogue["top"], catalogue["bottom"], status=Status.CANCELED, done=["top"])
+    response = run_action(staff_client, "reprocess_resume", canceled)
+    assert messages_of(response) == ["1 job reprocessed, resuming from the failed step."]
+    canceled.refresh_from_db()
+    assert (canceled.status, canceled.attempt) == ("processing", 2)
+    assert list(canceled.images.values_list("step", flat=True)) == ["top"]
+
+
 @pytest.mark.parametrize("term", ["prefix8", "prefix13", "hex12", "full", "full_hex", "upper"])
 def test_search_finds_a_job_by_its_id_or_a_prefix(staff_client, user, photo, catalogue, term):
     jobs = [make_job(user, photo, catalogue["top"]) for _ in range(3)]
@@ -246,7 +264,7 @@ def test_actions_skip_jobs_that_are_not_failed_or_timed_out(staff_client, failed
     response = run_action(staff_client, "reprocess_resume", failed_job, timed_out, running, completed)
     found = messages_of(response)
     assert found[0] == "2 jobs reprocessed, resuming from the failed step."
-    assert found[1].startswith("2 jobs skipped: only failed or timed-out jobs can be reprocessed")
+    assert found[1].startswith("2 jobs skipped: only failed, timed-out or canceled jobs can be reprocessed")
     assert f"{str(running.id)[:8]} processing" in found[1] and f"{str(completed.id)[:8]} completed" in found[1]
     statuses = dict(FittingResult.objects.values_list("id", "status"))
     assert statuses == {
