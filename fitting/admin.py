@@ -390,7 +390,7 @@ class FittingResultAdmin(admin.ModelAdmin):
 class ItemAdminForm(forms.ModelForm):
     class Meta:
         model = Item
-        fields = ("name", "category", "image", "is_active")
+        fields = ("name", "category", "image", "is_active", "external_id")
 
     def clean_image(self):
         image = self.cleaned_data.get("image")
@@ -406,13 +406,13 @@ class ItemAdminForm(forms.ModelForm):
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
     form = ItemAdminForm
-    list_display = ("preview", "name", "category", "is_active", "created_at")
+    list_display = ("preview", "name", "category", "is_active", "external_id", "created_at")
     list_display_links = ("preview", "name")
     list_editable = ("is_active",)
     list_filter = ("category", "is_active")
-    search_fields = ("name",)
+    search_fields = ("name", "external_id")
     readonly_fields = ("preview", "content_hash", "created_at")
-    fields = ("name", "category", "image", "preview", "is_active", "content_hash", "created_at")
+    fields = ("name", "category", "image", "preview", "is_active", "external_id", "content_hash", "created_at")
 
     def save_model(self, request, obj: Item, form, change: bool) -> None:
         # A new image goes through the service (checked, hashed, stored); otherwise a plain save.
