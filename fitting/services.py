@@ -373,16 +373,6 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
     notify.job_changed_on_commit(job_id=job.id, event=notify.TIMEOUT if status == Status.TIMEOUT else notify.FAILED)
 
 
-def fitting_still_current(*, job: FittingResult) -> None:
-    """Raise JobSuperseded unless ``job`` is still processing as this attempt.
-
-    The pipeline asks before an engine call that no write of its own precedes (the
-    message): a job canceled, reprocessed or deleted meanwhile makes no further call.
-    """
-    if not FittingResult.objects.filter(id=job.id, attempt=job.attempt, status=Status.PROCESSING).exists():
-        raise JobSuperseded(str(job.id))
-
-
 # --- cancel -----------------------------------------------------------------------------------
 def fitting_cancel(*, job: FittingResult) -> FittingResult:
     """Cancel a processing job: ``status=canceled``, ``finished_at`` set; a canceled one is returned as is.

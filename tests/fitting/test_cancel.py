@@ -18,7 +18,7 @@ from fitting.pipeline import run_job
 from fitting.services import fitting_cancel
 from tests.e2e import wait_until
 from tests.factories import make_job, run_now, start_job
-from tests.fakegemini import hold, ok
+from tests.fakegemini import fail, hold, ok
 
 
 def cancel_url(job) -> str:
@@ -143,6 +143,34 @@ def test_cancel_during_a_slow_step_stops_the_job_with_no_further_call(
     assert detail["status"] == "canceled"
     assert [s["status"] for s in detail["steps"]] == ["completed", "pending", "pending"]
     assert detail["resultImageUrl"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_that_fails_after_the_cancel_is_not_retried(fake_gemini, api, user, photo, catalogue):
+    """The held call answers 503, which the engine would retry: the cancel stops it first."""
+    gate = threading.Event()
+    fake_gemini.script_image(hold(gate, then=fail(503)), ok(), ok())
+    job = start_job(user, photo, catalogue["top"], catalogue["bottom"])
+
+    def worker():
+        try:
+            run_job(job_id=str(job.id), attempt=job.attempt)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(fake_gemini.image_requests) == 1, timeout=60, what="the top step's call in flight")
+        assert api.post(cancel_url(job)).status_code == 202
+    finally:
+        gate.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    job.refresh_from_db()
+    assert (job.status, job.error_code, job.failed_step) == ("canceled", "", None)
+    assert len(fake_gemini.image_requests) == 1  # no retry of the failed call, no next step
+    assert job.images.count() == 0
 
 
 def test_fitting_cancel_of_a_finished_job_raises(user, photo, catalogue):
