@@ -31,6 +31,7 @@ from django.utils.translation import ngettext
 from core.admin import thumbnail
 from core.errors import (
     JobEngineMismatchError,
+    JobFinishedError,
     JobPhotoDeletedError,
     NotReprocessableError,
     PhotoInUseError,
@@ -40,6 +41,7 @@ from fitting.engines import engine_identity
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Item, Status
 from fitting.services import (
     REPROCESSABLE,
+    fitting_cancel,
     fitting_delete,
     fitting_reprocess,
     item_image_check,
@@ -238,7 +240,7 @@ class FittingResultAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     list_per_page = 50
     show_full_result_count = False  # a COUNT(*) over every job on each page is not worth it
-    actions = ("reprocess_resume", "reprocess_restart", "reprocess_switch")
+    actions = ("reprocess_resume", "reprocess_restart", "reprocess_switch", "cancel")
     inlines = (FittingResultItemInline, FittingResultImageInline)
     fieldsets = (
         (None, {"fields": ("id", "owner", "user_photo", "status_badge", "current_step", "attempt")}),
@@ -355,6 +357,36 @@ class FittingResultAdmin(admin.ModelAdmin):
     @admin.action(description=_("Reprocess from scratch with this server's engine"), permissions=("reprocess",))
     def reprocess_switch(self, request, queryset):
         _reprocess(self, request, queryset, restart=True, switch=True)
+
+    @admin.action(description=_("Cancel (processing jobs)"), permissions=("reprocess",))
+    def cancel(self, request, queryset):
+        """The same service as the API's cancel; jobs that have finished are left as they are."""
+        canceled, finished = 0, []
+        for job in queryset.filter(status__in=[Status.PROCESSING, Status.CANCELED]):
+            try:
+                fitting_cancel(job=job)
+            except JobFinishedError:  # finished meanwhile
+                finished.append(job)
+            else:
+                canceled += 1
+        finished += list(queryset.exclude(status__in=[Status.PROCESSING, Status.CANCELED]))
+        if canceled:
+            self.message_user(
+                request,
+                ngettext("%(count)d job canceled.", "%(count)d jobs canceled.", canceled) % {"count": canceled},
+                messages.SUCCESS,
+            )
+        if finished:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d job skipped: it has already finished (%(ids)s).",
+                    "%(count)d jobs skipped: they have already finished (%(ids)s).",
+                    len(finished),
+                )
+                % {"count": len(finished), "ids": ", ".join(f"{str(j.id)[:8]} {j.status}" for j in finished)},
+                messages.WARNING,
+            )
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.reprocess_view)

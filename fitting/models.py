@@ -75,7 +75,10 @@ class Item(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(category__in=Category.values), name="item_category_valid"),
             models.UniqueConstraint(
-                fields=["external_id"], condition=~Q(external_id=""), name="item_external_id_unique"
+                fields=["external_id"],
+                condition=~Q(external_id=""),
+                name="item_external_id_unique",
+                violation_error_message=_("Another item has this external id."),
             ),
         ]
         indexes = [models.Index(fields=["is_active", "category"], name="item_active_category")]
