@@ -64,7 +64,7 @@ def run_job(*, job_id: str, attempt: int, engine: str | None = None) -> None:
     try:
         _run_steps(job, engine_name=engine)
     except (JobSuperseded, StepAbandoned):
-        logger.info("job %s attempt %s: superseded (canceled, reprocessed or deleted), stopping", job_id, attempt)
+        logger.info("job %s attempt %s: superseded, stopping", job_id, attempt)
 
 
 def _seconds_left(deadline: datetime) -> float:
