@@ -31,6 +31,7 @@ from django.utils.translation import ngettext
 from core.admin import thumbnail
 from core.errors import (
     JobEngineMismatchError,
+    JobFinishedError,
     JobPhotoDeletedError,
     NotReprocessableError,
     PhotoInUseError,
@@ -40,6 +41,7 @@ from fitting.engines import engine_identity
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Item, Status
 from fitting.services import (
     REPROCESSABLE,
+    fitting_cancel,
     fitting_delete,
     fitting_reprocess,
     item_image_check,
@@ -55,6 +57,7 @@ STATUS_COLOURS = {
     Status.COMPLETED: "#2e8540",
     Status.FAILED: "#c0392b",
     Status.TIMEOUT: "#d27f0a",
+    Status.CANCELED: "#6c757d",
 }
 # A job id or the start of one: at least 4 hex digits, hyphens anywhere (as pasted from logs).
 _JOB_ID_PREFIX = re.compile(r"^[0-9a-f-]*$")
@@ -143,7 +146,7 @@ class FittingResultImageInline(_JobInline):
 def _reprocess(
     modeladmin: FittingResultAdmin, request: HttpRequest, jobs, *, restart: bool, switch: bool = False
 ) -> None:
-    """Reprocess each job; skip, with a warning, those that are not failed or timed out.
+    """Reprocess each job; skip, with a warning, those that are not failed, timed out or canceled.
 
     A job pinned to another engine than this server's (FITTING_ENGINE, its model and prompt
     version) is skipped too, unless ``switch``: then it moves to this server's engine and
@@ -152,7 +155,10 @@ def _reprocess(
     done, skipped, photo_deleted, other_engine = 0, [], [], []
     for job in jobs:
         try:
-            fitting_reprocess(job=job, restart=restart, engine=settings.FITTING_ENGINE if switch else None)
+            # Staff pick the jobs one by one: a canceled job among them is run again too.
+            fitting_reprocess(
+                job=job, restart=restart, engine=settings.FITTING_ENGINE if switch else None, allow_canceled=True
+            )
         except JobPhotoDeletedError:
             photo_deleted.append(job)
         except JobEngineMismatchError:
@@ -176,8 +182,8 @@ def _reprocess(
         modeladmin.message_user(
             request,
             ngettext(
-                "%(count)d job skipped: only failed or timed-out jobs can be reprocessed (%(ids)s).",
-                "%(count)d jobs skipped: only failed or timed-out jobs can be reprocessed (%(ids)s).",
+                "%(count)d job skipped: only failed, timed-out or canceled jobs can be reprocessed (%(ids)s).",
+                "%(count)d jobs skipped: only failed, timed-out or canceled jobs can be reprocessed (%(ids)s).",
                 len(skipped),
             )
             % {"count": len(skipped), "ids": ", ".join(f"{str(j.id)[:8]} {j.status}" for j in skipped)},
@@ -234,7 +240,7 @@ class FittingResultAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     list_per_page = 50
     show_full_result_count = False  # a COUNT(*) over every job on each page is not worth it
-    actions = ("reprocess_resume", "reprocess_restart", "reprocess_switch")
+    actions = ("reprocess_resume", "reprocess_restart", "reprocess_switch", "cancel")
     inlines = (FittingResultItemInline, FittingResultImageInline)
     fieldsets = (
         (None, {"fields": ("id", "owner", "user_photo", "status_badge", "current_step", "attempt")}),
@@ -352,6 +358,36 @@ class FittingResultAdmin(admin.ModelAdmin):
     def reprocess_switch(self, request, queryset):
         _reprocess(self, request, queryset, restart=True, switch=True)
 
+    @admin.action(description=_("Cancel (processing jobs)"), permissions=("reprocess",))
+    def cancel(self, request, queryset):
+        """The same service as the API's cancel; jobs that have finished are left as they are."""
+        canceled, finished = 0, []
+        for job in queryset.filter(status__in=[Status.PROCESSING, Status.CANCELED]):
+            try:
+                fitting_cancel(job=job)
+            except JobFinishedError:  # finished meanwhile
+                finished.append(job)
+            else:
+                canceled += 1
+        finished += list(queryset.exclude(status__in=[Status.PROCESSING, Status.CANCELED]))
+        if canceled:
+            self.message_user(
+                request,
+                ngettext("%(count)d job canceled.", "%(count)d jobs canceled.", canceled) % {"count": canceled},
+                messages.SUCCESS,
+            )
+        if finished:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d job skipped: it has already finished (%(ids)s).",
+                    "%(count)d jobs skipped: they have already finished (%(ids)s).",
+                    len(finished),
+                )
+                % {"count": len(finished), "ids": ", ".join(f"{str(j.id)[:8]} {j.status}" for j in finished)},
+                messages.WARNING,
+            )
+
     def get_urls(self):
         view = self.admin_site.admin_view(self.reprocess_view)
         return [
@@ -373,7 +409,7 @@ class FittingResultAdmin(admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_reprocess"] = (
             obj is not None
-            and obj.status in REPROCESSABLE
+            and (obj.status in REPROCESSABLE or obj.status == Status.CANCELED)
             and obj.user_image_id is not None
             and self.has_reprocess_permission(request)
         )
@@ -386,7 +422,7 @@ class FittingResultAdmin(admin.ModelAdmin):
 class ItemAdminForm(forms.ModelForm):
     class Meta:
         model = Item
-        fields = ("name", "category", "image", "is_active")
+        fields = ("name", "category", "image", "is_active", "external_id")
 
     def clean_image(self):
         image = self.cleaned_data.get("image")
@@ -402,13 +438,13 @@ class ItemAdminForm(forms.ModelForm):
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
     form = ItemAdminForm
-    list_display = ("preview", "name", "category", "is_active", "created_at")
+    list_display = ("preview", "name", "category", "is_active", "external_id", "created_at")
     list_display_links = ("preview", "name")
     list_editable = ("is_active",)
     list_filter = ("category", "is_active")
-    search_fields = ("name",)
+    search_fields = ("name", "external_id")
     readonly_fields = ("preview", "content_hash", "created_at")
-    fields = ("name", "category", "image", "preview", "is_active", "content_hash", "created_at")
+    fields = ("name", "category", "image", "preview", "is_active", "external_id", "content_hash", "created_at")
 
     def save_model(self, request, obj: Item, form, change: bool) -> None:
         # A new image goes through the service (checked, hashed, stored); otherwise a plain save.

@@ -16,7 +16,14 @@ from core.media import media_url
 from core.openapi import NOT_FOUND, UNAUTHENTICATED, error
 from fitting.models import STEP_ORDER, Category, ImageStep, Status
 from fitting.selectors import fitting_get, fitting_list, item_list
-from fitting.services import RequestedItem, fitting_delete, fitting_start, photo_delete, user_delete
+from fitting.services import (
+    RequestedItem,
+    fitting_cancel,
+    fitting_delete,
+    fitting_start,
+    photo_delete,
+    user_delete,
+)
 from users.selectors import photo_get
 
 
@@ -56,7 +63,7 @@ class JobOutputSerializer(serializers.Serializer):
     """The job as clients see it; also the payload of each event of the event stream."""
 
     jobId = serializers.UUIDField(source="id")
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=Status.choices)
     currentStep = serializers.CharField(source="current_step", allow_null=True)
     failedStep = serializers.CharField(source="failed_step", allow_null=True)
     llmMessage = serializers.CharField(source="llm_message", allow_null=True)
@@ -227,6 +234,32 @@ class FittingDetailApi(APIView):
             raise NotFound()
         fitting_delete(job=job)
         return Response(status=204)
+
+
+class FittingCancelApi(APIView):
+    @extend_schema(
+        operation_id="api_virtual_fitting_cancel",
+        request=None,
+        responses={
+            202: JobOutputSerializer,
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            409: error("The job has already finished (completed, failed or timed out).", ErrorCode.JOB_FINISHED),
+        },
+    )
+    def post(self, request, job_id):
+        """Cancel a processing job: it ends as `canceled` and its worker makes no further engine call.
+
+        Cancelling a canceled job answers 202 again with it.
+        """
+        job = fitting_get(user=request.user, job_id=job_id)
+        if job is None:
+            raise NotFound()
+        fitting_cancel(job=job)
+        job = fitting_get(user=request.user, job_id=job_id)
+        if job is None:  # deleted meanwhile
+            raise NotFound()
+        return Response(JobOutputSerializer(job, context={"request": request}).data, status=202)
 
 
 # --- erasure of photos and of the account: the jobs that used them go too (or keep working) --

@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from core.errors import ErrorCode
 from fitting.engines.identity import EngineIdentity
@@ -58,12 +59,27 @@ class Item(models.Model):
     image = models.ImageField(upload_to=item_upload_to)
     content_hash = models.CharField(max_length=64, blank=True, editable=False)
     is_active = models.BooleanField(default=True)
+    # The id of the item in the catalogue feed it was imported from (import_items); "" for
+    # items made by hand. Unique when set: a feed updates its items by it.
+    external_id = models.CharField(
+        _("external id"),
+        max_length=200,
+        blank=True,
+        default="",
+        help_text=_("The item's id in the catalogue feed (import_items); empty for items made here."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["category", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(category__in=Category.values), name="item_category_valid"),
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=~Q(external_id=""),
+                name="item_external_id_unique",
+                violation_error_message=_("Another item has this external id."),
+            ),
         ]
         indexes = [models.Index(fields=["is_active", "category"], name="item_active_category")]
 

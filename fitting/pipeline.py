@@ -7,6 +7,7 @@ and a reprocess resumes after the last finished step.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from datetime import datetime
@@ -25,8 +26,9 @@ from core.errors import (
     PhotoUnreadableError,
 )
 from fitting.engines import get_engine
-from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit
+from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit, StepAbandoned
 from fitting.models import STEP_ORDER, FittingResult, FittingResultImage
+from fitting.selectors import fitting_is_current
 from fitting.services import (
     JobSuperseded,
     fitting_claim,
@@ -61,7 +63,7 @@ def run_job(*, job_id: str, attempt: int, engine: str | None = None) -> None:
         return
     try:
         _run_steps(job, engine_name=engine)
-    except JobSuperseded:
+    except (JobSuperseded, StepAbandoned):
         logger.info("job %s attempt %s: superseded, stopping", job_id, attempt)
 
 
@@ -119,7 +121,12 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
                 raise DeadlineExceeded()
             started = time.monotonic()
             result = engine.apply_garment(
-                person=current, garment=garment, category=step, canvas_size=canvas_size, timeout=left
+                person=current,
+                garment=garment,
+                category=step,
+                canvas_size=canvas_size,
+                timeout=left,
+                keep_going=functools.partial(fitting_is_current, job=job),
             )
             latency_ms = round((time.monotonic() - started) * 1000)
             current = images.to_canvas(result.image, canvas_size)  # the one place a step's image is fitted
@@ -127,9 +134,12 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
                 job=job, step=step, image=current, latency_ms=latency_ms, usage=result.usage
             )
         step = None
+        # No write precedes the message call: ask first, so a canceled job makes no further call.
+        if not fitting_is_current(job=job):
+            raise JobSuperseded(str(job.id))
         message, message_ms = _write_message(engine, job, Outfit(image=current, garments=tuple(garments)))
         fitting_complete(job=job, last_step_image=last_row, message=message, message_ms=message_ms)
-    except JobSuperseded:
+    except (JobSuperseded, StepAbandoned):
         raise
     except JobError as exc:
         logger.warning("job %s failed at %s: %s %s", job.id, step, exc.code, exc.message)
@@ -162,7 +172,9 @@ def _write_message(engine: Engine, job: FittingResult, outfit: Outfit) -> tuple[
         return None, None
     started = time.monotonic()
     try:
-        message = engine.write_message(outfit=outfit, timeout=budget)
+        message = engine.write_message(
+            outfit=outfit, timeout=budget, keep_going=functools.partial(fitting_is_current, job=job)
+        )
     except Exception:
         logger.warning("job %s: message failed", job.id, exc_info=True)
         message = None

@@ -26,6 +26,15 @@ def fitting_get(*, user: AbstractBaseUser, job_id) -> FittingResult | None:
     return fitting_list(user=user).filter(id=job_id).first()
 
 
+def fitting_is_current(*, job: FittingResult) -> bool:
+    """Whether ``job`` is still processing as this attempt (not canceled, reprocessed or deleted).
+
+    The pipeline asks before an engine call that no write of its own precedes (the message,
+    an engine's retry): a job canceled meanwhile gets no further call.
+    """
+    return FittingResult.objects.filter(id=job.id, attempt=job.attempt, status=Status.PROCESSING).exists()
+
+
 def fitting_failed_list(
     *,
     statuses: Iterable[str] = (Status.FAILED, Status.TIMEOUT),

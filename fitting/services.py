@@ -30,6 +30,7 @@ from core.errors import (
     InvalidCategoryError,
     InvalidItemIdError,
     JobEngineMismatchError,
+    JobFinishedError,
     JobPhotoDeletedError,
     NotReprocessableError,
     PhotoInUseError,
@@ -372,6 +373,32 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
     notify.job_changed_on_commit(job_id=job.id, event=notify.TIMEOUT if status == Status.TIMEOUT else notify.FAILED)
 
 
+# --- cancel -----------------------------------------------------------------------------------
+def fitting_cancel(*, job: FittingResult) -> FittingResult:
+    """Cancel a processing job: ``status=canceled``, ``finished_at`` set; a canceled one is returned as is.
+
+    A finished job (completed, failed, timed out) raises JobFinishedError. Queued or running
+    alike: the worker's every write is conditional on the job still processing, so a worker
+    that has not claimed it never starts it, and a running one stops at its next write, which
+    comes before its next engine call; the answer of an engine call in flight is not stored
+    (its file is deleted). ``current_step`` is cleared and ``failed_step`` stays null (nothing
+    failed); the step images already made stay, so a reprocess naming the job resumes after them.
+    """
+    now = timezone.now()
+    updated = FittingResult.objects.filter(id=job.id, status=Status.PROCESSING).update(
+        status=Status.CANCELED, current_step=None, finished_at=now, updated_at=now
+    )
+    current = FittingResult.objects.filter(id=job.id).first()
+    if current is None:  # deleted meanwhile: nothing to cancel (the API's re-read answers 404)
+        return job
+    if updated:
+        notify.job_changed_on_commit(job_id=job.id, event=notify.CANCELED)
+        return current
+    if current.status == Status.CANCELED:
+        return current
+    raise JobFinishedError()
+
+
 # --- the sweep: jobs whose worker died, and queue messages that were lost ---------------------
 def fitting_sweep_expired() -> int:
     """End as ``timeout`` the jobs still processing past their deadline plus the grace.
@@ -448,9 +475,17 @@ def fitting_reprocess_switch(*, job: FittingResult, engine: str | None) -> Engin
 
 @transaction.atomic
 def fitting_reprocess(
-    *, job: FittingResult, restart: bool = False, enqueue: bool = True, engine: str | None = None
+    *,
+    job: FittingResult,
+    restart: bool = False,
+    enqueue: bool = True,
+    engine: str | None = None,
+    allow_canceled: bool = False,
 ) -> FittingResult:
     """Run a failed or timed-out job again, as a new attempt with a fresh time budget.
+
+    A canceled job is run again only with ``allow_canceled``: when someone named it (the
+    command's JOB_IDs, the admin's selection), never by a sweep over statuses.
 
     By default it resumes after the last finished step, reusing the step images already
     made; ``restart`` drops them and starts from the first step. With ``enqueue`` the new
@@ -475,7 +510,8 @@ def fitting_reprocess(
         _delete_images(job_images)
     else:
         _delete_images(job_images.filter(step=ImageStep.FINAL))
-    updated = FittingResult.objects.filter(id=job.id, attempt=job.attempt, status__in=REPROCESSABLE).update(
+    statuses = [*REPROCESSABLE, Status.CANCELED] if allow_canceled else list(REPROCESSABLE)
+    updated = FittingResult.objects.filter(id=job.id, attempt=job.attempt, status__in=statuses).update(
         status=Status.PROCESSING,
         attempt=F("attempt") + 1,
         engine=identity.name,

@@ -1,12 +1,20 @@
 from django.urls import path
 
-from fitting.apis import AccountApi, FittingDetailApi, FittingListCreateApi, ItemListApi, PhotoDetailApi
+from fitting.apis import (
+    AccountApi,
+    FittingCancelApi,
+    FittingDetailApi,
+    FittingListCreateApi,
+    ItemListApi,
+    PhotoDetailApi,
+)
 from fitting.events import job_events
 
 urlpatterns = [
     path("items", ItemListApi.as_view(), name="items"),
     path("virtual-fitting", FittingListCreateApi.as_view(), name="fitting-list"),
     path("virtual-fitting/<uuid:job_id>", FittingDetailApi.as_view(), name="fitting-detail"),
+    path("virtual-fitting/<uuid:job_id>/cancel", FittingCancelApi.as_view(), name="fitting-cancel"),
     path("virtual-fitting/<uuid:job_id>/events", job_events, name="fitting-events"),
     # Erasure of a photo or of the account: here, because the jobs that used them go too.
     path("users/me", AccountApi.as_view(), name="me"),

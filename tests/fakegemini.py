@@ -16,6 +16,7 @@ Each call takes the next scripted behaviour from a queue, one queue for image ca
 
     fake.script_image(fail(503), ok())
     fake.script_text(delay(5))
+    fake.script_image(ok(), hold(gate))  # the 2nd call waits until the test sets ``gate``
 
 ``ok()`` answers with the request's first image (the person), brought to ``size`` if
 given, with a coloured marker block stamped for this call: block ``k`` (the k-th image
@@ -73,6 +74,7 @@ class Behaviour:
     retry_delay: str | None = None
     then: Behaviour | None = None
     usage: dict[str, int] | None = None
+    gate: threading.Event | None = None
 
 
 def ok(size: tuple[int, int] | None = None, *, text: str | None = None, usage: dict | None = None) -> Behaviour:
@@ -83,6 +85,14 @@ def ok(size: tuple[int, int] | None = None, *, text: str | None = None, usage: d
 def delay(seconds: float, then: Behaviour | None = None) -> Behaviour:
     """Wait, then behave as ``then`` (the default answer when None)."""
     return Behaviour("delay", delay=seconds, then=then)
+
+
+def hold(gate: threading.Event, then: Behaviour | None = None) -> Behaviour:
+    """Wait until the test sets ``gate``, then behave as ``then`` (the default answer when None).
+
+    A call held in flight for as long as a test needs, without a wall-clock delay.
+    """
+    return Behaviour("hold", gate=gate, then=then)
 
 
 def fail(status: int, message: str | None = None, *, retry_delay: str | None = None) -> Behaviour:
@@ -239,6 +249,12 @@ class FakeGemini:
         if behaviour.kind == "delay":
             if self._stopping.wait(behaviour.delay):
                 return 503, _error_body(503, "shutting down", None)
+            then = behaviour.then or (ok() if request.wants_image else text())
+            return self._respond(request, then)
+        if behaviour.kind == "hold":
+            while not behaviour.gate.wait(0.05):
+                if self._stopping.is_set():
+                    return 503, _error_body(503, "shutting down", None)
             then = behaviour.then or (ok() if request.wants_image else text())
             return self._respond(request, then)
         if behaviour.kind == "disconnect":

@@ -74,6 +74,15 @@ def test_production_refuses_to_start_without_an_explicit_engine():
     assert result.stderr == "configuration error: FITTING_ENGINE must be set in production ('local' or 'gemini')\n"
 
 
+def test_production_refuses_private_feed_addresses():
+    result = manage("check", FITTING_IMPORT_ALLOW_PRIVATE="true", **PRODUCTION)
+    assert result.returncode != 0
+    assert result.stderr == (
+        "configuration error: FITTING_IMPORT_ALLOW_PRIVATE cannot be set in production: "
+        "feeds come from public addresses\n"
+    )
+
+
 def production_shell(code: str, tmp_path, **env) -> str:
     result = manage("shell", "-c", code, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", **PRODUCTION, **env)
     assert result.returncode == 0, result.stdout + result.stderr

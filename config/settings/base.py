@@ -299,6 +299,15 @@ FITTING_EVENTS_MAX_DURATION = env.float("FITTING_EVENTS_MAX_DURATION", default=F
 # Steps spend their time waiting on the image model: I/O-bound, so more workers than cores.
 FITTING_WORKERS = env.int("FITTING_WORKERS", default=8)
 
+# --- the catalogue feed (python manage.py import_items) -------------------------------------
+# Largest garment image and largest feed downloaded (bytes); past them a row is skipped, or
+# the feed refused.
+FITTING_IMPORT_MAX_IMAGE_BYTES = env.int("FITTING_IMPORT_MAX_IMAGE_BYTES", default=10 * 1024 * 1024)
+FITTING_IMPORT_MAX_FEED_BYTES = env.int("FITTING_IMPORT_MAX_FEED_BYTES", default=20 * 1024 * 1024)
+# Private and loopback addresses (a feed on the local network) are refused unless this is set;
+# link-local (cloud metadata), reserved and multicast ones always are. Never in production.
+FITTING_IMPORT_ALLOW_PRIVATE = env.bool("FITTING_IMPORT_ALLOW_PRIVATE", default=False)
+
 # --- django-q2 ----------------------------------------------------------------------------
 # timeout: the job's own budget plus room for the message and saving. retry must be larger
 # than timeout plus the time a task may wait in a worker's local queue (queue_limit tasks

@@ -9,6 +9,8 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 # Media is served by the app itself in the embedded default (config.urls); a bucket
 # (MEDIA_STORAGE=s3) serves its own through pre-signed URLs.
 SERVE_MEDIA = MEDIA_STORAGE == "local"  # noqa: F405
+# A feed served from this machine can be imported (import_items) while developing.
+FITTING_IMPORT_ALLOW_PRIVATE = env.bool("FITTING_IMPORT_ALLOW_PRIVATE", default=True)
 # Serve static files straight from the apps in development (no collectstatic needed).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -13,6 +13,8 @@ ALLOWED_HOSTS = [host.strip() for host in required("DJANGO_ALLOWED_HOSTS").split
 # Gemini job as ENGINE_MISMATCH (and a web process would start local jobs nobody wanted).
 if not env.str("FITTING_ENGINE", default=""):
     config_error("FITTING_ENGINE must be set in production ('local' or 'gemini')")
+if FITTING_IMPORT_ALLOW_PRIVATE:  # noqa: F405
+    config_error("FITTING_IMPORT_ALLOW_PRIVATE cannot be set in production: feeds come from public addresses")
 SERVE_MEDIA = env.bool("SERVE_MEDIA", default=False)
 if SERVE_MEDIA and MEDIA_STORAGE != "local":  # noqa: F405
     config_error("SERVE_MEDIA serves local files: with MEDIA_STORAGE=s3 the bucket serves media, unset it")

@@ -10,6 +10,7 @@ canvas size, and it sets the message's time budget and turns a failed message in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +21,14 @@ from fitting.engines.identity import EngineIdentity
 CATEGORIES = ("top", "bottom", "outer")  # also the fixed step order
 # Starting an attempt with less time than this left is pointless: no model answers so fast.
 MIN_ATTEMPT_SECONDS = 0.25
+
+# Asked before an engine sends a request again (a retry): False when the job no longer wants
+# the answer (canceled, reprocessed, deleted). The pipeline passes one; None means always.
+KeepGoing = Callable[[], bool]
+
+
+class StepAbandoned(Exception):
+    """The engine stopped before a retry because ``keep_going`` said the job no longer wants it."""
 
 
 @dataclass
@@ -66,6 +75,7 @@ class Engine(Protocol):
         category: str,
         canvas_size: tuple[int, int],
         timeout: float,
+        keep_going: KeepGoing | None = None,
     ) -> StepResult:
         """Dress ``person`` in ``garment`` (one ``category``).
 
@@ -73,11 +83,12 @@ class Engine(Protocol):
         output. The result's image may be of any size; the pipeline brings it to the canvas.
         ``timeout`` is what is left of the job's deadline, in seconds. Raises a
         ``core.errors.JobError`` subclass on failure (``DeadlineExceeded`` past the
-        deadline).
+        deadline). An engine that sends a request more than once asks ``keep_going`` before
+        each request after the first, and raises ``StepAbandoned`` when it answers False.
         """
         ...
 
-    def write_message(self, *, outfit: Outfit, timeout: float) -> str | None:
+    def write_message(self, *, outfit: Outfit, timeout: float, keep_going: KeepGoing | None = None) -> str | None:
         """A Korean one-sentence recommendation (emoji, at most 50 characters) for ``outfit``.
 
         Done within ``timeout`` seconds (the pipeline's budget for the message, at least

@@ -39,7 +39,7 @@ from core.errors import (
     ServiceError,
 )
 from fitting import prompts
-from fitting.engines.base import MIN_ATTEMPT_SECONDS, Outfit, StepResult
+from fitting.engines.base import MIN_ATTEMPT_SECONDS, KeepGoing, Outfit, StepAbandoned, StepResult
 from fitting.engines.identity import EngineIdentity, gemini_identity
 
 logger = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ class GeminiEngine:
         category: str,
         canvas_size: tuple[int, int],
         timeout: float,
+        keep_going: KeepGoing | None = None,
     ) -> StepResult:
         """The image model's answer, as it came (its own size; the pipeline fits it to the canvas)."""
         deadline = _now() + timeout
@@ -169,25 +170,34 @@ class GeminiEngine:
         config = types.GenerateContentConfig(response_modalities=["IMAGE"])
         if _takes_image_config(model):
             config.image_config = types.ImageConfig(aspect_ratio=nearest_aspect_ratio(canvas_size))
-        response = _generate(model=model, contents=contents, config=config, deadline=deadline)
+        response = _generate(model=model, contents=contents, config=config, deadline=deadline, keep_going=keep_going)
         return StepResult(_read_image(response), usage=_usage(response))
 
-    def write_message(self, *, outfit: Outfit, timeout: float) -> str | None:
+    def write_message(self, *, outfit: Outfit, timeout: float, keep_going: KeepGoing | None = None) -> str | None:
         """The text model's message about the final image (the seed's prompt; the garments are not sent)."""
         response = _generate(
             model=settings.GEMINI_TEXT_MODEL,
             contents=[types.Part.from_text(text=prompts.MESSAGE_PROMPT), _image_part(outfit.image)],
             config=types.GenerateContentConfig(),
             deadline=_now() + timeout,
+            keep_going=keep_going,
         )
         return prompts.normalise_message(_text_of(response))
 
 
 # --- one call, retried within the deadline --------------------------------------------------
 def _generate(
-    *, model: str, contents: list, config: types.GenerateContentConfig, deadline: float
+    *,
+    model: str,
+    contents: list,
+    config: types.GenerateContentConfig,
+    deadline: float,
+    keep_going: KeepGoing | None = None,
 ) -> types.GenerateContentResponse:
     """Call ``generate_content``, retrying transient failures until ``deadline``.
+
+    Before each retry (after its backoff) ``keep_going`` is asked: False raises StepAbandoned,
+    so a job canceled while a call failed pays for no second one.
 
     Raises DeadlineExceeded when the deadline has passed, EngineUnavailableError when
     transient failures persist, EngineRejectedError for any other HTTP error.
@@ -202,8 +212,13 @@ def _generate(
         }
     )
     client = get_client()
+    sent = 0
 
     def attempt() -> types.GenerateContentResponse:
+        nonlocal sent
+        if sent and keep_going is not None and not keep_going():
+            raise StepAbandoned()
+        sent += 1
         per_attempt = config.model_copy(update={"http_options": types.HttpOptions(timeout=_ms_left(deadline))})
         return client.models.generate_content(model=model, contents=contents, config=per_attempt)
 
@@ -221,7 +236,7 @@ def _generate(
         if isinstance(exc, _TIMEOUT_ERRORS) or deadline - _now() <= 0:
             raise DeadlineExceeded() from exc
         raise EngineUnavailableError(f"The image engine could not be reached ({type(exc).__name__}).") from exc
-    except ServiceError:
+    except (ServiceError, StepAbandoned):
         raise
     except Exception as exc:  # a malformed answer the SDK could not parse, and the like
         logger.exception("Unexpected failure calling %s", model)

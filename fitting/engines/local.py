@@ -22,7 +22,7 @@ import regex
 from PIL import Image
 
 from core.errors import DeadlineExceeded, EngineError
-from fitting.engines.base import Outfit, StepResult
+from fitting.engines.base import KeepGoing, Outfit, StepResult
 from fitting.engines.identity import LOCAL_IDENTITY
 
 # --- cutting the garment out ---------------------------------------------------------------
@@ -352,6 +352,7 @@ class LocalEngine:
         category: str,
         canvas_size: tuple[int, int],
         timeout: float,
+        keep_going: KeepGoing | None = None,  # one pass, never repeated: nothing to ask
     ) -> StepResult:
         """``person`` is canvas-sized, and so is the result: the garment is pasted on it."""
         if timeout <= 0:
@@ -367,7 +368,7 @@ class LocalEngine:
             raise EngineError(f"The local preview could not place the {category}: {exc}") from exc
         return StepResult(image=image, usage={})
 
-    def write_message(self, *, outfit: Outfit, timeout: float) -> str | None:
+    def write_message(self, *, outfit: Outfit, timeout: float, keep_going: KeepGoing | None = None) -> str | None:
         """A templated message from the garments' categories and colours; the image is unused."""
         if timeout <= 0:
             raise DeadlineExceeded()

@@ -92,6 +92,35 @@ def test_changelist_shows_the_job_columns(staff_client, failed_job, user, photo,
     assert f">{message[:39]}…</td>" in html  # truncated to 40 characters
 
 
+def test_canceled_jobs_have_a_filter_and_a_badge(staff_client, failed_job, user, photo, catalogue):
+    canceled = make_job(user, photo, catalogue["top"], status=Status.CANCELED, error_code="")
+    response = staff_client.get(reverse(CHANGELIST), {"status__exact": "canceled"})
+    assert listed(response) == {canceled.id}
+    html = response.content.decode()
+    assert "background:#6c757d" in html  # the canceled badge
+    assert "?status__exact=canceled" in html  # offered by the status filter
+
+
+def test_the_cancel_action_cancels_processing_jobs_and_skips_finished_ones(staff_client, user, photo, catalogue):
+    running = make_job(user, photo, catalogue["top"], status=Status.PROCESSING)
+    completed = make_job(user, photo, catalogue["top"], status=Status.COMPLETED)
+    response = run_action(staff_client, "cancel", running, completed)
+    found = messages_of(response)
+    assert found[0] == "1 job canceled."
+    assert found[1] == f"1 job skipped: it has already finished ({str(completed.id)[:8]} completed)."
+    statuses = dict(FittingResult.objects.values_list("id", "status"))
+    assert statuses == {running.id: "canceled", completed.id: "completed"}
+
+
+def test_a_canceled_job_can_be_reprocessed_by_staff(staff_client, user, photo, catalogue):
+    canceled = make_job(user, photo, catalogue["top"], catalogue["bottom"], status=Status.CANCELED, done=["top"])
+    response = run_action(staff_client, "reprocess_resume", canceled)
+    assert messages_of(response) == ["1 job reprocessed, resuming from the failed step."]
+    canceled.refresh_from_db()
+    assert (canceled.status, canceled.attempt) == ("processing", 2)
+    assert list(canceled.images.values_list("step", flat=True)) == ["top"]
+
+
 @pytest.mark.parametrize("term", ["prefix8", "prefix13", "hex12", "full", "full_hex", "upper"])
 def test_search_finds_a_job_by_its_id_or_a_prefix(staff_client, user, photo, catalogue, term):
     jobs = [make_job(user, photo, catalogue["top"]) for _ in range(3)]
@@ -246,7 +275,7 @@ def test_actions_skip_jobs_that_are_not_failed_or_timed_out(staff_client, failed
     response = run_action(staff_client, "reprocess_resume", failed_job, timed_out, running, completed)
     found = messages_of(response)
     assert found[0] == "2 jobs reprocessed, resuming from the failed step."
-    assert found[1].startswith("2 jobs skipped: only failed or timed-out jobs can be reprocessed")
+    assert found[1].startswith("2 jobs skipped: only failed, timed-out or canceled jobs can be reprocessed")
     assert f"{str(running.id)[:8]} processing" in found[1] and f"{str(completed.id)[:8]} completed" in found[1]
     statuses = dict(FittingResult.objects.values_list("id", "status"))
     assert statuses == {
@@ -359,6 +388,27 @@ def test_item_admin_stores_the_content_hash_of_a_new_image(staff_client, db):
     assert response.status_code == 302
     item.refresh_from_db()
     assert (item.name, item.content_hash) == ("Linen shirt 2", images.sha256_hex(data))
+
+
+def test_item_admin_refuses_an_external_id_another_item_has(staff_client, db):
+    make_item_with_external_id("sku-1")
+    upload = SimpleUploadedFile("shirt.png", image_bytes(fmt="PNG"), content_type="image/png")
+    response = staff_client.post(reverse("admin:fitting_item_add"), {**item_form(image=upload), "external_id": "sku-1"})
+    assert response.status_code == 200
+    assert "Another item has this external id." in response.content.decode()
+    upload = SimpleUploadedFile("shirt.png", image_bytes(fmt="PNG"), content_type="image/png")
+    response = staff_client.post(reverse("admin:fitting_item_add"), {**item_form(image=upload), "external_id": ""})
+    assert response.status_code == 302  # any number of items without one
+    assert sorted(Item.objects.values_list("external_id", flat=True)) == ["", "sku-1"]
+
+
+def make_item_with_external_id(external_id: str) -> Item:
+    from tests.factories import make_item
+
+    item = make_item("top")
+    item.external_id = external_id
+    item.save()
+    return item
 
 
 def test_item_changelist_filters_and_toggles_active(staff_client, catalogue):

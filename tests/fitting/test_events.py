@@ -30,6 +30,7 @@ from rest_framework.test import APIClient
 from fitting import events as event_stream
 from fitting.models import STEP_ORDER, FittingResult
 from fitting.services import (
+    fitting_cancel,
     fitting_claim,
     fitting_complete,
     fitting_fail,
@@ -266,6 +267,26 @@ def test_a_failed_job_shows_the_failed_step_and_error_then_ends(user, job, fast_
     assert failed.data["error"]["code"] == "ENGINE_ERROR"
     assert failed.data == detail_json(user, job)
     assert [s["status"] for s in failed.data["steps"]] == ["failed", "pending"]
+    assert end is None
+
+
+def test_a_canceled_job_is_the_last_event(user, job, fast_stream):
+    headers = token_headers(user)
+    job = claimed(job)
+    fitting_step_started(job=job, step="top")
+
+    async def scenario():
+        response = await AsyncClient().get(events_url(job.id), headers=headers)
+        reader = StreamReader(response)
+        first = await reader.next()
+        await sync_to_async(fitting_cancel)(job=job)
+        return first, await reader.next(), await reader.next()
+
+    first, canceled, end = async_to_sync(scenario)()
+    assert first.data["currentStep"] == "top"
+    assert canceled.data["status"] == "canceled"
+    assert canceled.data["currentStep"] is None
+    assert canceled.data == detail_json(user, job)
     assert end is None
 
 

@@ -127,7 +127,7 @@ def test_unknown_or_unreprocessable_job_ids_are_reported_and_fail_the_command(jo
     assert lines[unknown] == f"{unknown} -> not found"
     assert lines["not-a-uuid"] == "not-a-uuid -> not found"
     assert lines[str(jobs["completed"].id)].endswith(
-        "completed -> skipped: not reprocessable (only failed or timed-out jobs are)"
+        "completed -> skipped: not reprocessable (only failed, timed-out or canceled jobs are)"
     )
     assert lines[str(jobs["failed"].id)].endswith("-> would resume from bottom")
     assert summary(output) == "dry run: 1 would be reprocessed, 1 skipped, 2 not found; nothing written"

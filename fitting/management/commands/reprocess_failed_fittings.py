@@ -17,7 +17,9 @@ from fitting.models import FittingResult, Status
 from fitting.selectors import fitting_failed_list
 from fitting.services import REPROCESSABLE, fitting_reprocess, fitting_reprocess_switch
 
-STATUS_CHOICES = [status.value for status in REPROCESSABLE]
+DEFAULT_STATUSES = [status.value for status in REPROCESSABLE]
+# A canceled job was stopped on purpose: it runs again only when named by its JOB_ID.
+STATUS_CHOICES = [*DEFAULT_STATUSES, Status.CANCELED.value]
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Command(BaseCommand):
     help = (
         "Reprocess failed or timed-out fitting jobs as a new attempt with a fresh time budget, "
         "resuming from the failed step with the images already made (--restart: from scratch). "
+        "A canceled job is reprocessed only when named by its JOB_ID. "
         "Jobs are taken oldest failure first (by when they last ended), so a job that fails again "
         "goes to the back and repeated --limit batches work through the backlog. Prints one line "
         "per job and a summary. Exit status 1 when, with --sync, a job fails again, or when a "
@@ -64,8 +67,8 @@ class Command(BaseCommand):
             "--status",
             nargs="+",
             choices=STATUS_CHOICES,
-            default=STATUS_CHOICES,
-            help="statuses to select (default: failed timeout)",
+            help="statuses to select (default: failed timeout; with JOB_IDs: failed timeout canceled). "
+            "canceled is only accepted with JOB_IDs",
         )
         parser.add_argument(
             "--since", type=_positive(float), metavar="HOURS", help="only jobs created in the last HOURS"
@@ -90,9 +93,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         named, unparsable = self._parse_ids(options["job_ids"])
+        statuses = options["status"] or (STATUS_CHOICES if options["job_ids"] else DEFAULT_STATUSES)
+        if Status.CANCELED in statuses and not options["job_ids"]:
+            raise CommandError("canceled jobs are reprocessed only when named: give their JOB_IDs")
         since = options["since"]
         jobs = fitting_failed_list(
-            statuses=options["status"],
+            statuses=statuses,
             created_since=timezone.now() - timedelta(hours=since) if since else None,
             job_ids=named if options["job_ids"] else None,
         )
@@ -150,10 +156,10 @@ class Command(BaseCommand):
             if job is None:
                 self._not_found(tally, str(job_id))
                 continue
-            if job.status in REPROCESSABLE:
+            if job.status in STATUS_CHOICES:
                 reason = "skipped: not selected by --status/--since/--limit"
             else:
-                reason = "skipped: not reprocessable (only failed or timed-out jobs are)"
+                reason = "skipped: not reprocessable (only failed, timed-out or canceled jobs are)"
             self.stdout.write(f"{job.id} {job.status} -> {reason}")
             tally.skipped += 1
             tally.named_missed.append(str(job.id))
@@ -191,7 +197,7 @@ class Command(BaseCommand):
             tally.reprocessed += 1
             return
         try:
-            job = fitting_reprocess(job=job, restart=restart, enqueue=not sync, engine=engine)
+            job = fitting_reprocess(job=job, restart=restart, enqueue=not sync, engine=engine, allow_canceled=named)
         except JobEngineMismatchError:  # FITTING_ENGINE cannot change meanwhile; kept for safety
             self._engine_refused(tally, head, job, named=named)
             return

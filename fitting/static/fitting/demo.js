@@ -7,8 +7,8 @@
   const STATES = {pending: "대기 pending", processing: "진행 중 processing", completed: "완료 completed",
                   failed: "실패 failed"};
   const JOB_STATES = {processing: "진행 중 · processing", completed: "완료 · completed",
-                      failed: "실패 · failed", timeout: "시간 초과 · timeout"};
-  const TERMINAL = ["completed", "failed", "timeout"];
+                      failed: "실패 · failed", timeout: "시간 초과 · timeout", canceled: "취소됨 · canceled"};
+  const TERMINAL = ["completed", "failed", "timeout", "canceled"];
   const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
   let stream = null;
