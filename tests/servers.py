@@ -10,6 +10,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -92,3 +94,77 @@ def tarpit() -> Iterator[int]:
         for connection in held:
             connection.close()
         server.close()
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    delay: threading.Event | None = None  # the reply waits until this is set (a slow peer)
+
+
+class RecordingServer:
+    """What ``recording_server`` yields: its port, the requests it got, the replies to give."""
+
+    def __init__(self, port: int, replies: list[Reply]):
+        self.port = port
+        self.replies = replies  # given in order; once used up, 200 with an empty body
+        self.received: list[Received] = []
+        self.base = f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def recording_server(replies: list[Reply] | None = None, *, ssl_context=None) -> Iterator[RecordingServer]:
+    """A real HTTP server on 127.0.0.1 (a webhook receiver, a feed host) that records every
+    request and answers with ``replies`` in turn; ``ssl_context`` makes it https."""
+    lock = threading.Lock()
+    state: RecordingServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with lock:
+                state.received.append(Received(self.command, self.path, dict(self.headers.items()), body))
+                reply = state.replies.pop(0) if state.replies else Reply()
+            if reply.delay is not None:
+                reply.delay.wait(30)
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+
+        do_GET = do_POST = _handle
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    if ssl_context is not None:
+        server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
+    state = RecordingServer(server.server_address[1], list(replies or []))
+    delays = [reply.delay for reply in state.replies if reply.delay is not None]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        for event in delays:
+            event.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
