@@ -1,6 +1,14 @@
 from django.urls import path
 
-from fitting.apis import AccountApi, FittingDetailApi, FittingListCreateApi, ItemListApi, PhotoDetailApi
+from fitting.apis import (
+    AccountApi,
+    FittingDetailApi,
+    FittingListCreateApi,
+    ItemListApi,
+    PhotoDetailApi,
+    WebhookSecretApi,
+    WebhookSecretRotateApi,
+)
 from fitting.events import job_events
 
 urlpatterns = [
@@ -8,6 +16,8 @@ urlpatterns = [
     path("virtual-fitting", FittingListCreateApi.as_view(), name="fitting-list"),
     path("virtual-fitting/<uuid:job_id>", FittingDetailApi.as_view(), name="fitting-detail"),
     path("virtual-fitting/<uuid:job_id>/events", job_events, name="fitting-events"),
+    path("webhooks/secret", WebhookSecretApi.as_view(), name="webhook-secret"),
+    path("webhooks/secret/rotate", WebhookSecretRotateApi.as_view(), name="webhook-secret-rotate"),
     # Erasure of a photo or of the account: here, because the jobs that used them go too.
     path("users/me", AccountApi.as_view(), name="me"),
     path("users/me/photos/<int:photo_id>", PhotoDetailApi.as_view(), name="photo-detail"),
