@@ -452,3 +452,79 @@ def test_after_rotation_deliveries_verify_with_the_new_secret_only(api, photo, c
     with pytest.raises(WebhookVerificationError):
         Webhook(new).verify(before.body, before.headers)
     assert before.headers["webhook-id"] == after.headers["webhook-id"]
+
+
+# --- staff: the job's page, the delivery's page, redelivery -----------------------------------------
+@pytest.fixture
+def staff_client(client, db):
+    from tests.factories import make_user
+
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"  # the default language is Korean
+    client.force_login(make_user("support", is_staff=True, is_superuser=True))
+    return client
+
+
+def test_job_admin_page_shows_deliveries_and_attempts(api, photo, catalogue, staff_client):
+    from django.urls import reverse
+
+    with recording_server([Reply(503, body=b"busy")]) as receiver:
+        job_id = start(api, photo, catalogue["top"], webhookUrl=receiver.base)
+        run_queue()
+    [delivery] = deliveries(job_id)
+    html = staff_client.get(reverse("admin:fitting_fittingresult_change", args=[job_id])).content.decode()
+    assert delivery.webhook_id in html
+    assert "fitting.completed" in html
+    assert "<td>503</td>" in html
+    assert "busy" in html
+    assert reverse("admin:fitting_webhookdelivery_change", args=[delivery.id]) in html
+    page = staff_client.get(reverse("admin:fitting_webhookdelivery_change", args=[delivery.id]))
+    assert page.status_code == 200
+    assert delivery.webhook_id in page.content.decode()
+    listing = staff_client.get(reverse("admin:fitting_webhookdelivery_changelist"), {"q": str(job_id)[:8]})
+    assert [d.id for d in listing.context["cl"].result_list] == [delivery.id]
+
+
+@pytest.mark.parametrize("where", ["delivery", "job"])
+def test_redeliver_action_sends_the_same_message_again(api, photo, catalogue, staff_client, where):
+    from django.urls import reverse
+
+    with recording_server([Reply(200), Reply(200)]) as receiver:
+        job_id = start(api, photo, catalogue["top"], webhookUrl=receiver.base)
+        run_queue()
+        [delivery] = deliveries(job_id)
+        assert delivery.status == DeliveryStatus.DELIVERED
+        if where == "delivery":
+            url, selected, action = reverse("admin:fitting_webhookdelivery_changelist"), delivery.id, "redeliver"
+        else:
+            url, selected, action = reverse("admin:fitting_fittingresult_changelist"), job_id, "redeliver_webhook"
+        response = staff_client.post(url, {"action": action, "_selected_action": [selected], "index": 0})
+        assert response.status_code == 302
+        run_queue()
+    first, again = receiver.received
+    assert first.headers["webhook-id"] == again.headers["webhook-id"]
+    assert first.body == again.body
+    Webhook(secret_of(api)).verify(again.body, again.headers)
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert [(a.number, a.outcome) for a in attempts(delivery)] == [(1, "delivered"), (2, "delivered")]
+
+
+def test_webhook_problem_never_breaks_the_job(api, photo, catalogue, monkeypatch, caplog):
+    """The broker refuses the delivery's message: the job still completes, and the sweep
+    enqueues the delivery once the broker is back."""
+    from django_q.conf import Conf
+
+    with recording_server() as receiver:
+        job_id = start(api, photo, catalogue["top"], webhookUrl=receiver.base)
+        [job_task] = OrmQ.objects.all()
+        job_task.delete()
+        monkeypatch.setattr(Conf, "ORM", "missing-alias")  # the broker is down
+        tasks.run_fitting(job_id, 1)
+        assert FittingResult.objects.get(id=job_id).status == "completed"
+        assert "webhook delivery not enqueued" in caplog.text
+        [delivery] = deliveries(job_id)
+        monkeypatch.setattr(Conf, "ORM", "default")
+        WebhookDelivery.objects.filter(id=delivery.id).update(next_attempt_at=timezone.now() - REQUEUE_AFTER)
+        tasks.webhook_sweep()
+        run_queue()
+    assert len(receiver.received) == 1
