@@ -122,6 +122,21 @@ class JobOutputSerializer(serializers.Serializer):
         return {"code": job.error_code, "message": job_error_message(job.error_code)}
 
 
+WEBHOOK_DESCRIPTION = """Start a job: 202 with its id; follow it with GET, or its event stream, or a webhook.
+
+**Webhooks.** With `webhookUrl`, each event in `webhookEvents` (default: `fitting.completed`,
+`fitting.failed`, `fitting.timeout`, `fitting.canceled`; also `fitting.step_finished`) is
+POSTed there as JSON `{"type": "<event>", "timestamp": "<when it happened>", "data": <the job,
+as GET /api/virtual-fitting/{jobId} showed it then>}`, with the Standard Webhooks headers
+`webhook-id` (`msg_…`, the same on every retry: deduplicate on it), `webhook-timestamp` (Unix
+seconds of the attempt) and `webhook-signature` (`v1,` + base64 HMAC-SHA256 of
+`<webhook-id>.<webhook-timestamp>.<body>` keyed with your secret, see
+`GET /api/webhooks/secret`). Answer 2xx to acknowledge. Network errors, timeouts (3 s to
+connect, 10 s in all), 408, 429 and 5xx are retried with exponential backoff for 24 h; any
+other answer, including a redirect (never followed), ends the delivery. The URL must be
+http(s) and resolve to public addresses only, when posted and at each delivery."""
+
+
 class FittingStartThrottle(UserRateThrottle):
     """Per-user rate of starting jobs (FITTING_START_RATE); 429 THROTTLED with Retry-After."""
 
@@ -202,6 +217,7 @@ class FittingListCreateApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
+        description=WEBHOOK_DESCRIPTION,
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
