@@ -165,6 +165,34 @@ def test_failed_job_sends_failed(api, photo, catalogue, settings):
     assert payload["data"]["error"]["code"] == "ENGINE_ERROR"
 
 
+def test_timed_out_job_sends_timeout(api, photo, catalogue):
+    with recording_server() as receiver:
+        job_id = start(api, photo, catalogue["top"], webhookUrl=receiver.base)
+        OrmQ.objects.all().delete()  # its worker never came
+        FittingResult.objects.filter(id=job_id).update(deadline_at=timezone.now() - timedelta(hours=1))
+        tasks.sweep_fittings()
+        run_queue()
+    [request] = receiver.received
+    assert json.loads(request.body)["type"] == "fitting.timeout"
+    assert json.loads(request.body)["data"]["status"] == "timeout"
+
+
+def test_result_from_cache_is_sent_by_a_worker_not_by_the_request(api, photo, catalogue, settings):
+    settings.FITTING_RESULT_CACHE = True
+    start(api, photo, catalogue["top"])
+    run_queue()
+    with recording_server() as receiver:
+        response = api.post(URL, body(photo, catalogue["top"], webhookUrl=receiver.base), format="json")
+        assert response.json()["status"] == "completed"
+        assert receiver.received == []  # enqueued, not sent, in the web request
+        run_queue()
+    [request] = receiver.received
+    payload = json.loads(request.body)
+    assert payload["type"] == "fitting.completed"
+    assert payload["data"]["cached"] is True
+    assert payload["data"] == api.get(f"{URL}/{response.json()['jobId']}").json()
+
+
 def test_job_without_webhook_makes_no_delivery(api, photo, catalogue):
     job_id = start(api, photo, catalogue["top"])
     run_queue()
