@@ -208,7 +208,9 @@ def webhook_deliver(*, delivery_id: int, number: int) -> str:
     )
     if not claimed:
         return "skipped"
-    delivery = WebhookDelivery.objects.select_related("job__owner").get(id=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("job__owner").filter(id=delivery_id).first()
+    if delivery is None:  # the job was deleted meanwhile
+        return "skipped"
     secret = webhook_secret_get(user=delivery.job.owner)
     started_at = timezone.now()
     started = time.monotonic()
@@ -271,6 +273,8 @@ def _attempt_record(
     outcome: str,
     next_attempt_at: datetime | None,
 ) -> None:
+    if not WebhookDelivery.objects.select_for_update().filter(id=delivery.id).exists():
+        return  # the job (and its deliveries) was deleted while the attempt ran
     WebhookAttempt.objects.create(
         delivery=delivery,
         number=number,

@@ -325,6 +325,18 @@ def test_a_task_delivered_twice_makes_one_attempt(api, photo, catalogue):
     assert len(receiver.received) == 1
 
 
+def test_delivery_of_a_deleted_job_is_dropped(api, photo, catalogue):
+    with recording_server() as receiver:
+        job_id = start(api, photo, catalogue["top"], webhookUrl=receiver.base)
+        [job_task] = OrmQ.objects.all()
+        job_task.delete()
+        tasks.run_fitting(job_id, 1)
+        assert api.delete(f"{URL}/{job_id}").status_code == 204
+        assert [result for _func, result in run_queue()] == ["skipped"]
+    assert receiver.received == []
+    assert not WebhookDelivery.objects.exists()
+
+
 def test_lost_queue_message_is_enqueued_again_by_the_sweep(api, photo, catalogue):
     with recording_server() as receiver:
         job_id = start(api, photo, catalogue["top"], webhookUrl=receiver.base)
