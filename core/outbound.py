@@ -57,6 +57,10 @@ class OutboundAddressError(OutboundError):
     """The URL is not one we may call: its scheme, its form, or an address its host resolves to."""
 
 
+class OutboundUnresolvableError(OutboundAddressError):
+    """The host does not resolve (now): maybe a passing DNS failure, unlike a forbidden address."""
+
+
 class OutboundNetworkError(OutboundError):
     """Connecting, sending or reading failed (refused, reset, TLS, timed out)."""
 
@@ -157,7 +161,7 @@ def _resolve(hostname: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise OutboundAddressError(f"{hostname} does not resolve: {exc}") from exc
+        raise OutboundUnresolvableError(f"{hostname} does not resolve: {exc}") from exc
     addresses: list[IPAddress] = []
     for family, _type, _proto, _canon, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):
@@ -166,7 +170,7 @@ def _resolve(hostname: str, port: int) -> list[IPAddress]:
         if ip not in addresses:
             addresses.append(ip)
     if not addresses:
-        raise OutboundAddressError(f"{hostname} has no IP address")
+        raise OutboundUnresolvableError(f"{hostname} has no IP address")
     return addresses
 
 

@@ -38,7 +38,15 @@ from core.errors import (
     ServiceError,
 )
 from fitting.engines import engine_identity
-from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Item, Status
+from fitting.models import (
+    FittingResult,
+    FittingResultImage,
+    FittingResultItem,
+    Item,
+    Status,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 from fitting.services import (
     REPROCESSABLE,
     fitting_cancel,
@@ -49,6 +57,7 @@ from fitting.services import (
     photo_delete,
     user_delete,
 )
+from fitting.webhooks import webhook_redeliver
 from users.admin import UserImageAdmin
 from users.models import UserImage
 
@@ -141,6 +150,77 @@ class FittingResultImageInline(_JobInline):
     @admin.display(description=_("image"))
     def preview(self, obj: FittingResultImage) -> str:
         return thumbnail(obj.image)
+
+
+def _attempts_table(delivery: WebhookDelivery) -> SafeString | str:
+    """Every attempt of a delivery: when, how long, the answer (or the error), the outcome."""
+    made = list(delivery.attempts.all())
+    if not made:
+        return "-"
+    head = format_html_join(
+        "",
+        "<th>{}</th>",
+        ((label,) for label in ("#", _("started"), _("duration"), _("answer"), _("outcome"), _("error"))),
+    )
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                a.number,
+                a.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                a.duration_ms,
+                a.status_code or "-",
+                a.get_outcome_display(),
+                Truncator(a.error).chars(120) or "-",
+            )
+            for a in made
+        ),
+    )
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, rows)
+
+
+class WebhookDeliveryInline(_JobInline):
+    model = WebhookDelivery
+    fields = ("event", "webhook_id", "status", "attempt_count", "next_attempt_at", "attempt_log", "created_at")
+    readonly_fields = fields
+    verbose_name_plural = _("webhook deliveries")
+    show_change_link = True  # the delivery's page: its payload and the redeliver action
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("attempts")
+
+    @admin.display(description=_("attempts"))
+    def attempt_log(self, obj: WebhookDelivery) -> SafeString | str:
+        return _attempts_table(obj)
+
+
+def _redeliver(modeladmin, request: HttpRequest, deliveries) -> None:
+    """Send each delivery again (same payload and webhook-id, a new attempt); report what was not."""
+    done, busy = 0, []
+    for delivery in deliveries:
+        if webhook_redeliver(delivery=delivery):
+            done += 1
+        else:
+            busy.append(delivery)
+    if done:
+        modeladmin.message_user(
+            request,
+            ngettext("%(count)d webhook queued for redelivery.", "%(count)d webhooks queued for redelivery.", done)
+            % {"count": done},
+            messages.SUCCESS,
+        )
+    if busy:
+        modeladmin.message_user(
+            request,
+            ngettext(
+                "%(count)d webhook skipped: an attempt of it is running now (%(ids)s).",
+                "%(count)d webhooks skipped: an attempt of each is running now (%(ids)s).",
+                len(busy),
+            )
+            % {"count": len(busy), "ids": ", ".join(d.webhook_id for d in busy)},
+            messages.WARNING,
+        )
 
 
 def _reprocess(
@@ -240,12 +320,13 @@ class FittingResultAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     list_per_page = 50
     show_full_result_count = False  # a COUNT(*) over every job on each page is not worth it
-    actions = ("reprocess_resume", "reprocess_restart", "reprocess_switch", "cancel")
-    inlines = (FittingResultItemInline, FittingResultImageInline)
+    actions = ("reprocess_resume", "reprocess_restart", "reprocess_switch", "cancel", "redeliver_webhook")
+    inlines = (FittingResultItemInline, FittingResultImageInline, WebhookDeliveryInline)
     fieldsets = (
         (None, {"fields": ("id", "owner", "user_photo", "status_badge", "current_step", "attempt")}),
         (_("Error"), {"fields": ("failed_step", "error_code", "error_message")}),
         (_("Result"), {"fields": ("llm_message", "engine", "model", "prompt_version", "cached")}),
+        (_("Webhook"), {"fields": ("webhook_url", "webhook_events")}),
         (
             _("Timing"),
             {
@@ -280,6 +361,9 @@ class FittingResultAdmin(admin.ModelAdmin):
 
     def has_reprocess_permission(self, request) -> bool:
         return request.user.has_perm("fitting.change_fittingresult")
+
+    def has_redeliver_permission(self, request) -> bool:
+        return request.user.has_perm("fitting.change_webhookdelivery")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("owner", "user_image")
@@ -388,6 +472,13 @@ class FittingResultAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
 
+    @admin.action(description=_("Redeliver the latest webhook"), permissions=("redeliver",))
+    def redeliver_webhook(self, request, queryset):
+        latest = [job.webhook_deliveries.order_by("-created_at", "-id").first() for job in queryset]
+        if None in latest:
+            self.message_user(request, _("Jobs without a webhook delivery were skipped."), messages.WARNING)
+        _redeliver(self, request, [delivery for delivery in latest if delivery is not None])
+
     def get_urls(self):
         view = self.admin_site.admin_view(self.reprocess_view)
         return [
@@ -416,6 +507,79 @@ class FittingResultAdmin(admin.ModelAdmin):
         # Pinned to another engine: only switching to this server's engine is offered.
         context["other_engine"] = obj is not None and obj.engine_identity != engine_identity()
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+# --- webhook deliveries ------------------------------------------------------------------------
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = ("number", "started_at", "duration_ms", "status_code", "outcome", "error")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Read-only: the one write is redelivery (same payload and webhook-id, a new attempt)."""
+
+    list_display = ("webhook_id", "job_link", "event", "status", "attempt_count", "next_attempt_at", "created_at")
+    list_filter = ("status", "event", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("webhook_id", "url")
+    search_help_text = _("A webhook id (msg_…), a job id or its first digits, or words of the URL.")
+    list_select_related = ("job",)
+    show_full_result_count = False
+    actions = ("redeliver",)
+    inlines = (WebhookAttemptInline,)
+    fields = (
+        "webhook_id",
+        "job_link",
+        "event",
+        "url",
+        "status",
+        "attempt_count",
+        "next_attempt_at",
+        "retry_until",
+        "created_at",
+        "finished_at",
+        "payload",
+    )
+    readonly_fields = ("job_link",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_redeliver_permission(self, request) -> bool:
+        return request.user.has_perm("fitting.change_webhookdelivery")
+
+    def get_search_results(self, request, queryset, search_term):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        digits = _job_id_hex(search_term)
+        if digits is None:
+            return found, may_have_duplicates
+        jobs = _jobs_with_id_prefix(FittingResult.objects.all(), digits)
+        return found | queryset.filter(job__in=jobs), may_have_duplicates
+
+    @admin.display(description=_("job"), ordering="job")
+    def job_link(self, obj: WebhookDelivery) -> str:
+        url = reverse("admin:fitting_fittingresult_change", args=[obj.job_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.job_id)[:8])
+
+    @admin.action(description=_("Redeliver"), permissions=("redeliver",))
+    def redeliver(self, request, queryset):
+        _redeliver(self, request, queryset)
 
 
 # --- catalogue ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
@@ -14,16 +15,18 @@ from rest_framework.views import APIView
 from core.errors import ErrorCode, ValidationFailed, job_error_message
 from core.media import media_url
 from core.openapi import NOT_FOUND, UNAUTHENTICATED, error
-from fitting.models import STEP_ORDER, Category, ImageStep, Status
+from fitting.models import STEP_ORDER, Category, ImageStep, Status, WebhookEvent
 from fitting.selectors import fitting_get, fitting_list, item_list
 from fitting.services import (
     RequestedItem,
+    WebhookRequest,
     fitting_cancel,
     fitting_delete,
     fitting_start,
     photo_delete,
     user_delete,
 )
+from fitting.webhooks import webhook_secret_get, webhook_secret_rotate
 from users.selectors import photo_get
 
 
@@ -75,6 +78,13 @@ class JobOutputSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
     startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+    webhookUrl = serializers.SerializerMethodField()
+    webhookEvents = serializers.ListField(
+        source="webhook_events", child=serializers.ChoiceField(choices=WebhookEvent.choices)
+    )
+
+    def get_webhookUrl(self, job) -> str | None:
+        return job.webhook_url or None
 
     def _url(self, image) -> str:
         return media_url(image.image, self.context.get("request"))
@@ -113,6 +123,21 @@ class JobOutputSerializer(serializers.Serializer):
         return {"code": job.error_code, "message": job_error_message(job.error_code)}
 
 
+WEBHOOK_DESCRIPTION = """Start a job: 202 with its id; follow it with GET, or its event stream, or a webhook.
+
+**Webhooks.** With `webhookUrl`, each event in `webhookEvents` (default: `fitting.completed`,
+`fitting.failed`, `fitting.timeout`, `fitting.canceled`; also `fitting.step_finished`) is
+POSTed there as JSON `{"type": "<event>", "timestamp": "<when it happened>", "data": <the job,
+as GET /api/virtual-fitting/{jobId} showed it then>}`, with the Standard Webhooks headers
+`webhook-id` (`msg_…`, the same on every retry: deduplicate on it), `webhook-timestamp` (Unix
+seconds of the attempt) and `webhook-signature` (`v1,` + base64 HMAC-SHA256 of
+`<webhook-id>.<webhook-timestamp>.<body>` keyed with your secret, see
+`GET /api/webhooks/secret`). Answer 2xx to acknowledge. Network errors, timeouts (3 s to
+connect, 10 s in all), 408, 429 and 5xx are retried with exponential backoff for 24 h; any
+other answer, including a redirect (never followed), ends the delivery. The URL must be
+http(s) and resolve to public addresses only, when posted and at each delivery."""
+
+
 class FittingStartThrottle(UserRateThrottle):
     """Per-user rate of starting jobs (FITTING_START_RATE); 429 THROTTLED with Retry-After."""
 
@@ -133,6 +158,27 @@ class FittingListCreateApi(APIView):
 
         userPhotoUrl = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=2000)
         items = ItemSerializer(many=True, required=False, allow_empty=True, max_length=50)
+        webhookUrl = serializers.CharField(
+            required=False,
+            allow_null=True,
+            max_length=2000,
+            help_text=_lazy(
+                "An http(s) URL of a public address: each event of the job is POSTed there, signed the "
+                "Standard Webhooks way with your secret (GET /api/webhooks/secret)."
+            ),
+        )
+        webhookEvents = serializers.ListField(
+            child=serializers.ChoiceField(choices=WebhookEvent.choices),
+            required=False,
+            allow_empty=False,
+            max_length=len(WebhookEvent.choices),
+            help_text=_lazy("The events to POST (default: the terminal ones). Only with webhookUrl."),
+        )
+
+        def validate(self, data):
+            if data.get("webhookEvents") and not data.get("webhookUrl"):
+                raise ValidationFailed(_("webhookEvents needs a webhookUrl."), field="webhookEvents")
+            return data
 
     @extend_schema_serializer(component_name="FittingAccepted")
     class CreatedSerializer(serializers.Serializer):
@@ -172,6 +218,7 @@ class FittingListCreateApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
+        description=WEBHOOK_DESCRIPTION,
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
@@ -190,6 +237,7 @@ class FittingListCreateApi(APIView):
                 ErrorCode.DUPLICATE_CATEGORY,
                 ErrorCode.INVALID_CATEGORY,
                 ErrorCode.INVALID_ITEM_ID,
+                ErrorCode.INVALID_WEBHOOK_URL,
                 ErrorCode.VALIDATION_ERROR,
             ),
             401: UNAUTHENTICATED,
@@ -203,6 +251,13 @@ class FittingListCreateApi(APIView):
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 255):
             raise ValidationFailed(_("Idempotency-Key must be 1 to 255 characters."), field="Idempotency-Key")
+        webhook = None
+        if data.validated_data.get("webhookUrl"):
+            webhook = WebhookRequest(
+                url=data.validated_data["webhookUrl"].strip(),
+                events=data.validated_data.get("webhookEvents"),
+                origin=request.build_absolute_uri("/").rstrip("/"),
+            )
         job, replayed = fitting_start(
             user=request.user,
             photo_url=data.validated_data.get("userPhotoUrl"),
@@ -211,6 +266,7 @@ class FittingListCreateApi(APIView):
                 for i in data.validated_data.get("items", [])
             ],
             idempotency_key=key,
+            webhook=webhook,
         )
         headers = {"Location": reverse("fitting-detail", kwargs={"job_id": job.id})}
         if replayed:
@@ -288,3 +344,32 @@ class AccountApi(APIView):
         user_delete(user=request.user)
         request.session.flush()  # and a browser's session cookie is dropped
         return Response(status=204)
+
+
+# --- webhooks: the signing secret --------------------------------------------------------------
+@extend_schema_serializer(component_name="WebhookSecret")
+class WebhookSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(
+        help_text=_lazy(
+            "whsec_ + base64 of the key. Verify each delivery with it: webhook-signature is v1, + base64 "
+            "HMAC-SHA256 of webhook-id.webhook-timestamp.body (Standard Webhooks)."
+        )
+    )
+
+
+class WebhookSecretApi(APIView):
+    @extend_schema(operation_id="webhooks_secret_get", responses={200: WebhookSecretSerializer, 401: UNAUTHENTICATED})
+    def get(self, request):
+        """Your webhook signing secret (made on first use)."""
+        return Response({"secret": webhook_secret_get(user=request.user)})
+
+
+class WebhookSecretRotateApi(APIView):
+    @extend_schema(
+        operation_id="webhooks_secret_rotate",
+        request=None,
+        responses={200: WebhookSecretSerializer, 401: UNAUTHENTICATED},
+    )
+    def post(self, request):
+        """A new webhook signing secret; deliveries are signed with it from now on, retries included."""
+        return Response({"secret": webhook_secret_rotate(user=request.user)})

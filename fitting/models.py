@@ -6,6 +6,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import ErrorCode
+from fitting import notify
 from fitting.engines.identity import EngineIdentity
 
 
@@ -34,6 +35,20 @@ class ImageStep(models.TextChoices):
     BOTTOM = "bottom", "bottom"
     OUTER = "outer", "outer"
     FINAL = "final", "final"
+
+
+class WebhookEvent(models.TextChoices):
+    """The events a job's webhook can subscribe to (``webhookEvents``)."""
+
+    STEP_FINISHED = notify.STEP_FINISHED, notify.STEP_FINISHED
+    COMPLETED = notify.COMPLETED, notify.COMPLETED
+    FAILED = notify.FAILED, notify.FAILED
+    TIMEOUT = notify.TIMEOUT, notify.TIMEOUT
+    CANCELED = notify.CANCELED, notify.CANCELED
+
+
+# Without webhookEvents: the events that end a job.
+DEFAULT_WEBHOOK_EVENTS = [WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEvent.TIMEOUT, WebhookEvent.CANCELED]
 
 
 # Where the app's files live in the media storage (core.media registers them).
@@ -114,6 +129,11 @@ class FittingResult(models.Model):
     # NULL for "no key", so the unique constraint only covers jobs that have one.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(max_length=64, blank=True)
+    # Where to POST the job's events ("" for none), which ones, and the scheme://host the job
+    # was requested through: the base of the absolute image URLs in the payloads, as GET shows them.
+    webhook_url = models.CharField(max_length=2000, blank=True)
+    webhook_events = models.JSONField(default=list, blank=True)
+    request_origin = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -203,3 +223,88 @@ class FittingResultImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.step}"
+
+
+# --- webhooks -------------------------------------------------------------------------------
+class WebhookSecret(models.Model):
+    """A user's webhook signing secret (``whsec_`` + base64), made on first use."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret")
+    secret = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook secret")
+        verbose_name_plural = _("webhook secrets")
+
+    def __str__(self) -> str:
+        return f"{self.user_id}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    DELIVERED = "delivered", "delivered"
+    FAILED = "failed", "failed"
+
+
+class WebhookDelivery(models.Model):
+    """One event of a job to its webhook: the payload frozen when the event happened.
+
+    Every attempt sends the same body with the same ``webhook_id``. ``next_attempt_at`` is
+    when the sweep may enqueue it (again); ``locked_until`` holds off a second attempt while
+    one runs; ``retry_until`` ends the retries.
+    """
+
+    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    event = models.CharField(max_length=40, choices=WebhookEvent.choices)
+    webhook_id = models.CharField(max_length=64, unique=True)
+    url = models.CharField(max_length=2000)
+    payload = models.TextField()
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    retry_until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=DeliveryStatus.values), name="delivery_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due")]
+
+    def __str__(self) -> str:
+        return self.webhook_id
+
+
+class AttemptOutcome(models.TextChoices):
+    DELIVERED = "delivered", "delivered"  # a 2xx answer
+    RETRY = "retry", "retry"  # network error, timeout, 408, 429 or 5xx: tried again later
+    FAILED = "failed", "failed"  # any other answer (4xx, 3xx): final
+    REFUSED = "refused", "refused"  # the URL now resolves to an address we may not call: final
+    EXPIRED = "expired", "expired"  # would be retried, but past retry_until: final
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a delivery: when, how long, what came back."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        verbose_name = _("webhook attempt")
+        verbose_name_plural = _("webhook attempts")
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} #{self.number}"

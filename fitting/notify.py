@@ -28,6 +28,14 @@ DELETED = "fitting.deleted"
 def job_changed(*, job_id: str, event: str) -> None:
     """Everything that follows a committed change of the job ``job_id``."""
     logger.debug("job %s: %s", job_id, event)
+    from fitting.webhooks import webhook_event  # imports the models, which use the names above
+
+    try:
+        webhook_event(job_id=job_id, event=event)
+    except Exception:
+        # A webhook problem (the broker down, say) never breaks the job: the delivery row, if
+        # made, is picked up by the webhook sweep.
+        logger.exception("job %s: %s: webhook delivery not enqueued", job_id, event)
 
 
 def job_changed_on_commit(*, job_id, event: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
@@ -43,6 +44,7 @@ from fitting import notify
 from fitting.engines import engine_identity
 from fitting.engines.identity import EngineIdentity
 from fitting.models import (
+    DEFAULT_WEBHOOK_EVENTS,
     STEP_ORDER,
     Category,
     FittingResult,
@@ -51,7 +53,9 @@ from fitting.models import (
     ImageStep,
     Item,
     Status,
+    WebhookEvent,
 )
+from fitting.webhooks import webhook_url_check
 from users.models import UserImage
 from users.selectors import photo_get_by_url
 
@@ -67,6 +71,19 @@ class RequestedItem:
     item_id: int
     category: str
     image_url: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """Where to POST the job's events, which ones, and the origin its image URLs are made on."""
+
+    url: str
+    events: Iterable[str] | None = None  # None: the default ones; kept deduplicated, in catalogue order
+    origin: str = ""
+
+    def __post_init__(self):
+        wanted = set(DEFAULT_WEBHOOK_EVENTS if self.events is None else self.events)
+        object.__setattr__(self, "events", tuple(e for e in WebhookEvent.values if e in wanted))
 
 
 class JobSuperseded(Exception):
@@ -148,11 +165,11 @@ def _result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def _request_fingerprint(*, photo_url: str | None, items: list[RequestedItem]) -> str:
-    canonical = json.dumps(
-        {"userPhotoUrl": photo_url, "items": [[i.item_id, i.category, i.image_url] for i in items]},
-        sort_keys=True,
-    )
+def _request_fingerprint(*, photo_url: str | None, items: list[RequestedItem], webhook: WebhookRequest | None) -> str:
+    fields = {"userPhotoUrl": photo_url, "items": [[i.item_id, i.category, i.image_url] for i in items]}
+    if webhook is not None:  # only then: keys stored before webhooks existed keep their fingerprint
+        fields["webhook"] = [webhook.url, sorted(webhook.events)]
+    canonical = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -162,15 +179,17 @@ def fitting_start(
     photo_url: str | None,
     items: list[RequestedItem],
     idempotency_key: str | None = None,
+    webhook: WebhookRequest | None = None,
 ) -> tuple[FittingResult, bool]:
     """Validate, create the job and its items, and enqueue it once the transaction commits.
 
     Returns ``(job, replayed)``: with an ``idempotency_key`` already used by this user in
     the last 24 hours for the same request, the earlier job and True. A repeat of an
     earlier completed result (same photo and garment content, engine, model and prompt
-    version) completes at once from the stored images, without the engine.
+    version) completes at once from the stored images, without the engine. With a
+    ``webhook``, its URL is checked (INVALID_WEBHOOK_URL) after the photo and the items.
     """
-    fingerprint = _request_fingerprint(photo_url=photo_url, items=items) if idempotency_key else ""
+    fingerprint = _request_fingerprint(photo_url=photo_url, items=items, webhook=webhook) if idempotency_key else ""
     if idempotency_key:
         earlier = _job_for_idempotency_key(user=user, key=idempotency_key, fingerprint=fingerprint)
         if earlier is not None:
@@ -183,6 +202,7 @@ def fitting_start(
                 items=items,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
+                webhook=webhook,
             ), False
     except IntegrityError:
         if not idempotency_key:
@@ -207,8 +227,10 @@ def _job_for_idempotency_key(*, user, key: str, fingerprint: str) -> FittingResu
     return earlier
 
 
-def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> FittingResult:
+def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook) -> FittingResult:
     photo, ordered = fitting_validate(user=user, photo_url=photo_url, items=items)
+    if webhook is not None:
+        webhook_url_check(webhook.url)  # resolves the host: before any row is locked or written
     if not _lock(UserImage.objects.filter(id=photo.id)):  # deleted meanwhile (photo_delete holds the lock)
         raise PhotoRequiredError(field="userPhotoUrl")
     identity = engine_identity()
@@ -228,6 +250,9 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> Fitt
         ),
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
+        webhook_url=webhook.url if webhook else "",
+        webhook_events=list(webhook.events) if webhook else [],
+        request_origin=webhook.origin if webhook else "",
         deadline_at=now + timedelta(seconds=settings.FITTING_JOB_TIMEOUT),
         enqueued_at=now,
     )

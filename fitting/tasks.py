@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.cache import cache
 
+from fitting import webhooks
 from fitting.services import fitting_requeue_lost, fitting_sweep_expired
 
 SWEEP_LOCK = "fitting:sweep-lock"
@@ -34,3 +35,13 @@ def retention_purge() -> dict[str, int]:
     from fitting.retention import retention_purge as purge
 
     return purge()
+
+
+def webhook_deliver(delivery_id: int, number: int) -> str:
+    """Attempt ``number`` of a webhook delivery (fitting.webhooks.webhook_deliver)."""
+    return webhooks.webhook_deliver(delivery_id=delivery_id, number=number)
+
+
+def webhook_sweep() -> dict[str, int]:
+    """Every minute: enqueue the webhook deliveries whose next attempt is due."""
+    return webhooks.webhook_sweep()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import subprocess
@@ -168,3 +169,39 @@ def recording_server(replies: list[Reply] | None = None, *, ssl_context=None) ->
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+class FakeDns(dict):
+    """Fake names for socket.getaddrinfo: ``dns["hook.test"] = ["127.0.0.1"]``, or a list of
+    such lists: one per resolution, the last one repeated (a name that rebinds). Other names
+    and IP literals resolve as usual. ``lookups`` counts the resolutions of each fake name."""
+
+    def __init__(self):
+        super().__init__()
+        self.lookups: dict[str, int] = {}
+
+    def getaddrinfo(self, host, port, *args, **kwargs):
+        if host not in self:
+            return _real_getaddrinfo(host, port, *args, **kwargs)
+        count = self.lookups.get(host, 0)
+        self.lookups[host] = count + 1
+        answers = self[host]
+        if answers and isinstance(answers[0], list):
+            answers = answers[min(count, len(answers) - 1)]
+        results = []
+        for address in answers:
+            if ipaddress.ip_address(address).version == 4:
+                results.append((socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0)))
+            else:
+                results.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port or 0, 0, 0)))
+        return results
+
+
+def fake_dns(monkeypatch) -> FakeDns:
+    """Install a ``FakeDns`` for the test (pytest's ``monkeypatch`` undoes it)."""
+    table = FakeDns()
+    monkeypatch.setattr(socket, "getaddrinfo", table.getaddrinfo)
+    return table

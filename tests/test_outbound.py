@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import socket
 import ssl
 import threading
@@ -22,42 +21,12 @@ from core.outbound import (
     outbound_get,
     outbound_post,
 )
-from tests.servers import Reply, recording_server, tarpit
-
-_real_getaddrinfo = socket.getaddrinfo
+from tests.servers import Reply, fake_dns, recording_server, tarpit
 
 
 @pytest.fixture
 def dns(monkeypatch):
-    """Fake names for socket.getaddrinfo: ``dns["hook.test"] = ["127.0.0.1"]`` (or a list of
-    such lists: one per resolution, the last repeated). IP literals resolve as usual.
-    ``dns.lookups`` counts the resolutions of each fake name."""
-
-    class FakeDns(dict):
-        lookups: dict[str, int]
-
-    table = FakeDns()
-    table.lookups = {}
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host not in table:
-            return _real_getaddrinfo(host, port, *args, **kwargs)
-        count = table.lookups.get(host, 0)
-        table.lookups[host] = count + 1
-        answers = table[host]
-        if answers and isinstance(answers[0], list):
-            answers = answers[min(count, len(answers) - 1)]
-        results = []
-        for address in answers:
-            ip = ipaddress.ip_address(address)
-            if ip.version == 4:
-                results.append((socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0)))
-            else:
-                results.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port or 0, 0, 0)))
-        return results
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return table
+    return fake_dns(monkeypatch)
 
 
 @pytest.mark.parametrize(

@@ -296,6 +296,14 @@ FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
 FITTING_EVENTS_POLL = env.float("FITTING_EVENTS_POLL", default=0.5)
 FITTING_EVENTS_HEARTBEAT = env.float("FITTING_EVENTS_HEARTBEAT", default=15)
 FITTING_EVENTS_MAX_DURATION = env.float("FITTING_EVENTS_MAX_DURATION", default=FITTING_JOB_TIMEOUT + 120)
+# Webhooks: private and loopback receivers are refused unless this is on (local and test
+# settings turn it on); link-local (cloud metadata) and non-http(s) URLs are refused always.
+FITTING_WEBHOOK_ALLOW_PRIVATE = env.bool("FITTING_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Seconds to connect to a receiver, and for the whole delivery (connect, send, answer).
+FITTING_WEBHOOK_CONNECT_TIMEOUT = env.float("FITTING_WEBHOOK_CONNECT_TIMEOUT", default=3)
+FITTING_WEBHOOK_TIMEOUT = env.float("FITTING_WEBHOOK_TIMEOUT", default=10)
+# Hours a delivery is retried (network errors, 408, 429, 5xx) before it is given up as failed.
+FITTING_WEBHOOK_RETRY_HOURS = env.float("FITTING_WEBHOOK_RETRY_HOURS", default=24)
 # Steps spend their time waiting on the image model: I/O-bound, so more workers than cores.
 FITTING_WORKERS = env.int("FITTING_WORKERS", default=8)
 

@@ -6,6 +6,8 @@ from config.settings.base import *  # noqa: F403
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="local-development-only-not-secret")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+# Webhook receivers on this machine or the local network (a development receiver) are fine here.
+FITTING_WEBHOOK_ALLOW_PRIVATE = env.bool("FITTING_WEBHOOK_ALLOW_PRIVATE", default=True)
 # Media is served by the app itself in the embedded default (config.urls); a bucket
 # (MEDIA_STORAGE=s3) serves its own through pre-signed URLs.
 SERVE_MEDIA = MEDIA_STORAGE == "local"  # noqa: F405

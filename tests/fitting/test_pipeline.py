@@ -183,7 +183,7 @@ def test_every_schedule_names_a_task_that_exists(db):
     from django_q.models import Schedule
 
     funcs = set(Schedule.objects.values_list("func", flat=True))
-    assert funcs == {"fitting.tasks.sweep_fittings", "fitting.tasks.retention_purge"}
+    assert funcs == {"fitting.tasks.sweep_fittings", "fitting.tasks.retention_purge", "fitting.tasks.webhook_sweep"}
     for func in funcs:
         assert callable(import_string(func))
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('fitting', '0008_status_canceled'),
+        ('fitting', '0009_webhooks'),
     ]
 
     operations = [
