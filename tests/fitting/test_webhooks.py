@@ -177,6 +177,17 @@ def test_timed_out_job_sends_timeout(api, photo, catalogue):
     assert json.loads(request.body)["data"]["status"] == "timeout"
 
 
+def test_canceled_job_sends_canceled(api, photo, catalogue):
+    with recording_server() as receiver:
+        job_id = start(api, photo, catalogue["top"], webhookUrl=receiver.base)
+        OrmQ.objects.all().delete()  # canceled before a worker took it
+        assert api.post(f"{URL}/{job_id}/cancel").status_code == 202
+        run_queue()
+    [request] = receiver.received
+    assert json.loads(request.body)["type"] == "fitting.canceled"
+    assert json.loads(request.body)["data"]["status"] == "canceled"
+
+
 def test_result_from_cache_is_sent_by_a_worker_not_by_the_request(api, photo, catalogue, settings):
     settings.FITTING_RESULT_CACHE = True
     start(api, photo, catalogue["top"])
