@@ -95,8 +95,15 @@ class JobOutputSerializer(serializers.Serializer):
                 state = "processing"
             else:
                 state = "pending"
+            reused = bool(image) and bool((job.step_metrics.get(job_item.category) or {}).get("cached"))
             steps.append(
-                {"category": job_item.category, "status": state, "imageUrl": self._url(image) if image else None}
+                {
+                    "category": job_item.category,
+                    "status": state,
+                    "imageUrl": self._url(image) if image else None,
+                    # Made by an earlier job with the same photo, garments so far and engine.
+                    "cached": reused,
+                }
             )
         return steps
 

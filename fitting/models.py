@@ -175,6 +175,10 @@ class FittingResultImage(models.Model):
     image = models.ImageField(upload_to=result_upload_to)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
+    # A step image is what its job's first steps made of the photo: the same photo content,
+    # garments up to this step and engine identity make the same key, and another job
+    # starts from this image instead of calling the engine again ("" for the final image).
+    prefix_key = models.CharField(max_length=64, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -234,9 +234,82 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> Fitt
         FittingResultItem(job=job, item=item, category=item.category, order=order)
         for order, item in enumerate(ordered, start=1)
     )
-    if not _complete_from_cache(job):
-        fitting_enqueue_on_commit(job=job)
+    if _complete_from_cache(job):
+        return job
+    _reuse_prefix(job, photo=photo, items=ordered)
+    fitting_enqueue_on_commit(job=job)
     return job
+
+
+def _prefix_keys(*, photo: UserImage, items: list[Item], identity: EngineIdentity) -> list[str]:
+    """Per step (items in step order): the key of what the steps up to it make of the photo.
+
+    The result-cache key of the job's first k garments: the same photo content, garments
+    and engine identity make the same image. "" for every step when a content hash is unknown.
+    """
+    return [
+        _result_cache_key(
+            photo=photo,
+            items=items[:k],
+            engine=identity.name,
+            model=identity.model,
+            prompt_version=identity.prompt_version,
+        )
+        for k in range(1, len(items) + 1)
+    ]
+
+
+def _step_prefix_key(job: FittingResult, step: str) -> str:
+    """The prefix key of ``job``'s image of ``step`` (from its photo and items as stored)."""
+    if job.user_image is None:
+        return ""
+    items = sorted((job_item.item for job_item in job.items.all()), key=lambda i: STEP_ORDER.index(i.category))
+    keys = _prefix_keys(photo=job.user_image, items=items, identity=job.engine_identity)
+    return next((key for item, key in zip(items, keys, strict=True) if item.category == step), "")
+
+
+def _reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) -> int:
+    """Give ``job`` the images of its longest prefix of steps another job already made.
+
+    Steps run in a fixed order, so a job's first k steps are the same work as another job's
+    first k steps with the same photo content, garments and engine identity. The source is
+    the owner's own jobs unless ``FITTING_RESULT_CACHE_SCOPE`` is "global"; its rows are
+    shared as new rows on the same files (never copied), marked ``cached`` in the job's
+    step metrics, and the pipeline resumes after them. Returns how many steps were reused.
+    """
+    if not settings.FITTING_STEP_CACHE:
+        return 0
+    keys = _prefix_keys(photo=photo, items=items, identity=job.engine_identity)
+    if not all(keys):
+        return 0
+    sources = FittingResultImage.objects.exclude(job_id=job.id)
+    if settings.FITTING_RESULT_CACHE_SCOPE == "owner":
+        sources = sources.filter(job__owner_id=job.owner_id)
+    for k in range(len(keys), 0, -1):
+        newest = sources.filter(prefix_key=keys[k - 1]).order_by("-id").first()
+        if newest is None:
+            continue
+        # A job's k-th step image exists only with its earlier ones (steps run in order).
+        rows = list(FittingResultImage.objects.filter(job_id=newest.job_id, prefix_key__in=keys[:k]))
+        if len(rows) != k:
+            continue
+        FittingResultImage.objects.bulk_create(
+            FittingResultImage(
+                job=job,
+                step=row.step,
+                image=row.image.name,
+                width=row.width,
+                height=row.height,
+                prefix_key=row.prefix_key,
+            )
+            for row in rows
+        )
+        metrics = {row.step: {"cached": True, "source_job": str(row.job_id), "latency_ms": 0} for row in rows}
+        FittingResult.objects.filter(id=job.id).update(step_metrics=metrics)
+        job.step_metrics = metrics
+        logger.info("job %s: %s step(s) reused from job %s", job.id, k, newest.job_id)
+        return k
+    return 0
 
 
 def _complete_from_cache(job: FittingResult) -> bool:
@@ -318,7 +391,9 @@ def fitting_step_finished(
     *, job: FittingResult, step: str, image: Image.Image, latency_ms: int, usage: dict[str, int]
 ) -> FittingResultImage:
     """Store the step's image and its timing in one transaction; on failure, no file is left."""
-    row = FittingResultImage(job=job, step=step, width=image.width, height=image.height)
+    row = FittingResultImage(
+        job=job, step=step, width=image.width, height=image.height, prefix_key=_step_prefix_key(job, step)
+    )
     file_store_new(row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(image))
     metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
     try:

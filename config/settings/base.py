@@ -287,6 +287,10 @@ FITTING_RESULT_CACHE = env.bool("FITTING_RESULT_CACHE", default=True)
 FITTING_RESULT_CACHE_SCOPE = env("FITTING_RESULT_CACHE_SCOPE", default="owner")
 if FITTING_RESULT_CACHE_SCOPE not in ("owner", "global"):
     config_error(f"FITTING_RESULT_CACHE_SCOPE must be 'owner' or 'global', not {FITTING_RESULT_CACHE_SCOPE!r}")
+# A job starts from the longest prefix of its steps another job already made (same photo
+# content, garments up to that step, engine, model and prompt version; whose jobs count:
+# FITTING_RESULT_CACHE_SCOPE), and only the remaining steps call the engine.
+FITTING_STEP_CACHE = env.bool("FITTING_STEP_CACHE", default=True)
 # Days after which finished jobs, their result images and unused photos are deleted (hourly).
 FITTING_RETENTION_DAYS = env.int("FITTING_RETENTION_DAYS", default=30)
 # Per-user rate of POST /api/virtual-fitting (DRF throttle rate: "N/second|minute|hour|day").
