@@ -63,7 +63,7 @@ def _first_error(detail, path: str = "") -> tuple[str | None, str]:
 
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        return Response(error_body(exc.code, exc.message, exc.field), status=exc.status)
+        return Response(error_body(exc.code, exc.message, exc.field), status=exc.status, headers=exc.headers)
     if isinstance(exc, SuspiciousOperation):  # e.g. over 1000 form fields or query parameters
         code, message, status_code = _suspicious(exc)
         return Response(error_body(code, message), status=status_code)

@@ -47,7 +47,7 @@ from fitting.services import (
     photo_delete,
     user_delete,
 )
-from users.admin import UserImageAdmin
+from users.admin import UserImageAdmin, UserLimitsInline
 from users.models import UserImage
 
 STATUS_COLOURS = {
@@ -464,7 +464,12 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class ErasingUserAdmin(UserAdmin):
-    """Django's user admin, deleting through ``user_delete``: photos, jobs and their files go too."""
+    """Django's user admin, deleting through ``user_delete``: photos, jobs and their files go too.
+
+    Staff set a user's own limits (the daily fitting quota) on the user's page.
+    """
+
+    inlines = (*UserAdmin.inlines, UserLimitsInline)
 
     def delete_model(self, request, obj):
         user_delete(user=obj)

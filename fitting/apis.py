@@ -194,7 +194,12 @@ class FittingListCreateApi(APIView):
             ),
             401: UNAUTHENTICATED,
             422: error("The Idempotency-Key was used with another body.", ErrorCode.IDEMPOTENCY_KEY_REUSED),
-            429: error("Too many jobs started; see Retry-After.", ErrorCode.THROTTLED),
+            429: error(
+                "Too many jobs started (THROTTLED), or the daily quota of jobs is used up (QUOTA_EXCEEDED, "
+                "with the time it resets); see Retry-After.",
+                ErrorCode.THROTTLED,
+                ErrorCode.QUOTA_EXCEEDED,
+            ),
         },
     )
     def post(self, request):

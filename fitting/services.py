@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.db import IntegrityError, transaction
@@ -34,6 +35,7 @@ from core.errors import (
     NotReprocessableError,
     PhotoInUseError,
     PhotoRequiredError,
+    QuotaExceededError,
     TooManyItemsError,
 )
 from core.files import file_delete_quietly, file_store_new, files_delete_unreferenced
@@ -52,7 +54,7 @@ from fitting.models import (
     Status,
 )
 from users.models import UserImage
-from users.selectors import photo_get_by_url
+from users.selectors import photo_get_by_url, user_daily_job_quota
 
 logger = logging.getLogger(__name__)
 
@@ -235,10 +237,40 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> Fitt
         for order, item in enumerate(ordered, start=1)
     )
     if _complete_from_cache(job):
-        return job
+        return job  # free: no engine call, so not counted against the quota
+    _check_daily_quota(job)
     _reuse_prefix(job, photo=photo, items=ordered)
     fitting_enqueue_on_commit(job=job)
     return job
+
+
+def _check_daily_quota(job: FittingResult) -> None:
+    """Refuse ``job`` (QUOTA_EXCEEDED) when its owner already started their day's quota of jobs.
+
+    Counted: the owner's jobs created since the start of the day (in TIME_ZONE) that were not
+    whole-result cache hits, i.e. that call the engine (a job whose every step is reused still
+    asks for its message). The owner's row is the lock: two starts at once count one after
+    the other. Raised inside the start's transaction, so the refused job is rolled back.
+    """
+    quota = user_daily_job_quota(user=job.owner)
+    if not quota:
+        return
+    get_user_model().objects.select_for_update().filter(pk=job.owner_id).exists()
+    now = timezone.localtime()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    used = (
+        FittingResult.objects.filter(owner_id=job.owner_id, created_at__gte=day_start, cached=False)
+        .exclude(id=job.id)
+        .count()
+    )
+    if used < quota:
+        return
+    resets_at = day_start + timedelta(days=1)
+    raise QuotaExceededError(
+        _("You have started %(count)d fittings today, your daily limit. It resets at %(time)s.")
+        % {"count": quota, "time": resets_at.isoformat()},
+        headers={"Retry-After": str(max(1, math.ceil((resets_at - now).total_seconds())))},
+    )
 
 
 def _prefix_keys(*, photo: UserImage, items: list[Item], identity: EngineIdentity) -> list[str]:

@@ -293,6 +293,12 @@ if FITTING_RESULT_CACHE_SCOPE not in ("owner", "global"):
 FITTING_STEP_CACHE = env.bool("FITTING_STEP_CACHE", default=True)
 # Days after which finished jobs, their result images and unused photos are deleted (hourly).
 FITTING_RETENTION_DAYS = env.int("FITTING_RETENTION_DAYS", default=30)
+# Per user: fitting jobs a day (the TIME_ZONE day) that call the engine; a whole-result cache
+# hit is free. Over it, 429 QUOTA_EXCEEDED with Retry-After until the next day. 0: no limit.
+# Staff can set another quota for one user in the admin (the user's page, "limits").
+FITTING_DAILY_QUOTA = env.int("FITTING_DAILY_QUOTA", default=100)
+if FITTING_DAILY_QUOTA < 0:
+    config_error("FITTING_DAILY_QUOTA must be 0 (no limit) or more")
 # Per-user rate of POST /api/virtual-fitting (DRF throttle rate: "N/second|minute|hour|day").
 FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
 # The event stream: how often it looks at the job, how often it sends a heartbeat while
