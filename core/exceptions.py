@@ -114,7 +114,7 @@ def api_not_found(request, *args, **kwargs) -> JsonResponse:
 # --- Django's error handlers (config.urls: handler400/403/404/500) ------------------------
 def _is_api(request: HttpRequest) -> bool:
     path = request.path_info
-    return path.startswith(("/api/", settings.MEDIA_URL)) or path == "/healthz"
+    return path.startswith(("/api/", settings.MEDIA_URL)) or path in ("/healthz", "/metrics")
 
 
 def _json_error(code: str, message: str, status_code: int) -> JsonResponse:

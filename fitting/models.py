@@ -93,6 +93,9 @@ class FittingResult(models.Model):
     attempt = models.PositiveIntegerField(default=1)
     # Per step: {"top": {"latency_ms": 812, "prompt_tokens": …, "candidates_tokens": …, "total_tokens": …}}
     step_metrics = models.JSONField(default=dict, blank=True)
+    # Tokens the engine's steps used, all attempts together (fitting.costs prices them).
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
     cache_key = models.CharField(max_length=64, db_index=True)
     cached = models.BooleanField(default=False)
     # NULL for "no key", so the unique constraint only covers jobs that have one.
@@ -191,3 +194,21 @@ class FittingResultImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.step}"
+
+
+class MetricCounter(models.Model):
+    """One series of a Prometheus counter, kept in the database (GET /metrics reads them).
+
+    Services add to these in the same transaction as the change they count, so a job
+    finished on any node counts exactly once, and a restart loses nothing.
+    """
+
+    name = models.CharField(max_length=100)
+    labels = models.CharField(max_length=300)  # the labels as canonical JSON: {"engine": "gemini", …}
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "labels"], name="metric_counter_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.labels} {self.value}"

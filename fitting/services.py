@@ -40,7 +40,7 @@ from core.errors import (
 )
 from core.files import file_delete_quietly, file_store_new, files_delete_unreferenced
 from core.media import media_name
-from fitting import notify
+from fitting import costs, metrics, notify
 from fitting.engines import engine_identity
 from fitting.engines.identity import EngineIdentity
 from fitting.models import (
@@ -336,9 +336,10 @@ def _reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) ->
             )
             for row in rows
         )
-        metrics = {row.step: {"cached": True, "source_job": str(row.job_id), "latency_ms": 0} for row in rows}
-        FittingResult.objects.filter(id=job.id).update(step_metrics=metrics)
-        job.step_metrics = metrics
+        reused = {row.step: {"cached": True, "source_job": str(row.job_id), "latency_ms": 0} for row in rows}
+        FittingResult.objects.filter(id=job.id).update(step_metrics=reused)
+        job.step_metrics = reused
+        metrics.count_steps_reused(steps=[row.step for row in rows])
         logger.info("job %s: %s step(s) reused from job %s", job.id, k, newest.job_id)
         return k
     return 0
@@ -380,6 +381,7 @@ def _complete_from_cache(job: FittingResult) -> bool:
         updated_at=now,
     )
     job.refresh_from_db()
+    metrics.count_job_ended(job=job, status=Status.COMPLETED, cache_hit=True)
     notify.job_changed_on_commit(job_id=job.id, event=notify.COMPLETED)
     return True
 
@@ -427,11 +429,20 @@ def fitting_step_finished(
         job=job, step=step, width=image.width, height=image.height, prefix_key=_step_prefix_key(job, step)
     )
     file_store_new(row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(image))
-    metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
+    step_metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
+    input_tokens, output_tokens = costs.usage_tokens(usage)
     try:
         with transaction.atomic():
-            _write_if_current_attempt(job, step_metrics=metrics)
+            _write_if_current_attempt(
+                job,
+                step_metrics=step_metrics,
+                input_tokens=job.input_tokens + input_tokens,
+                output_tokens=job.output_tokens + output_tokens,
+            )
             row.save()
+            metrics.count_step_finished(
+                job=job, step=step, latency_ms=latency_ms, input_tokens=input_tokens, output_tokens=output_tokens
+            )
             notify.job_changed_on_commit(job_id=job.id, event=notify.STEP_FINISHED)
     except BaseException:
         file_delete_quietly(row.image.storage, row.image.name)
@@ -451,20 +462,22 @@ def fitting_complete(
         width=last_step_image.width,
         height=last_step_image.height,
     )
-    metrics = dict(job.step_metrics)
+    step_metrics = dict(job.step_metrics)
     if message_ms is not None:
-        metrics["message"] = {"latency_ms": message_ms}
+        step_metrics["message"] = {"latency_ms": message_ms}
     _write_if_current_attempt(
         job,
         status=Status.COMPLETED,
         current_step=None,
         llm_message=message,
-        step_metrics=metrics,
+        step_metrics=step_metrics,
         finished_at=timezone.now(),
     )
+    metrics.count_job_ended(job=job, status=Status.COMPLETED)
     notify.job_changed_on_commit(job_id=job.id, event=notify.COMPLETED)
 
 
+@transaction.atomic
 def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: str) -> None:
     status = Status.TIMEOUT if code == ErrorCode.TIMEOUT else Status.FAILED
     _write_if_current_attempt(
@@ -476,6 +489,7 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
         error_message=message[:2000],
         finished_at=timezone.now(),
     )
+    metrics.count_job_ended(job=job, status=status, code=code)
     notify.job_changed_on_commit(job_id=job.id, event=notify.TIMEOUT if status == Status.TIMEOUT else notify.FAILED)
 
 

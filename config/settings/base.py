@@ -299,6 +299,23 @@ FITTING_RETENTION_DAYS = env.int("FITTING_RETENTION_DAYS", default=30)
 FITTING_DAILY_QUOTA = env.int("FITTING_DAILY_QUOTA", default=100)
 if FITTING_DAILY_QUOTA < 0:
     config_error("FITTING_DAILY_QUOTA must be 0 (no limit) or more")
+# Prices of the engine's models, USD per million tokens (input, output), for the estimated
+# cost in the admin and GET /metrics. Defaults: Gemini Developer API paid-tier standard prices
+# as published (ai.google.dev/gemini-api/docs/pricing) in 2025-10, written from memory without
+# a browser on 2026-11-27: check them. An image of about 1,290 output tokens at $30/M ≈ $0.039.
+# FITTING_PRICES (JSON, e.g. {"my-model": {"input": 1, "output": 2}}) adds or replaces models.
+FITTING_PRICES = {
+    "gemini-2.5-flash-image": {"input": 0.30, "output": 30.00},
+    "gemini-2.5-flash-image-preview": {"input": 0.30, "output": 30.00},
+    "gemini-2.5-flash": {"input": 0.30, "output": 2.50},
+    "gemini-2.5-flash-lite": {"input": 0.10, "output": 0.40},
+    "gemini-2.5-pro": {"input": 1.25, "output": 10.00},
+    "local-preview-1": {"input": 0, "output": 0},  # the local engine costs nothing
+    **env.json("FITTING_PRICES", default={}),
+}
+# GET /metrics (Prometheus text format) answers only with "Authorization: Bearer <METRICS_TOKEN>";
+# unset, /metrics is 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Per-user rate of POST /api/virtual-fitting (DRF throttle rate: "N/second|minute|hour|day").
 FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
 # The event stream: how often it looks at the job, how often it sends a heartbeat while
