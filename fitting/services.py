@@ -39,6 +39,7 @@ from core.errors import (
     TooManyItemsError,
 )
 from core.files import file_delete_quietly, file_store_new, files_delete_unreferenced
+from core.logcontext import log_context
 from core.media import media_name
 from fitting import costs, metrics, notify
 from fitting.engines import engine_identity
@@ -236,11 +237,14 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint) -> Fitt
         FittingResultItem(job=job, item=item, category=item.category, order=order)
         for order, item in enumerate(ordered, start=1)
     )
-    if _complete_from_cache(job):
-        return job  # free: no engine call, so not counted against the quota
-    _check_daily_quota(job)
-    _reuse_prefix(job, photo=photo, items=ordered)
-    fitting_enqueue_on_commit(job=job)
+    with log_context(job_id=str(job.id), attempt=job.attempt, user_id=user.pk):
+        if _complete_from_cache(job):
+            logger.info("job %s: completed from the result cache", job.id)
+            return job  # free: no engine call, so not counted against the quota
+        _check_daily_quota(job)
+        _reuse_prefix(job, photo=photo, items=ordered)
+        fitting_enqueue_on_commit(job=job)
+        logger.info("job %s: accepted", job.id)
     return job
 
 
@@ -265,6 +269,7 @@ def _check_daily_quota(job: FittingResult) -> None:
     )
     if used < quota:
         return
+    logger.info("user %s: daily quota of %s jobs reached", job.owner_id, quota)
     resets_at = day_start + timedelta(days=1)
     raise QuotaExceededError(
         _("You have started %(count)d fittings today, your daily limit. It resets at %(time)s.")
@@ -505,15 +510,18 @@ def fitting_sweep_expired() -> int:
     )
     count = 0
     for job in expired:
-        try:
-            fitting_fail(
-                job=job,
-                step=job.current_step or job.first_unfinished_step(),
-                code=ErrorCode.TIMEOUT,
-                message="The job did not finish before its deadline (its worker stopped or stalled).",
-            )
-        except JobSuperseded:
-            continue
+        step = job.current_step or job.first_unfinished_step()
+        with log_context(job_id=str(job.id), attempt=job.attempt, step=step, user_id=job.owner_id):
+            try:
+                fitting_fail(
+                    job=job,
+                    step=step,
+                    code=ErrorCode.TIMEOUT,
+                    message="The job did not finish before its deadline (its worker stopped or stalled).",
+                )
+            except JobSuperseded:
+                continue
+            logger.warning("job %s: ended as timeout by the sweep (at %s)", job.id, step)
         count += 1
     if count:
         logger.warning("sweep: %s job(s) ended as timeout", count)
@@ -585,6 +593,11 @@ def fitting_reprocess(
     a job pinned to another engine than this process's is refused (see
     ``fitting_reprocess_switch``).
     """
+    with log_context(job_id=str(job.id), attempt=job.attempt, user_id=job.owner_id):
+        return _reprocess(job=job, restart=restart, enqueue=enqueue, engine=engine)
+
+
+def _reprocess(*, job: FittingResult, restart: bool, enqueue: bool, engine: str | None) -> FittingResult:
     if job.user_image_id is None:
         raise JobPhotoDeletedError()
     switch = fitting_reprocess_switch(job=job, engine=engine)
@@ -619,6 +632,7 @@ def fitting_reprocess(
     if not updated:
         raise NotReprocessableError()
     job.refresh_from_db()
+    logger.info("job %s: reprocessed as attempt %s (%s)", job.id, job.attempt, "restart" if restart else "resume")
     notify.job_changed_on_commit(job_id=job.id, event=notify.REQUEUED)
     if enqueue:
         fitting_enqueue_on_commit(job=job)
@@ -668,7 +682,9 @@ def _jobs_delete(jobs: QuerySet[FittingResult]) -> None:
 @transaction.atomic
 def fitting_delete(*, job: FittingResult) -> None:
     """Delete a job, even one still processing, with its images unless another job shares a file."""
-    _jobs_delete(FittingResult.objects.filter(id=job.id))
+    with log_context(job_id=str(job.id), attempt=job.attempt, user_id=job.owner_id):
+        _jobs_delete(FittingResult.objects.filter(id=job.id))
+        logger.info("job %s: deleted", job.id)
 
 
 @transaction.atomic
