@@ -259,7 +259,9 @@ def _check_daily_quota(job: FittingResult) -> None:
     quota = user_daily_job_quota(user=job.owner)
     if not quota:
         return
-    get_user_model().objects.select_for_update().filter(pk=job.owner_id).exists()
+    # NO KEY UPDATE: serialises the owner's quota checks, yet does not wait on the KEY SHARE
+    # lock that inserting a job (its foreign key) takes, so two starts cannot deadlock.
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=job.owner_id).exists()
     now = timezone.localtime()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     used = (
