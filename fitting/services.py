@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -307,6 +307,22 @@ def _step_prefix_key(job: FittingResult, step: str) -> str:
     return next((key for item, key in zip(items, keys, strict=True) if item.category == step), "")
 
 
+def _hold_source(job_id) -> bool:
+    """Lock the source job so that it cannot be deleted before this transaction commits.
+
+    Deleting a job locks it first, and deletes its files after its commit only if no row
+    names them: once this transaction's rows name them, they stay. NOWAIT: a source being
+    deleted (or written by its worker) right now is skipped rather than waited for, so no
+    lock cycle can form with a deletion that holds the jobs and waits for a photo. False
+    when the job is gone or busy. (SQLite serialises writers: nothing to lock there.)
+    """
+    try:
+        with transaction.atomic():
+            return FittingResult.objects.select_for_update(no_key=True, nowait=True).filter(id=job_id).exists()
+    except DatabaseError:
+        return False
+
+
 def _reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) -> int:
     """Give ``job`` the images of its longest prefix of steps another job already made.
 
@@ -326,7 +342,7 @@ def _reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) ->
         sources = sources.filter(job__owner_id=job.owner_id)
     for k in range(len(keys), 0, -1):
         newest = sources.filter(prefix_key=keys[k - 1]).order_by("-id").first()
-        if newest is None:
+        if newest is None or not _hold_source(newest.job_id):
             continue
         # A job's k-th step image exists only with its earlier ones (steps run in order).
         rows = list(FittingResultImage.objects.filter(job_id=newest.job_id, prefix_key__in=keys[:k]))

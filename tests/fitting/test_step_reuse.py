@@ -1,8 +1,11 @@
 """Reuse of finished steps across jobs: a job starts from the longest prefix another job made."""
 
-import pytest
+import threading
 
-from fitting.models import FittingResultImage
+import pytest
+from django.db import connection, transaction
+
+from fitting.models import FittingResult, FittingResultImage
 from fitting.services import fitting_reprocess
 from tests.factories import make_photo, run_now, start_job
 from tests.fakegemini import fail, ok
@@ -109,3 +112,31 @@ def test_reprocess_keeps_reused_steps_and_restart_makes_them_again(fake_gemini, 
     assert "cached" not in job.step_metrics["top"]
     assert FittingResultImage.objects.filter(image=shared).exists()  # the source keeps its file
     assert source.images.get(step="top").image.storage.exists(shared)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_job_being_deleted_is_not_reused(fake_gemini, step_cache, user, photo, catalogue):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers: a deletion cannot be in flight during a start")
+    source = run_now(start_job(user, photo, catalogue["top"]))
+    locked, release = threading.Event(), threading.Event()
+
+    def delete_in_flight():  # what fitting_delete holds until its commit
+        try:
+            with transaction.atomic():
+                list(FittingResult.objects.select_for_update().filter(id=source.id))
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=delete_in_flight)
+    thread.start()
+    try:
+        assert locked.wait(30)
+        job = start_job(user, photo, catalogue["top"], catalogue["bottom"])  # neither waits nor deadlocks
+        assert job.images.count() == 0
+    finally:
+        release.set()
+        thread.join()
+    assert start_job(user, photo, catalogue["top"], catalogue["outer"]).images.count() == 1  # free again
