@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core.exceptions import api_not_found
 from core.health import HealthApi
 from core.media import serve_media
+from fitting.metrics import metrics_view
 
 # Errors outside the API views (middleware, the event stream, media) in the API's JSON shape
 # on API paths; Django's own pages elsewhere.
@@ -17,6 +18,7 @@ handler500 = "core.exceptions.server_error"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", HealthApi.as_view(), name="healthz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus, behind METRICS_TOKEN
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("users.urls")),

@@ -71,9 +71,10 @@ class ServiceError(Exception):
     status = 500
     default_message = _("Something went wrong.")
 
-    def __init__(self, message: str | None = None, *, field: str | None = None):
+    def __init__(self, message: str | None = None, *, field: str | None = None, headers: dict | None = None):
         self.message = str(message) if message is not None else str(self.default_message)
         self.field = field
+        self.headers = headers or {}  # HTTP headers of the answer, e.g. Retry-After
         super().__init__(self.message)
 
 

@@ -63,7 +63,7 @@ def _first_error(detail, path: str = "") -> tuple[str | None, str]:
 
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        return Response(error_body(exc.code, exc.message, exc.field), status=exc.status)
+        return Response(error_body(exc.code, exc.message, exc.field), status=exc.status, headers=exc.headers)
     if isinstance(exc, SuspiciousOperation):  # e.g. over 1000 form fields or query parameters
         code, message, status_code = _suspicious(exc)
         return Response(error_body(code, message), status=status_code)
@@ -114,7 +114,7 @@ def api_not_found(request, *args, **kwargs) -> JsonResponse:
 # --- Django's error handlers (config.urls: handler400/403/404/500) ------------------------
 def _is_api(request: HttpRequest) -> bool:
     path = request.path_info
-    return path.startswith(("/api/", settings.MEDIA_URL)) or path == "/healthz"
+    return path.startswith(("/api/", settings.MEDIA_URL)) or path in ("/healthz", "/metrics")
 
 
 def _json_error(code: str, message: str, status_code: int) -> JsonResponse:

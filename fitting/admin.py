@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 from django import forms
 from django.conf import settings
@@ -21,6 +22,7 @@ from django.db.models import CharField, QuerySet, Value
 from django.db.models.functions import Cast, Replace
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -37,6 +39,7 @@ from core.errors import (
     PhotoInUseError,
     ServiceError,
 )
+from fitting import costs
 from fitting.engines import engine_identity
 from fitting.models import (
     FittingResult,
@@ -58,7 +61,7 @@ from fitting.services import (
     user_delete,
 )
 from fitting.webhooks import webhook_redeliver
-from users.admin import UserImageAdmin
+from users.admin import UserImageAdmin, UserLimitsInline
 from users.models import UserImage
 
 STATUS_COLOURS = {
@@ -91,6 +94,11 @@ def _jobs_with_id_prefix(jobs: QuerySet[FittingResult], digits: str) -> QuerySet
     return jobs.filter(
         id__in=FittingResult.objects.annotate(id_hex=id_hex).filter(id_hex__startswith=digits).values("id")
     )
+
+
+def _format_cost(cost: Decimal | None) -> str:
+    """USD with four decimals (an image is about $0.039); "-" for a model without a price."""
+    return "-" if cost is None else f"${cost:.4f}"
 
 
 def _format_duration(delta: timedelta) -> str:
@@ -311,6 +319,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         "message",
         "engine_model",
         "duration",
+        "cost",
         "created_at",
     )
     list_filter = ("status", "failed_step", "engine", ("created_at", admin.DateFieldListFilter))
@@ -327,6 +336,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         (_("Error"), {"fields": ("failed_step", "error_code", "error_message")}),
         (_("Result"), {"fields": ("llm_message", "engine", "model", "prompt_version", "cached")}),
         (_("Webhook"), {"fields": ("webhook_url", "webhook_events")}),
+        (_("Cost"), {"fields": ("input_tokens", "output_tokens", "cost")}),
         (
             _("Timing"),
             {
@@ -342,7 +352,7 @@ class FittingResultAdmin(admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = ("user_photo", "status_badge", "duration", "step_timings")
+    readonly_fields = ("user_photo", "status_badge", "duration", "step_timings", "cost")
 
     # Read-only: the change page is a view page; reprocessing and deleting have their own permissions.
     def has_add_permission(self, request):
@@ -398,6 +408,10 @@ class FittingResultAdmin(admin.ModelAdmin):
     def engine_model(self, obj: FittingResult) -> str:
         return f"{obj.engine} / {obj.model}"
 
+    @admin.display(description=_("est. cost (USD)"))
+    def cost(self, obj: FittingResult) -> str:
+        return _format_cost(costs.job_cost(obj))
+
     @admin.display(description=_("duration"))
     def duration(self, obj: FittingResult) -> str:
         if obj.started_at and obj.finished_at:
@@ -416,7 +430,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         metrics = obj.step_metrics or {}
         if not metrics:
             return "-"
-        columns = ("latency_ms", "prompt_tokens", "candidates_tokens", "total_tokens")
+        columns = ("latency_ms", "prompt_tokens", "candidates_tokens", "total_tokens", "cached")
         head = format_html_join("", "<th>{}</th>", ((c.replace("_", " "),) for c in ("step", *columns)))
         rows = format_html_join(
             "",
@@ -482,9 +496,30 @@ class FittingResultAdmin(admin.ModelAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view(self.reprocess_view)
         return [
+            path("costs/", self.admin_site.admin_view(self.costs_view), name="fitting_fittingresult_costs"),
             path("<path:object_id>/reprocess/", view, name="fitting_fittingresult_reprocess"),
             *super().get_urls(),
         ]
+
+    def costs_view(self, request):
+        """Estimated cost per day and per user over the last ``days`` days (default 30, at most 366)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            days = min(max(int(request.GET.get("days", 30)), 1), 366)
+        except ValueError:
+            days = 30
+        by_user = costs.cost_by_user(days=days)
+        names = dict(get_user_model().objects.filter(pk__in=[r.key for r in by_user]).values_list("pk", "username"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Estimated cost"),
+            "days": days,
+            "by_day": [(row, _format_cost(row.cost)) for row in costs.cost_by_day(days=days)],
+            "by_user": [(row, names.get(row.key, row.key), _format_cost(row.cost)) for row in by_user],
+        }
+        return TemplateResponse(request, "admin/fitting/fittingresult/costs.html", context)
 
     def reprocess_view(self, request, object_id):
         """The change page's buttons: POST ``restart=0|1`` (``switch=1``: this server's engine); back to it."""
@@ -664,7 +699,12 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class ErasingUserAdmin(UserAdmin):
-    """Django's user admin, deleting through ``user_delete``: photos, jobs and their files go too."""
+    """Django's user admin, deleting through ``user_delete``: photos, jobs and their files go too.
+
+    Staff set a user's own limits (the daily fitting quota) on the user's page.
+    """
+
+    inlines = (*UserAdmin.inlines, UserLimitsInline)
 
     def delete_model(self, request, obj):
         user_delete(user=obj)

@@ -112,8 +112,15 @@ class JobOutputSerializer(serializers.Serializer):
                 state = "processing"
             else:
                 state = "pending"
+            reused = bool(image) and bool((job.step_metrics.get(job_item.category) or {}).get("cached"))
             steps.append(
-                {"category": job_item.category, "status": state, "imageUrl": self._url(image) if image else None}
+                {
+                    "category": job_item.category,
+                    "status": state,
+                    "imageUrl": self._url(image) if image else None,
+                    # Made by an earlier job with the same photo, garments so far and engine.
+                    "cached": reused,
+                }
             )
         return steps
 
@@ -242,7 +249,12 @@ class FittingListCreateApi(APIView):
             ),
             401: UNAUTHENTICATED,
             422: error("The Idempotency-Key was used with another body.", ErrorCode.IDEMPOTENCY_KEY_REUSED),
-            429: error("Too many jobs started; see Retry-After.", ErrorCode.THROTTLED),
+            429: error(
+                "Too many jobs started (THROTTLED), or the daily quota of jobs is used up (QUOTA_EXCEEDED, "
+                "with the time it resets); see Retry-After.",
+                ErrorCode.THROTTLED,
+                ErrorCode.QUOTA_EXCEEDED,
+            ),
         },
     )
     def post(self, request):

@@ -124,6 +124,9 @@ class FittingResult(models.Model):
     attempt = models.PositiveIntegerField(default=1)
     # Per step: {"top": {"latency_ms": 812, "prompt_tokens": …, "candidates_tokens": …, "total_tokens": …}}
     step_metrics = models.JSONField(default=dict, blank=True)
+    # Tokens the engine's steps used, all attempts together (fitting.costs prices them).
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
     cache_key = models.CharField(max_length=64, db_index=True)
     cached = models.BooleanField(default=False)
     # NULL for "no key", so the unique constraint only covers jobs that have one.
@@ -211,6 +214,10 @@ class FittingResultImage(models.Model):
     image = models.ImageField(upload_to=result_upload_to)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
+    # A step image is what its job's first steps made of the photo: the same photo content,
+    # garments up to this step and engine identity make the same key, and another job
+    # starts from this image instead of calling the engine again ("" for the final image).
+    prefix_key = models.CharField(max_length=64, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -308,3 +315,21 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id} #{self.number}"
+
+
+class MetricCounter(models.Model):
+    """One series of a Prometheus counter, kept in the database (GET /metrics reads them).
+
+    Services add to these in the same transaction as the change they count, so a job
+    finished on any node counts exactly once, and a restart loses nothing.
+    """
+
+    name = models.CharField(max_length=100)
+    labels = models.CharField(max_length=300)  # the labels as canonical JSON: {"engine": "gemini", …}
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "labels"], name="metric_counter_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.labels} {self.value}"

@@ -25,6 +25,7 @@ from core.errors import (
     JobError,
     PhotoUnreadableError,
 )
+from core.logcontext import log_context
 from fitting.engines import get_engine
 from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit, StepAbandoned
 from fitting.models import STEP_ORDER, FittingResult, FittingResultImage
@@ -47,7 +48,14 @@ def run_job(*, job_id: str, attempt: int, engine: str | None = None) -> None:
     ``engine`` names the engine to run it with (default: FITTING_ENGINE). The job is pinned
     to the identity it was created (or explicitly reprocessed) with: with another engine,
     model or prompt version it fails as ENGINE_MISMATCH before anything is made.
+    Every line it logs carries the job id, the attempt, the step and the owner's id.
     """
+    owner_id = FittingResult.objects.filter(id=job_id).values_list("owner_id", flat=True).first()
+    with log_context(job_id=str(job_id), attempt=attempt, user_id=owner_id):
+        _run_delivery(job_id=job_id, attempt=attempt, engine=engine)
+
+
+def _run_delivery(*, job_id: str, attempt: int, engine: str | None) -> None:
     if not fitting_claim(job_id=job_id, attempt=attempt):
         logger.info("job %s attempt %s: already taken or finished, skipping", job_id, attempt)
         return
@@ -115,24 +123,26 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
             garments.append(AppliedGarment(category=step, image=garment))
             if step in done:
                 continue
-            fitting_step_started(job=job, step=step)
-            left = _seconds_left(job.deadline_at)
-            if left <= 0:
-                raise DeadlineExceeded()
-            started = time.monotonic()
-            result = engine.apply_garment(
-                person=current,
-                garment=garment,
-                category=step,
-                canvas_size=canvas_size,
-                timeout=left,
-                keep_going=functools.partial(fitting_is_current, job=job),
-            )
-            latency_ms = round((time.monotonic() - started) * 1000)
-            current = images.to_canvas(result.image, canvas_size)  # the one place a step's image is fitted
-            last_row = fitting_step_finished(
-                job=job, step=step, image=current, latency_ms=latency_ms, usage=result.usage
-            )
+            with log_context(step=step):
+                fitting_step_started(job=job, step=step)
+                left = _seconds_left(job.deadline_at)
+                if left <= 0:
+                    raise DeadlineExceeded()
+                started = time.monotonic()
+                result = engine.apply_garment(
+                    person=current,
+                    garment=garment,
+                    category=step,
+                    canvas_size=canvas_size,
+                    timeout=left,
+                    keep_going=functools.partial(fitting_is_current, job=job),
+                )
+                latency_ms = round((time.monotonic() - started) * 1000)
+                current = images.to_canvas(result.image, canvas_size)  # the one place a step's image is fitted
+                last_row = fitting_step_finished(
+                    job=job, step=step, image=current, latency_ms=latency_ms, usage=result.usage
+                )
+                logger.info("job %s: step %s made in %s ms", job.id, step, latency_ms)
         step = None
         # No write precedes the message call: ask first, so a canceled job makes no further call.
         if not fitting_is_current(job=job):
@@ -142,12 +152,14 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
     except (JobSuperseded, StepAbandoned):
         raise
     except JobError as exc:
-        logger.warning("job %s failed at %s: %s %s", job.id, step, exc.code, exc.message)
-        fitting_fail(job=job, step=step, code=exc.code, message=exc.message)
+        with log_context(step=step):
+            logger.warning("job %s failed at %s: %s %s", job.id, step, exc.code, exc.message)
+            fitting_fail(job=job, step=step, code=exc.code, message=exc.message)
     except Exception as exc:
         # A bug, not an outcome: record it truthfully instead of leaving the job processing.
-        logger.exception("job %s crashed at %s", job.id, step)
-        fitting_fail(job=job, step=step, code=ErrorCode.INTERNAL_ERROR, message=_describe(exc))
+        with log_context(step=step):
+            logger.exception("job %s crashed at %s", job.id, step)
+            fitting_fail(job=job, step=step, code=ErrorCode.INTERNAL_ERROR, message=_describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

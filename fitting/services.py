@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,10 +13,10 @@ from importlib import import_module
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -36,11 +37,13 @@ from core.errors import (
     NotReprocessableError,
     PhotoInUseError,
     PhotoRequiredError,
+    QuotaExceededError,
     TooManyItemsError,
 )
 from core.files import file_delete_quietly, file_store_new, files_delete_unreferenced
+from core.logcontext import log_context
 from core.media import media_name
-from fitting import notify
+from fitting import costs, metrics, notify
 from fitting.engines import engine_identity
 from fitting.engines.identity import EngineIdentity
 from fitting.models import (
@@ -57,7 +60,7 @@ from fitting.models import (
 )
 from fitting.webhooks import webhook_url_check
 from users.models import UserImage
-from users.selectors import photo_get_by_url
+from users.selectors import photo_get_by_url, user_daily_job_quota
 
 logger = logging.getLogger(__name__)
 
@@ -260,9 +263,135 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook
         FittingResultItem(job=job, item=item, category=item.category, order=order)
         for order, item in enumerate(ordered, start=1)
     )
-    if not _complete_from_cache(job):
+    with log_context(job_id=str(job.id), attempt=job.attempt, user_id=user.pk):
+        if _complete_from_cache(job):
+            logger.info("job %s: completed from the result cache", job.id)
+            return job  # free: no engine call, so not counted against the quota
+        _check_daily_quota(job)
+        _reuse_prefix(job, photo=photo, items=ordered)
         fitting_enqueue_on_commit(job=job)
+        logger.info("job %s: accepted", job.id)
     return job
+
+
+def _check_daily_quota(job: FittingResult) -> None:
+    """Refuse ``job`` (QUOTA_EXCEEDED) when its owner already started their day's quota of jobs.
+
+    Counted: the owner's jobs created since the start of the day (in TIME_ZONE) that were not
+    whole-result cache hits, i.e. that call the engine (a job whose every step is reused still
+    asks for its message). The owner's row is the lock: two starts at once count one after
+    the other. Raised inside the start's transaction, so the refused job is rolled back.
+    """
+    quota = user_daily_job_quota(user=job.owner)
+    if not quota:
+        return
+    # NO KEY UPDATE: serialises the owner's quota checks, yet does not wait on the KEY SHARE
+    # lock that inserting a job (its foreign key) takes, so two starts cannot deadlock.
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=job.owner_id).exists()
+    now = timezone.localtime()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    used = (
+        FittingResult.objects.filter(owner_id=job.owner_id, created_at__gte=day_start, cached=False)
+        .exclude(id=job.id)
+        .count()
+    )
+    if used < quota:
+        return
+    logger.info("user %s: daily quota of %s jobs reached", job.owner_id, quota)
+    resets_at = day_start + timedelta(days=1)
+    raise QuotaExceededError(
+        _("You have started %(count)d fittings today, your daily limit. It resets at %(time)s.")
+        % {"count": quota, "time": resets_at.isoformat()},
+        headers={"Retry-After": str(max(1, math.ceil((resets_at - now).total_seconds())))},
+    )
+
+
+def _prefix_keys(*, photo: UserImage, items: list[Item], identity: EngineIdentity) -> list[str]:
+    """Per step (items in step order): the key of what the steps up to it make of the photo.
+
+    The result-cache key of the job's first k garments: the same photo content, garments
+    and engine identity make the same image. "" for every step when a content hash is unknown.
+    """
+    return [
+        _result_cache_key(
+            photo=photo,
+            items=items[:k],
+            engine=identity.name,
+            model=identity.model,
+            prompt_version=identity.prompt_version,
+        )
+        for k in range(1, len(items) + 1)
+    ]
+
+
+def _step_prefix_key(job: FittingResult, step: str) -> str:
+    """The prefix key of ``job``'s image of ``step`` (from its photo and items as stored)."""
+    if job.user_image is None:
+        return ""
+    items = sorted((job_item.item for job_item in job.items.all()), key=lambda i: STEP_ORDER.index(i.category))
+    keys = _prefix_keys(photo=job.user_image, items=items, identity=job.engine_identity)
+    return next((key for item, key in zip(items, keys, strict=True) if item.category == step), "")
+
+
+def _hold_source(job_id) -> bool:
+    """Lock the source job so that it cannot be deleted before this transaction commits.
+
+    Deleting a job locks it first, and deletes its files after its commit only if no row
+    names them: once this transaction's rows name them, they stay. NOWAIT: a source being
+    deleted (or written by its worker) right now is skipped rather than waited for, so no
+    lock cycle can form with a deletion that holds the jobs and waits for a photo. False
+    when the job is gone or busy. (SQLite serialises writers: nothing to lock there.)
+    """
+    try:
+        with transaction.atomic():
+            return FittingResult.objects.select_for_update(no_key=True, nowait=True).filter(id=job_id).exists()
+    except DatabaseError:
+        return False
+
+
+def _reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) -> int:
+    """Give ``job`` the images of its longest prefix of steps another job already made.
+
+    Steps run in a fixed order, so a job's first k steps are the same work as another job's
+    first k steps with the same photo content, garments and engine identity. The source is
+    the owner's own jobs unless ``FITTING_RESULT_CACHE_SCOPE`` is "global"; its rows are
+    shared as new rows on the same files (never copied), marked ``cached`` in the job's
+    step metrics, and the pipeline resumes after them. Returns how many steps were reused.
+    """
+    if not settings.FITTING_STEP_CACHE:
+        return 0
+    keys = _prefix_keys(photo=photo, items=items, identity=job.engine_identity)
+    if not all(keys):
+        return 0
+    sources = FittingResultImage.objects.exclude(job_id=job.id)
+    if settings.FITTING_RESULT_CACHE_SCOPE == "owner":
+        sources = sources.filter(job__owner_id=job.owner_id)
+    for k in range(len(keys), 0, -1):
+        newest = sources.filter(prefix_key=keys[k - 1]).order_by("-id").first()
+        if newest is None or not _hold_source(newest.job_id):
+            continue
+        # A job's k-th step image exists only with its earlier ones (steps run in order).
+        rows = list(FittingResultImage.objects.filter(job_id=newest.job_id, prefix_key__in=keys[:k]))
+        if len(rows) != k:
+            continue
+        FittingResultImage.objects.bulk_create(
+            FittingResultImage(
+                job=job,
+                step=row.step,
+                image=row.image.name,
+                width=row.width,
+                height=row.height,
+                prefix_key=row.prefix_key,
+            )
+            for row in rows
+        )
+        reused = {row.step: {"cached": True, "source_job": str(row.job_id), "latency_ms": 0} for row in rows}
+        FittingResult.objects.filter(id=job.id).update(step_metrics=reused)
+        job.step_metrics = reused
+        metrics.count_steps_reused(steps=[row.step for row in rows])
+        logger.info("job %s: %s step(s) reused from job %s", job.id, k, newest.job_id)
+        return k
+    return 0
 
 
 def _complete_from_cache(job: FittingResult) -> bool:
@@ -301,6 +430,7 @@ def _complete_from_cache(job: FittingResult) -> bool:
         updated_at=now,
     )
     job.refresh_from_db()
+    metrics.count_job_ended(job=job, status=Status.COMPLETED, cache_hit=True)
     notify.job_changed_on_commit(job_id=job.id, event=notify.COMPLETED)
     return True
 
@@ -344,13 +474,24 @@ def fitting_step_finished(
     *, job: FittingResult, step: str, image: Image.Image, latency_ms: int, usage: dict[str, int]
 ) -> FittingResultImage:
     """Store the step's image and its timing in one transaction; on failure, no file is left."""
-    row = FittingResultImage(job=job, step=step, width=image.width, height=image.height)
+    row = FittingResultImage(
+        job=job, step=step, width=image.width, height=image.height, prefix_key=_step_prefix_key(job, step)
+    )
     file_store_new(row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(image))
-    metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
+    step_metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
+    input_tokens, output_tokens = costs.usage_tokens(usage)
     try:
         with transaction.atomic():
-            _write_if_current_attempt(job, step_metrics=metrics)
+            _write_if_current_attempt(
+                job,
+                step_metrics=step_metrics,
+                input_tokens=job.input_tokens + input_tokens,
+                output_tokens=job.output_tokens + output_tokens,
+            )
             row.save()
+            metrics.count_step_finished(
+                job=job, step=step, latency_ms=latency_ms, input_tokens=input_tokens, output_tokens=output_tokens
+            )
             notify.job_changed_on_commit(job_id=job.id, event=notify.STEP_FINISHED)
     except BaseException:
         file_delete_quietly(row.image.storage, row.image.name)
@@ -370,20 +511,22 @@ def fitting_complete(
         width=last_step_image.width,
         height=last_step_image.height,
     )
-    metrics = dict(job.step_metrics)
+    step_metrics = dict(job.step_metrics)
     if message_ms is not None:
-        metrics["message"] = {"latency_ms": message_ms}
+        step_metrics["message"] = {"latency_ms": message_ms}
     _write_if_current_attempt(
         job,
         status=Status.COMPLETED,
         current_step=None,
         llm_message=message,
-        step_metrics=metrics,
+        step_metrics=step_metrics,
         finished_at=timezone.now(),
     )
+    metrics.count_job_ended(job=job, status=Status.COMPLETED)
     notify.job_changed_on_commit(job_id=job.id, event=notify.COMPLETED)
 
 
+@transaction.atomic
 def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: str) -> None:
     status = Status.TIMEOUT if code == ErrorCode.TIMEOUT else Status.FAILED
     _write_if_current_attempt(
@@ -395,10 +538,12 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
         error_message=message[:2000],
         finished_at=timezone.now(),
     )
+    metrics.count_job_ended(job=job, status=status, code=code)
     notify.job_changed_on_commit(job_id=job.id, event=notify.TIMEOUT if status == Status.TIMEOUT else notify.FAILED)
 
 
 # --- cancel -----------------------------------------------------------------------------------
+@transaction.atomic
 def fitting_cancel(*, job: FittingResult) -> FittingResult:
     """Cancel a processing job: ``status=canceled``, ``finished_at`` set; a canceled one is returned as is.
 
@@ -417,6 +562,7 @@ def fitting_cancel(*, job: FittingResult) -> FittingResult:
     if current is None:  # deleted meanwhile: nothing to cancel (the API's re-read answers 404)
         return job
     if updated:
+        metrics.count_job_ended(job=current, status=Status.CANCELED)
         notify.job_changed_on_commit(job_id=job.id, event=notify.CANCELED)
         return current
     if current.status == Status.CANCELED:
@@ -436,15 +582,18 @@ def fitting_sweep_expired() -> int:
     )
     count = 0
     for job in expired:
-        try:
-            fitting_fail(
-                job=job,
-                step=job.current_step or job.first_unfinished_step(),
-                code=ErrorCode.TIMEOUT,
-                message="The job did not finish before its deadline (its worker stopped or stalled).",
-            )
-        except JobSuperseded:
-            continue
+        step = job.current_step or job.first_unfinished_step()
+        with log_context(job_id=str(job.id), attempt=job.attempt, step=step, user_id=job.owner_id):
+            try:
+                fitting_fail(
+                    job=job,
+                    step=step,
+                    code=ErrorCode.TIMEOUT,
+                    message="The job did not finish before its deadline (its worker stopped or stalled).",
+                )
+            except JobSuperseded:
+                continue
+            logger.warning("job %s: ended as timeout by the sweep (at %s)", job.id, step)
         count += 1
     if count:
         logger.warning("sweep: %s job(s) ended as timeout", count)
@@ -524,6 +673,13 @@ def fitting_reprocess(
     a job pinned to another engine than this process's is refused (see
     ``fitting_reprocess_switch``).
     """
+    with log_context(job_id=str(job.id), attempt=job.attempt, user_id=job.owner_id):
+        return _reprocess(job=job, restart=restart, enqueue=enqueue, engine=engine, allow_canceled=allow_canceled)
+
+
+def _reprocess(
+    *, job: FittingResult, restart: bool, enqueue: bool, engine: str | None, allow_canceled: bool
+) -> FittingResult:
     if job.user_image_id is None:
         raise JobPhotoDeletedError()
     switch = fitting_reprocess_switch(job=job, engine=engine)
@@ -559,6 +715,7 @@ def fitting_reprocess(
     if not updated:
         raise NotReprocessableError()
     job.refresh_from_db()
+    logger.info("job %s: reprocessed as attempt %s (%s)", job.id, job.attempt, "restart" if restart else "resume")
     notify.job_changed_on_commit(job_id=job.id, event=notify.REQUEUED)
     if enqueue:
         fitting_enqueue_on_commit(job=job)
@@ -608,7 +765,9 @@ def _jobs_delete(jobs: QuerySet[FittingResult]) -> None:
 @transaction.atomic
 def fitting_delete(*, job: FittingResult) -> None:
     """Delete a job, even one still processing, with its images unless another job shares a file."""
-    _jobs_delete(FittingResult.objects.filter(id=job.id))
+    with log_context(job_id=str(job.id), attempt=job.attempt, user_id=job.owner_id):
+        _jobs_delete(FittingResult.objects.filter(id=job.id))
+        logger.info("job %s: deleted", job.id)
 
 
 @transaction.atomic

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from core.admin import thumbnail
-from users.models import UserImage
+from users.models import UserImage, UserLimits
 
 
 @admin.register(UserImage)
@@ -33,3 +33,12 @@ class UserImageAdmin(admin.ModelAdmin):
     @admin.display(description=_("size"))
     def size(self, obj: UserImage) -> str:
         return f"{obj.width}×{obj.height}"
+
+
+class UserLimitsInline(admin.StackedInline):
+    """Per-user limits on the user's page (``fitting.admin`` adds it to the user admin)."""
+
+    model = UserLimits
+    can_delete = False
+    fields = ("daily_job_quota",)
+    verbose_name_plural = _("limits")

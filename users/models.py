@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 PHOTOS_DIR = "photos"  # where photo files live in the media storage (core.media registers it)
 
@@ -28,3 +29,24 @@ class UserImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner} {self.image.name}"
+
+
+class UserLimits(models.Model):
+    """Staff's per-user overrides of the service's limits (none: the settings apply)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="limits"
+    )
+    daily_job_quota = models.PositiveIntegerField(
+        _("daily fitting quota"),
+        null=True,
+        blank=True,
+        help_text=_("Fitting jobs a day that call the engine. Empty: the default (FITTING_DAILY_QUOTA); 0: no limit."),
+    )
+
+    class Meta:
+        verbose_name = _("limits")
+        verbose_name_plural = _("limits")
+
+    def __str__(self) -> str:
+        return str(self.user)

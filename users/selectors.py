@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from core.media import media_name
-from users.models import PHOTOS_DIR, UserImage
+from users.models import PHOTOS_DIR, UserImage, UserLimits
 
 
 def photo_list(*, owner: AbstractBaseUser) -> QuerySet[UserImage]:
@@ -25,3 +26,12 @@ def photo_get_by_url(*, owner: AbstractBaseUser, url: str) -> UserImage | None:
 
 def photo_get(*, owner: AbstractBaseUser, photo_id: int) -> UserImage | None:
     return photo_list(owner=owner).filter(id=photo_id).first()
+
+
+def user_daily_job_quota(*, user: AbstractBaseUser) -> int:
+    """Fitting jobs a day ``user`` may start that call the engine; 0 means no limit.
+
+    Staff's override (``UserLimits.daily_job_quota``) when set, else FITTING_DAILY_QUOTA.
+    """
+    override = UserLimits.objects.filter(user_id=user.pk).values_list("daily_job_quota", flat=True).first()
+    return settings.FITTING_DAILY_QUOTA if override is None else override

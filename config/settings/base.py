@@ -287,8 +287,35 @@ FITTING_RESULT_CACHE = env.bool("FITTING_RESULT_CACHE", default=True)
 FITTING_RESULT_CACHE_SCOPE = env("FITTING_RESULT_CACHE_SCOPE", default="owner")
 if FITTING_RESULT_CACHE_SCOPE not in ("owner", "global"):
     config_error(f"FITTING_RESULT_CACHE_SCOPE must be 'owner' or 'global', not {FITTING_RESULT_CACHE_SCOPE!r}")
+# A job starts from the longest prefix of its steps another job already made (same photo
+# content, garments up to that step, engine, model and prompt version; whose jobs count:
+# FITTING_RESULT_CACHE_SCOPE), and only the remaining steps call the engine.
+FITTING_STEP_CACHE = env.bool("FITTING_STEP_CACHE", default=True)
 # Days after which finished jobs, their result images and unused photos are deleted (hourly).
 FITTING_RETENTION_DAYS = env.int("FITTING_RETENTION_DAYS", default=30)
+# Per user: fitting jobs a day (the TIME_ZONE day) that call the engine; a whole-result cache
+# hit is free. Over it, 429 QUOTA_EXCEEDED with Retry-After until the next day. 0: no limit.
+# Staff can set another quota for one user in the admin (the user's page, "limits").
+FITTING_DAILY_QUOTA = env.int("FITTING_DAILY_QUOTA", default=100)
+if FITTING_DAILY_QUOTA < 0:
+    config_error("FITTING_DAILY_QUOTA must be 0 (no limit) or more")
+# Prices of the engine's models, USD per million tokens (input, output), for the estimated
+# cost in the admin and GET /metrics. Defaults: Gemini Developer API paid-tier standard prices
+# as published (ai.google.dev/gemini-api/docs/pricing) in 2025-10, written from memory without
+# a browser on 2026-11-27: check them. An image of about 1,290 output tokens at $30/M ≈ $0.039.
+# FITTING_PRICES (JSON, e.g. {"my-model": {"input": 1, "output": 2}}) adds or replaces models.
+FITTING_PRICES = {
+    "gemini-2.5-flash-image": {"input": 0.30, "output": 30.00},
+    "gemini-2.5-flash-image-preview": {"input": 0.30, "output": 30.00},
+    "gemini-2.5-flash": {"input": 0.30, "output": 2.50},
+    "gemini-2.5-flash-lite": {"input": 0.10, "output": 0.40},
+    "gemini-2.5-pro": {"input": 1.25, "output": 10.00},
+    "local-preview-1": {"input": 0, "output": 0},  # the local engine costs nothing
+    **env.json("FITTING_PRICES", default={}),
+}
+# GET /metrics (Prometheus text format) answers only with "Authorization: Bearer <METRICS_TOKEN>";
+# unset, /metrics is 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Per-user rate of POST /api/virtual-fitting (DRF throttle rate: "N/second|minute|hour|day").
 FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
 # The event stream: how often it looks at the job, how often it sends a heartbeat while
@@ -343,11 +370,22 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# Every line carries the job_id, attempt, step and user_id it was written for, when there is
+# one (core/logcontext.py): " job_id=… attempt=…" at the end of a plain line, keys of a JSON one.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    config_error(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "core.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
+        "json": {"()": "core.logcontext.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"httpx": {"level": "WARNING"}},
 }

@@ -12,6 +12,7 @@ STORAGES = {
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 # Off by default so that repeated jobs in tests really run; the cache tests turn it on.
 FITTING_RESULT_CACHE = False
+FITTING_STEP_CACHE = False
 FITTING_START_RATE = "1000/minute"
 UPLOAD_RATE = "1000/minute"
 

@@ -1,0 +1,79 @@
+"""The daily quota of fitting jobs per user (FITTING_DAILY_QUOTA, staff's per-user override)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone, translation
+
+from fitting.models import FittingResult, Status
+from tests.factories import make_job, run_now, start_job
+from users.models import UserLimits
+
+URL = "/api/virtual-fitting"
+
+
+def body(photo, *items):
+    return {"userPhotoUrl": photo.image.url, "items": [{"itemId": i.id, "category": i.category} for i in items]}
+
+
+@pytest.fixture
+def quota(settings):
+    settings.FITTING_DAILY_QUOTA = 2
+    return settings
+
+
+def test_over_the_quota_is_refused_with_the_reset_time(quota, api, user, photo, catalogue):
+    for _ in range(2):
+        assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 202
+    with translation.override("en"):
+        response = api.post(URL, body(photo, catalogue["bottom"]), format="json")
+    assert response.status_code == 429
+    error = response.json()["error"]
+    assert error["code"] == "QUOTA_EXCEEDED"
+    now = timezone.now()
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert tomorrow.isoformat() in error["message"]
+    assert "daily limit" in error["message"]
+    retry_after = int(response["Retry-After"])
+    assert abs(retry_after - (tomorrow - now).total_seconds()) <= 5
+    assert FittingResult.objects.filter(owner=user).count() == 2  # the refused job was not kept
+
+
+def test_earlier_days_do_not_count(quota, api, user, photo, catalogue):
+    for _ in range(3):
+        make_job(user, photo, catalogue["top"], status=Status.COMPLETED, created_at=timezone.now() - timedelta(days=1))
+    assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 202
+
+
+def test_result_cache_hits_are_free(quota, api, user, photo, catalogue):
+    quota.FITTING_RESULT_CACHE = True
+    run_now(start_job(user, photo, catalogue["top"]))
+    run_now(start_job(user, photo, catalogue["bottom"]))  # the quota is used up
+    response = api.post(URL, body(photo, catalogue["top"]), format="json")  # a repeat: from the cache
+    assert response.status_code == 202
+    assert response.json()["status"] == "completed"
+    assert api.post(URL, body(photo, catalogue["outer"]), format="json").status_code == 429
+
+
+def test_staff_override_raises_one_users_quota(quota, api, user, other_user, photo, catalogue):
+    UserLimits.objects.create(user=user, daily_job_quota=3)
+    for _ in range(3):
+        assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 202
+    assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 429
+
+
+def test_zero_means_no_limit(settings, api, user, photo, catalogue):
+    settings.FITTING_DAILY_QUOTA = 0
+    for _ in range(3):
+        make_job(user, photo, catalogue["top"], status=Status.COMPLETED)
+    assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 202
+    settings.FITTING_DAILY_QUOTA = 3
+    assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 429
+    UserLimits.objects.create(user=user, daily_job_quota=0)  # an override of 0: no limit for this user
+    assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 202
+
+
+def test_staff_edit_the_quota_on_the_users_page(admin_client, user):
+    page = admin_client.get(f"/admin/auth/user/{user.pk}/change/")
+    assert page.status_code == 200
+    assert b"daily_job_quota" in page.content
