@@ -37,7 +37,7 @@ from core.errors import (
     ServiceError,
 )
 from fitting.engines import engine_identity
-from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Item, Status
+from fitting.models import FittingResult, FittingResultImage, FittingResultItem, ImageStep, Item, Status
 from fitting.services import (
     REPROCESSABLE,
     fitting_delete,
@@ -49,6 +49,11 @@ from fitting.services import (
 )
 from users.admin import UserImageAdmin
 from users.models import UserImage
+
+# The admin names the service, in the staff's language (Korean by default).
+admin.site.site_header = _("Virtual fitting administration")
+admin.site.site_title = _("Virtual fitting admin")
+admin.site.index_title = _("Service administration")
 
 STATUS_COLOURS = {
     Status.PROCESSING: "#2f6fbf",
@@ -93,6 +98,7 @@ def _format_duration(delta: timedelta) -> str:
 class _JobInline(admin.TabularInline):
     """Read-only rows of a job, shown to whoever may see the job."""
 
+    template = "admin/fitting/tabular_plain.html"  # no "<job id> top" caption over each row
     extra = 0
     max_num = 0
     can_delete = False
@@ -180,7 +186,7 @@ def _reprocess(
                 "%(count)d jobs skipped: only failed or timed-out jobs can be reprocessed (%(ids)s).",
                 len(skipped),
             )
-            % {"count": len(skipped), "ids": ", ".join(f"{str(j.id)[:8]} {j.status}" for j in skipped)},
+            % {"count": len(skipped), "ids": ", ".join(f"{str(j.id)[:8]} {j.get_status_display()}" for j in skipped)},
             messages.WARNING,
         )
     if photo_deleted:
@@ -326,13 +332,22 @@ class FittingResultAdmin(admin.ModelAdmin):
         metrics = obj.step_metrics or {}
         if not metrics:
             return "-"
-        columns = ("latency_ms", "prompt_tokens", "candidates_tokens", "total_tokens")
-        head = format_html_join("", "<th>{}</th>", ((c.replace("_", " "),) for c in ("step", *columns)))
+        columns = {
+            "latency_ms": _("latency (ms)"),
+            "prompt_tokens": _("prompt tokens"),
+            "candidates_tokens": _("response tokens"),
+            "total_tokens": _("total tokens"),
+        }
+        head = format_html_join("", "<th>{}</th>", ((label,) for label in (_("step"), *columns.values())))
+        step_names = dict(ImageStep.choices)
         rows = format_html_join(
             "",
             "<tr><td>{}</td>{}</tr>",
             (
-                (step, format_html_join("", "<td>{}</td>", ((values.get(c, "-"),) for c in columns)))
+                (
+                    step_names.get(step, step),
+                    format_html_join("", "<td>{}</td>", ((values.get(c, "-"),) for c in columns)),
+                )
                 for step, values in metrics.items()
                 if isinstance(values, dict)
             ),

@@ -3,36 +3,37 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from core.errors import ErrorCode
 from fitting.engines.identity import EngineIdentity
 
 
 class Category(models.TextChoices):
-    TOP = "top", "top"
-    BOTTOM = "bottom", "bottom"
-    OUTER = "outer", "outer"
+    TOP = "top", _("top")
+    BOTTOM = "bottom", _("bottom")
+    OUTER = "outer", _("outerwear")
 
 
 STEP_ORDER = [Category.TOP, Category.BOTTOM, Category.OUTER]
 
 
 class Status(models.TextChoices):
-    PROCESSING = "processing", "processing"
-    COMPLETED = "completed", "completed"
-    FAILED = "failed", "failed"
-    TIMEOUT = "timeout", "timeout"
-    CANCELED = "canceled", "canceled"
+    PROCESSING = "processing", _("processing")
+    COMPLETED = "completed", _("completed")
+    FAILED = "failed", _("failed")
+    TIMEOUT = "timeout", _("timed out")
+    CANCELED = "canceled", _("canceled")
 
 
 TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELED)
 
 
 class ImageStep(models.TextChoices):
-    TOP = "top", "top"
-    BOTTOM = "bottom", "bottom"
-    OUTER = "outer", "outer"
-    FINAL = "final", "final"
+    TOP = "top", _("top")
+    BOTTOM = "bottom", _("bottom")
+    OUTER = "outer", _("outerwear")
+    FINAL = "final", _("final")
 
 
 # Where the app's files live in the media storage (core.media registers them).
@@ -53,14 +54,16 @@ def result_upload_to(instance: "FittingResultImage", filename: str) -> str:
 class Item(models.Model):
     """A garment of the catalogue."""
 
-    name = models.CharField(max_length=200)
-    category = models.CharField(max_length=10, choices=Category.choices)
-    image = models.ImageField(upload_to=item_upload_to)
-    content_hash = models.CharField(max_length=64, blank=True, editable=False)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    name = models.CharField(_("name"), max_length=200)
+    category = models.CharField(_("category"), max_length=10, choices=Category.choices)
+    image = models.ImageField(_("image"), upload_to=item_upload_to)
+    content_hash = models.CharField(_("content hash"), max_length=64, blank=True, editable=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("catalogue item")
+        verbose_name_plural = _("catalogue items")
         ordering = ["category", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(category__in=Category.values), name="item_category_valid"),
@@ -68,44 +71,53 @@ class Item(models.Model):
         indexes = [models.Index(fields=["is_active", "category"], name="item_active_category")]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.category})"
+        return f"{self.name} ({self.get_category_display()})"
 
 
 class FittingResult(models.Model):
     """One fitting job. Its id is the API's jobId."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fittings")
+    id = models.UUIDField(_("job id"), primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fittings", verbose_name=_("owner")
+    )
     # NULL once the user deleted the photo: the job stays in their history, without it.
     user_image = models.ForeignKey(
-        "users.UserImage", on_delete=models.SET_NULL, null=True, blank=True, related_name="fittings"
+        "users.UserImage",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="fittings",
+        verbose_name=_("person photo"),
     )
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROCESSING)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.PROCESSING)
     # NULL, not "": the API shows "no step" as null, and the check constraints say so.
-    current_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
-    failed_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
-    error_code = models.CharField(max_length=40, blank=True, choices=ErrorCode.choices)
-    error_message = models.TextField(blank=True)
-    llm_message = models.TextField(null=True, blank=True)  # noqa: DJ001 - null: no message (it failed)
-    engine = models.CharField(max_length=20)
-    model = models.CharField(max_length=100)
-    prompt_version = models.CharField(max_length=20)
-    attempt = models.PositiveIntegerField(default=1)
+    current_step = models.CharField(_("current step"), max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
+    failed_step = models.CharField(_("failed step"), max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
+    error_code = models.CharField(_("error code"), max_length=40, blank=True, choices=ErrorCode.choices)
+    error_message = models.TextField(_("error message"), blank=True)
+    llm_message = models.TextField(_("styling message"), null=True, blank=True)  # noqa: DJ001 - null: no message (it failed)
+    engine = models.CharField(_("engine"), max_length=20)
+    model = models.CharField(_("model"), max_length=100)
+    prompt_version = models.CharField(_("prompt version"), max_length=20)
+    attempt = models.PositiveIntegerField(_("attempt"), default=1)
     # Per step: {"top": {"latency_ms": 812, "prompt_tokens": …, "candidates_tokens": …, "total_tokens": …}}
-    step_metrics = models.JSONField(default=dict, blank=True)
-    cache_key = models.CharField(max_length=64, db_index=True)
-    cached = models.BooleanField(default=False)
+    step_metrics = models.JSONField(_("step metrics"), default=dict, blank=True)
+    cache_key = models.CharField(_("cache key"), max_length=64, db_index=True)
+    cached = models.BooleanField(_("from cache"), default=False)
     # NULL for "no key", so the unique constraint only covers jobs that have one.
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
-    request_hash = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    deadline_at = models.DateTimeField()
-    updated_at = models.DateTimeField(auto_now=True)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_hash = models.CharField(_("request hash"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    enqueued_at = models.DateTimeField(_("enqueued at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    deadline_at = models.DateTimeField(_("deadline"))
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("fitting job")
+        verbose_name_plural = _("fitting jobs")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=Status.values), name="job_status_valid"),
@@ -151,12 +163,14 @@ class FittingResult(models.Model):
 class FittingResultItem(models.Model):
     """A garment of a job, with its category and its place in the step order."""
 
-    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="items")
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
-    category = models.CharField(max_length=10, choices=Category.choices)
-    order = models.PositiveSmallIntegerField()
+    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="items", verbose_name=_("job"))
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+", verbose_name=_("catalogue item"))
+    category = models.CharField(_("category"), max_length=10, choices=Category.choices)
+    order = models.PositiveSmallIntegerField(_("order"))
 
     class Meta:
+        verbose_name = _("job garment")
+        verbose_name_plural = _("job garments")
         ordering = ["order"]
         constraints = [
             models.CheckConstraint(condition=Q(category__in=Category.values), name="jobitem_category_valid"),
@@ -170,14 +184,16 @@ class FittingResultItem(models.Model):
 class FittingResultImage(models.Model):
     """An image a job produced: one per finished step, and the final one."""
 
-    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="images")
-    step = models.CharField(max_length=10, choices=ImageStep.choices)
-    image = models.ImageField(upload_to=result_upload_to)
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="images", verbose_name=_("job"))
+    step = models.CharField(_("step"), max_length=10, choices=ImageStep.choices)
+    image = models.ImageField(_("image"), upload_to=result_upload_to)
+    width = models.PositiveIntegerField(_("width"))
+    height = models.PositiveIntegerField(_("height"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("result image")
+        verbose_name_plural = _("result images")
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=Q(step__in=ImageStep.values), name="jobimage_step_valid"),

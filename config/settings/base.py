@@ -22,10 +22,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
-    "django_q",
+    "config.apps.TaskQueueConfig",  # django_q, under a translated name
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "axes",
+    "config.apps.LoginLockoutConfig",  # axes, under a translated name
     "core",
     "users",
     "fitting",
