@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.exceptions import api_not_found
 from core.health import HealthApi
-from core.media import serve_media
+from core.media import serve_media, serve_thumbnail
 
 # Errors outside the API views (middleware, the event stream, media) in the API's JSON shape
 # on API paths; Django's own pages elsewhere.
@@ -23,6 +23,8 @@ urlpatterns = [
     path("api/", include("fitting.urls")),
     # Anything else under /api/ (an id that is not a UUID, a typo) answers in the API's shape.
     re_path(r"^api/", api_not_found),
+    # Small renditions of stored images, under the same access rules as the images.
+    re_path(r"^thumbs/(?P<path>.*)$", serve_thumbnail, name="thumbnail"),
     path("", include("fitting.pages")),
 ]
 

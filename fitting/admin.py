@@ -37,7 +37,7 @@ from core.errors import (
     ServiceError,
 )
 from fitting.engines import engine_identity
-from fitting.models import FittingResult, FittingResultImage, FittingResultItem, ImageStep, Item, Status
+from fitting.models import Category, FittingResult, FittingResultImage, FittingResultItem, ImageStep, Item, Status
 from fitting.services import (
     REPROCESSABLE,
     fitting_delete,
@@ -221,16 +221,16 @@ def _reprocess(
 
 @admin.register(FittingResult)
 class FittingResultAdmin(admin.ModelAdmin):
+    # Readable at 1400 px: short columns that do not wrap, the message cut with a tooltip.
     list_display = (
         "short_id",
         "owner",
         "status_badge",
-        "current_step",
-        "failed_step",
-        "error_code",
+        "step",
+        "error",
+        "duration",
         "message",
         "engine_model",
-        "duration",
         "created_at",
     )
     list_filter = ("status", "failed_step", "engine", ("created_at", admin.DateFieldListFilter))
@@ -262,6 +262,9 @@ class FittingResultAdmin(admin.ModelAdmin):
         ),
     )
     readonly_fields = ("user_photo", "status_badge", "duration", "step_timings")
+
+    class Media:
+        css = {"all": ("fitting/admin.css",)}
 
     # Read-only: the change page is a view page; reprocessing and deleting have their own permissions.
     def has_add_permission(self, request):
@@ -306,9 +309,25 @@ class FittingResultAdmin(admin.ModelAdmin):
             obj.get_status_display(),
         )
 
+    @admin.display(description=_("step"), ordering="current_step")
+    def step(self, obj: FittingResult) -> str:
+        """Where it failed, or where it is: one column instead of two mostly empty ones."""
+        step = obj.failed_step or obj.current_step
+        return Category(step).label if step else "-"
+
+    @admin.display(description=_("error code"), ordering="error_code")
+    def error(self, obj: FittingResult) -> str:
+        if not obj.error_code:
+            return "-"
+        return format_html('<span title="{}">{}</span>', obj.error_message, obj.error_code)
+
     @admin.display(description=_("message"))
     def message(self, obj: FittingResult) -> str:
-        return Truncator(obj.llm_message).chars(40) if obj.llm_message else "-"
+        if not obj.llm_message:
+            return "-"
+        return format_html(
+            '<span class="message" title="{}">{}</span>', obj.llm_message, Truncator(obj.llm_message).chars(28)
+        )
 
     @admin.display(description=_("engine / model"), ordering="engine")
     def engine_model(self, obj: FittingResult) -> str:

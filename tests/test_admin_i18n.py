@@ -10,8 +10,9 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
-from fitting.models import Item, Status
+from fitting.models import FittingResult, Item, Status
 from tests.factories import make_job, make_user
 
 User = get_user_model()
@@ -141,3 +142,13 @@ def test_english_on_request(korean_staff):
     assert "Virtual fitting administration" in html
     assert "fitting jobs" in html.lower()
     assert "가상 피팅 관리" not in html
+
+
+def test_admin_times_are_shown_to_the_second(korean_staff):
+    job = FittingResult.objects.order_by("created_at").first()
+    stamp = timezone.localtime(job.created_at).strftime("%Y-%m-%d %H:%M:%S")
+    for url in (
+        reverse("admin:fitting_fittingresult_changelist"),
+        reverse("admin:fitting_fittingresult_change", args=[job.id]),
+    ):
+        assert stamp in korean_staff.get(url).content.decode()

@@ -84,6 +84,9 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
     page.click("[data-testid=login-submit]")
     page.wait_for_url(stack.base + "/")
     expect(page.get_by_test_id("username")).to_have_text("demo")
+    # Before any job, the final image's placeholder is not shown (it was, as a broken image).
+    expect(page.get_by_test_id("result")).to_be_hidden()
+    expect(page.get_by_test_id("result-image")).to_be_hidden()
 
     # The seeded photo is listed; a new upload is added and selected.
     expect(page.get_by_test_id("photo-choice")).to_have_count(1)
@@ -117,7 +120,7 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
         row = page.get_by_test_id(f"step-{category}")
         expect(row).to_have_attribute("data-status", "completed")
         image = page.get_by_test_id(f"step-{category}-image")
-        expect(image).to_have_attribute("src", re.compile(rf"^{re.escape(stack.base)}/media/results/"))
+        expect(image).to_have_attribute("src", re.compile(rf"^{re.escape(stack.base)}/thumbs/results/"))
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     result = page.get_by_test_id("result-image")
     expect(result).to_be_visible()
