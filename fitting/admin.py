@@ -7,7 +7,6 @@ Jobs are read-only here: the only writes are reprocessing, through the same serv
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import timedelta
 
 from django import forms
@@ -17,8 +16,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db.models import CharField, QuerySet, Value
-from django.db.models.functions import Cast, Replace
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -38,6 +35,7 @@ from core.errors import (
 )
 from fitting.engines import engine_identity
 from fitting.models import Category, FittingResult, FittingResultImage, FittingResultItem, ImageStep, Item, Status
+from fitting.selectors import fitting_with_id_prefix
 from fitting.services import (
     REPROCESSABLE,
     fitting_delete,
@@ -73,17 +71,6 @@ def _job_id_hex(term: str) -> str | None:
         return None
     digits = term.replace("-", "")
     return digits if _MIN_PREFIX <= len(digits) <= 32 else None
-
-
-def _jobs_with_id_prefix(jobs: QuerySet[FittingResult], digits: str) -> QuerySet[FittingResult]:
-    if len(digits) == 32:
-        return jobs.filter(id=uuid.UUID(digits))  # the primary key index
-    # PostgreSQL's text form of a uuid has hyphens, SQLite stores 32 hex digits: compare
-    # both without hyphens.
-    id_hex = Replace(Cast("id", output_field=CharField()), Value("-"), Value(""))
-    return jobs.filter(
-        id__in=FittingResult.objects.annotate(id_hex=id_hex).filter(id_hex__startswith=digits).values("id")
-    )
 
 
 def _format_duration(delta: timedelta) -> str:
@@ -293,7 +280,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         digits = _job_id_hex(search_term)
         if digits is None:
             return found, may_have_duplicates
-        return found | _jobs_with_id_prefix(queryset, digits), may_have_duplicates
+        return found | fitting_with_id_prefix(queryset, digits), may_have_duplicates
 
     # --- columns --------------------------------------------------------------------------
     @admin.display(description=_("job"), ordering="id")

@@ -5,7 +5,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, QuerySet
+from django.db.models import CharField, F, QuerySet, Value
+from django.db.models.functions import Cast, Replace
 
 from fitting.models import FittingResult, Item, Status
 
@@ -46,4 +47,16 @@ def fitting_failed_list(
         jobs.select_related("owner")
         .prefetch_related("items", "images")
         .order_by(F("finished_at").asc(nulls_first=True), "created_at", "id")
+    )
+
+
+def fitting_with_id_prefix(jobs: QuerySet[FittingResult], digits: str) -> QuerySet[FittingResult]:
+    """The jobs of ``jobs`` whose id starts with ``digits`` (lowercase hex, no hyphens)."""
+    if len(digits) == 32:
+        return jobs.filter(id=uuid.UUID(digits))  # the primary key index
+    # PostgreSQL's text form of a uuid has hyphens, SQLite stores 32 hex digits: compare
+    # both without hyphens.
+    id_hex = Replace(Cast("id", output_field=CharField()), Value("-"), Value(""))
+    return jobs.filter(
+        id__in=FittingResult.objects.annotate(id_hex=id_hex).filter(id_hex__startswith=digits).values("id")
     )
