@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core.exceptions import api_not_found
 from core.health import HealthApi
 from core.media import serve_media, serve_thumbnail
+from fitting.dashboard import dashboard_view
 
 # Errors outside the API views (middleware, the event stream, media) in the API's JSON shape
 # on API paths; Django's own pages elsewhere.
@@ -15,6 +16,7 @@ handler404 = "core.exceptions.page_not_found"
 handler500 = "core.exceptions.server_error"
 
 urlpatterns = [
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("healthz", HealthApi.as_view(), name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
