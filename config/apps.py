@@ -110,4 +110,9 @@ THIRD_PARTY_LABELS = (
     gettext_noop("Locked Out"),
     gettext_noop("Meta Data"),
     gettext_noop("Not set"),
+    # Django's own Korean for these reads badly ("보기위한 1%s 를(을) 선택", "뷰 %s"): ours wins.
+    gettext_noop("Select %s to view"),
+    gettext_noop("Select %s to change"),
+    gettext_noop("View %s"),
+    gettext_noop(" By %(filter_title)s "),
 )

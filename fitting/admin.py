@@ -52,6 +52,8 @@ from users.models import UserImage
 admin.site.site_header = _("Virtual fitting administration")
 admin.site.site_title = _("Virtual fitting admin")
 admin.site.index_title = _("Service administration")
+# No app list beside every page: the job list needs the width (readable at 1400 px).
+admin.site.enable_nav_sidebar = False
 
 STATUS_COLOURS = {
     Status.PROCESSING: "#2f6fbf",
@@ -217,7 +219,6 @@ class FittingResultAdmin(admin.ModelAdmin):
         "error",
         "duration",
         "message",
-        "engine_model",
         "created_at",
     )
     list_filter = ("status", "failed_step", "engine", ("created_at", admin.DateFieldListFilter))
@@ -316,10 +317,6 @@ class FittingResultAdmin(admin.ModelAdmin):
             '<span class="message" title="{}">{}</span>', obj.llm_message, Truncator(obj.llm_message).chars(28)
         )
 
-    @admin.display(description=_("engine / model"), ordering="engine")
-    def engine_model(self, obj: FittingResult) -> str:
-        return f"{obj.engine} / {obj.model}"
-
     @admin.display(description=_("duration"))
     def duration(self, obj: FittingResult) -> str:
         if obj.started_at and obj.finished_at:
@@ -345,7 +342,7 @@ class FittingResultAdmin(admin.ModelAdmin):
             "total_tokens": _("total tokens"),
         }
         head = format_html_join("", "<th>{}</th>", ((label,) for label in (_("step"), *columns.values())))
-        step_names = dict(ImageStep.choices)
+        step_names = {**dict(ImageStep.choices), "message": _("message")}
         rows = format_html_join(
             "",
             "<tr><td>{}</td>{}</tr>",
