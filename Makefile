@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench install clean
 
+# `make run` says which engine the worker will use (FITTING_ENGINE, its model and prompts).
+ENGINE_LINE := from django.conf import settings as s; from fitting.engines import engine_identity as e; \
+  print('  Engine:     %s %s' % (e(), 'via ' + (s.GEMINI_BASE_URL or ('Vertex AI' if s.GEMINI_USE_VERTEXAI else 'the Gemini API')) \
+  if s.FITTING_ENGINE == 'gemini' else '- offline preview compositor (FITTING_ENGINE=gemini for Gemini)'))
+
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -23,6 +28,8 @@ run: $(STAMP)
 	@echo "  Demo login: demo / demo-password (its token is the DEMO_TOKEN line above)"
 	@echo "  API docs:   http://127.0.0.1:8000/api/docs/"
 	@echo "  Health:     http://127.0.0.1:8000/healthz"
+	@echo "  Dashboard:  http://127.0.0.1:8000/admin/dashboard/"
+	@$(PY) manage.py shell --no-imports -c "$(ENGINE_LINE)" 2>/dev/null
 	@echo ""
 	$(VENV)/bin/honcho start
 

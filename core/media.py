@@ -13,18 +13,23 @@ wire) is refused outright, so the decision and the file served can never differ.
 
 from __future__ import annotations
 
+import io
 import posixpath
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.files.storage import default_storage
 from django.db import models
-from django.http import Http404
+from django.http import Http404, HttpResponse
+from django.urls import reverse
 from django.views.static import serve
 from rest_framework.exceptions import AuthenticationFailed
 
+from core import images
 from core.auth import request_user
+from core.errors import ServiceError
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,46 @@ def serve_media(request, path: str):
     if path is None or not _may_see(_user(request), path):
         raise Http404
     response = serve(request, path, document_root=settings.MEDIA_ROOT)
+    public = _kinds[path.split("/", 1)[0]].owner_lookup is None
+    response["Cache-Control"] = "max-age=86400" if public else "private, max-age=3600"
+    return response
+
+
+# --- small renditions --------------------------------------------------------------------
+THUMBNAIL_MAX_SIDE = 240  # twice the largest size the admin and the demo page show them at
+THUMBNAIL_QUALITY = 80
+
+
+def thumbnail_url(file) -> str:
+    """The URL of a small rendition of a stored image (``serve_thumbnail``); "" when there is none."""
+    return reverse("thumbnail", args=[file.name]) if file else ""
+
+
+def serve_thumbnail(request, path: str):
+    """A rendition of ``path`` at most THUMBNAIL_MAX_SIDE pixels, to whoever may see ``path``.
+
+    Made on each request and never stored: a thumbnail of a photo is exactly as private as
+    the photo (the same access check, the same caching headers), and erasing the photo
+    leaves no copy behind. It reads through the storage, so it works on a bucket too. A JPEG
+    is decoded at a reduced scale (``Image.draft``), so even a 4000-pixel photo is cheap.
+    """
+    path = normal_path(path)
+    if path is None or not _may_see(_user(request), path):
+        raise Http404
+    try:
+        with default_storage.open(path) as stored:
+            data = stored.read()
+        image = images.decode(data, max_side=THUMBNAIL_MAX_SIDE, max_bytes=max(len(data), 1))
+    except (OSError, ServiceError) as exc:
+        raise Http404 from exc
+    buffer = io.BytesIO()
+    if image.mode == "RGBA":  # a garment cut out on transparency stays so
+        image.save(buffer, "PNG", optimize=True)
+        content_type = "image/png"
+    else:
+        image.convert("RGB").save(buffer, "JPEG", quality=THUMBNAIL_QUALITY)
+        content_type = "image/jpeg"
+    response = HttpResponse(buffer.getvalue(), content_type=content_type)
     public = _kinds[path.split("/", 1)[0]].owner_lookup is None
     response["Cache-Control"] = "max-age=86400" if public else "private, max-age=3600"
     return response

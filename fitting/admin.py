@@ -7,7 +7,6 @@ Jobs are read-only here: the only writes are reprocessing, through the same serv
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -18,8 +17,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db.models import CharField, QuerySet, Value
-from django.db.models.functions import Cast, Replace
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -42,14 +39,17 @@ from core.errors import (
 from fitting import costs
 from fitting.engines import engine_identity
 from fitting.models import (
+    Category,
     FittingResult,
     FittingResultImage,
     FittingResultItem,
+    ImageStep,
     Item,
     Status,
     WebhookAttempt,
     WebhookDelivery,
 )
+from fitting.selectors import fitting_with_id_prefix
 from fitting.services import (
     REPROCESSABLE,
     fitting_cancel,
@@ -63,6 +63,13 @@ from fitting.services import (
 from fitting.webhooks import webhook_redeliver
 from users.admin import UserImageAdmin, UserLimitsInline
 from users.models import UserImage
+
+# The admin names the service, in the staff's language (Korean by default).
+admin.site.site_header = _("Virtual fitting administration")
+admin.site.site_title = _("Virtual fitting admin")
+admin.site.index_title = _("Service administration")
+# No app list beside every page: the job list needs the width (readable at 1400 px).
+admin.site.enable_nav_sidebar = False
 
 STATUS_COLOURS = {
     Status.PROCESSING: "#2f6fbf",
@@ -85,17 +92,6 @@ def _job_id_hex(term: str) -> str | None:
     return digits if _MIN_PREFIX <= len(digits) <= 32 else None
 
 
-def _jobs_with_id_prefix(jobs: QuerySet[FittingResult], digits: str) -> QuerySet[FittingResult]:
-    if len(digits) == 32:
-        return jobs.filter(id=uuid.UUID(digits))  # the primary key index
-    # PostgreSQL's text form of a uuid has hyphens, SQLite stores 32 hex digits: compare
-    # both without hyphens.
-    id_hex = Replace(Cast("id", output_field=CharField()), Value("-"), Value(""))
-    return jobs.filter(
-        id__in=FittingResult.objects.annotate(id_hex=id_hex).filter(id_hex__startswith=digits).values("id")
-    )
-
-
 def _format_cost(cost: Decimal | None) -> str:
     """USD with four decimals (an image is about $0.039); "-" for a model without a price."""
     return "-" if cost is None else f"${cost:.4f}"
@@ -113,6 +109,7 @@ def _format_duration(delta: timedelta) -> str:
 class _JobInline(admin.TabularInline):
     """Read-only rows of a job, shown to whoever may see the job."""
 
+    template = "admin/fitting/tabular_plain.html"  # no "<job id> top" caption over each row
     extra = 0
     max_num = 0
     can_delete = False
@@ -274,7 +271,7 @@ def _reprocess(
                 "%(count)d jobs skipped: only failed, timed-out or canceled jobs can be reprocessed (%(ids)s).",
                 len(skipped),
             )
-            % {"count": len(skipped), "ids": ", ".join(f"{str(j.id)[:8]} {j.status}" for j in skipped)},
+            % {"count": len(skipped), "ids": ", ".join(f"{str(j.id)[:8]} {j.get_status_display()}" for j in skipped)},
             messages.WARNING,
         )
     if photo_deleted:
@@ -309,16 +306,15 @@ def _reprocess(
 
 @admin.register(FittingResult)
 class FittingResultAdmin(admin.ModelAdmin):
+    # Readable at 1400 px: short columns that do not wrap, the message cut with a tooltip.
     list_display = (
         "short_id",
         "owner",
         "status_badge",
-        "current_step",
-        "failed_step",
-        "error_code",
-        "message",
-        "engine_model",
+        "step",
+        "error",
         "duration",
+        "message",
         "cost",
         "created_at",
     )
@@ -354,6 +350,9 @@ class FittingResultAdmin(admin.ModelAdmin):
     )
     readonly_fields = ("user_photo", "status_badge", "duration", "step_timings", "cost")
 
+    class Media:
+        css = {"all": ("fitting/admin.css",)}
+
     # Read-only: the change page is a view page; reprocessing and deleting have their own permissions.
     def has_add_permission(self, request):
         return False
@@ -384,7 +383,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         digits = _job_id_hex(search_term)
         if digits is None:
             return found, may_have_duplicates
-        return found | _jobs_with_id_prefix(queryset, digits), may_have_duplicates
+        return found | fitting_with_id_prefix(queryset, digits), may_have_duplicates
 
     # --- columns --------------------------------------------------------------------------
     @admin.display(description=_("job"), ordering="id")
@@ -400,13 +399,25 @@ class FittingResultAdmin(admin.ModelAdmin):
             obj.get_status_display(),
         )
 
+    @admin.display(description=_("step"), ordering="current_step")
+    def step(self, obj: FittingResult) -> str:
+        """Where it failed, or where it is: one column instead of two mostly empty ones."""
+        step = obj.failed_step or obj.current_step
+        return Category(step).label if step else "-"
+
+    @admin.display(description=_("error code"), ordering="error_code")
+    def error(self, obj: FittingResult) -> str:
+        if not obj.error_code:
+            return "-"
+        return format_html('<span title="{}">{}</span>', obj.error_message, obj.error_code)
+
     @admin.display(description=_("message"))
     def message(self, obj: FittingResult) -> str:
-        return Truncator(obj.llm_message).chars(40) if obj.llm_message else "-"
-
-    @admin.display(description=_("engine / model"), ordering="engine")
-    def engine_model(self, obj: FittingResult) -> str:
-        return f"{obj.engine} / {obj.model}"
+        if not obj.llm_message:
+            return "-"
+        return format_html(
+            '<span class="message" title="{}">{}</span>', obj.llm_message, Truncator(obj.llm_message).chars(28)
+        )
 
     @admin.display(description=_("est. cost (USD)"))
     def cost(self, obj: FittingResult) -> str:
@@ -430,13 +441,23 @@ class FittingResultAdmin(admin.ModelAdmin):
         metrics = obj.step_metrics or {}
         if not metrics:
             return "-"
-        columns = ("latency_ms", "prompt_tokens", "candidates_tokens", "total_tokens", "cached")
-        head = format_html_join("", "<th>{}</th>", ((c.replace("_", " "),) for c in ("step", *columns)))
+        columns = {
+            "latency_ms": _("latency (ms)"),
+            "prompt_tokens": _("prompt tokens"),
+            "candidates_tokens": _("response tokens"),
+            "total_tokens": _("total tokens"),
+            "cached": _("reused"),
+        }
+        head = format_html_join("", "<th>{}</th>", ((label,) for label in (_("step"), *columns.values())))
+        step_names = {**dict(ImageStep.choices), "message": _("message")}
         rows = format_html_join(
             "",
             "<tr><td>{}</td>{}</tr>",
             (
-                (step, format_html_join("", "<td>{}</td>", ((values.get(c, "-"),) for c in columns)))
+                (
+                    step_names.get(step, step),
+                    format_html_join("", "<td>{}</td>", ((values.get(c, "-"),) for c in columns)),
+                )
                 for step, values in metrics.items()
                 if isinstance(values, dict)
             ),
@@ -604,7 +625,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         digits = _job_id_hex(search_term)
         if digits is None:
             return found, may_have_duplicates
-        jobs = _jobs_with_id_prefix(FittingResult.objects.all(), digits)
+        jobs = fitting_with_id_prefix(FittingResult.objects.all(), digits)
         return found | queryset.filter(job__in=jobs), may_have_duplicates
 
     @admin.display(description=_("job"), ordering="job")

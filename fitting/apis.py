@@ -155,9 +155,9 @@ class FittingStartThrottle(UserRateThrottle):
 
 
 class FittingListCreateApi(APIView):
-    @extend_schema_serializer(component_name="FittingRequest")
+    @extend_schema_serializer(component_name="Fitting")  # FittingRequest in the schema
     class InputSerializer(serializers.Serializer):
-        @extend_schema_serializer(component_name="FittingRequestItem")
+        @extend_schema_serializer(component_name="FittingItem")  # FittingItemRequest
         class ItemSerializer(serializers.Serializer):
             itemId = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
             category = serializers.CharField(max_length=50)

@@ -2,11 +2,13 @@ import importlib
 import sys
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class FittingConfig(AppConfig):
     name = "fitting"
     default_auto_field = "django.db.models.BigAutoField"
+    verbose_name = _("Virtual fitting")
 
     def ready(self) -> None:
         from django.conf import settings

@@ -11,30 +11,30 @@ from fitting.engines.identity import EngineIdentity
 
 
 class Category(models.TextChoices):
-    TOP = "top", "top"
-    BOTTOM = "bottom", "bottom"
-    OUTER = "outer", "outer"
+    TOP = "top", _("top")
+    BOTTOM = "bottom", _("bottom")
+    OUTER = "outer", _("outerwear")
 
 
 STEP_ORDER = [Category.TOP, Category.BOTTOM, Category.OUTER]
 
 
 class Status(models.TextChoices):
-    PROCESSING = "processing", "processing"
-    COMPLETED = "completed", "completed"
-    FAILED = "failed", "failed"
-    TIMEOUT = "timeout", "timeout"
-    CANCELED = "canceled", "canceled"
+    PROCESSING = "processing", _("processing")
+    COMPLETED = "completed", _("completed")
+    FAILED = "failed", _("failed")
+    TIMEOUT = "timeout", _("timed out")
+    CANCELED = "canceled", _("canceled")
 
 
 TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELED)
 
 
 class ImageStep(models.TextChoices):
-    TOP = "top", "top"
-    BOTTOM = "bottom", "bottom"
-    OUTER = "outer", "outer"
-    FINAL = "final", "final"
+    TOP = "top", _("top")
+    BOTTOM = "bottom", _("bottom")
+    OUTER = "outer", _("outerwear")
+    FINAL = "final", _("final")
 
 
 class WebhookEvent(models.TextChoices):
@@ -69,11 +69,11 @@ def result_upload_to(instance: "FittingResultImage", filename: str) -> str:
 class Item(models.Model):
     """A garment of the catalogue."""
 
-    name = models.CharField(max_length=200)
-    category = models.CharField(max_length=10, choices=Category.choices)
-    image = models.ImageField(upload_to=item_upload_to)
-    content_hash = models.CharField(max_length=64, blank=True, editable=False)
-    is_active = models.BooleanField(default=True)
+    name = models.CharField(_("name"), max_length=200)
+    category = models.CharField(_("category"), max_length=10, choices=Category.choices)
+    image = models.ImageField(_("image"), upload_to=item_upload_to)
+    content_hash = models.CharField(_("content hash"), max_length=64, blank=True, editable=False)
+    is_active = models.BooleanField(_("active"), default=True)
     # The id of the item in the catalogue feed it was imported from (import_items); "" for
     # items made by hand. Unique when set: a feed updates its items by it.
     external_id = models.CharField(
@@ -83,9 +83,11 @@ class Item(models.Model):
         default="",
         help_text=_("The item's id in the catalogue feed (import_items); empty for items made here."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("catalogue item")
+        verbose_name_plural = _("catalogue items")
         ordering = ["category", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(category__in=Category.values), name="item_category_valid"),
@@ -99,52 +101,61 @@ class Item(models.Model):
         indexes = [models.Index(fields=["is_active", "category"], name="item_active_category")]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.category})"
+        return f"{self.name} ({self.get_category_display()})"
 
 
 class FittingResult(models.Model):
     """One fitting job. Its id is the API's jobId."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fittings")
+    id = models.UUIDField(_("job id"), primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fittings", verbose_name=_("owner")
+    )
     # NULL once the user deleted the photo: the job stays in their history, without it.
     user_image = models.ForeignKey(
-        "users.UserImage", on_delete=models.SET_NULL, null=True, blank=True, related_name="fittings"
+        "users.UserImage",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="fittings",
+        verbose_name=_("person photo"),
     )
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROCESSING)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.PROCESSING)
     # NULL, not "": the API shows "no step" as null, and the check constraints say so.
-    current_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
-    failed_step = models.CharField(max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
-    error_code = models.CharField(max_length=40, blank=True, choices=ErrorCode.choices)
-    error_message = models.TextField(blank=True)
-    llm_message = models.TextField(null=True, blank=True)  # noqa: DJ001 - null: no message (it failed)
-    engine = models.CharField(max_length=20)
-    model = models.CharField(max_length=100)
-    prompt_version = models.CharField(max_length=20)
-    attempt = models.PositiveIntegerField(default=1)
+    current_step = models.CharField(_("current step"), max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
+    failed_step = models.CharField(_("failed step"), max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
+    error_code = models.CharField(_("error code"), max_length=40, blank=True, choices=ErrorCode.choices)
+    error_message = models.TextField(_("error message"), blank=True)
+    llm_message = models.TextField(_("styling message"), null=True, blank=True)  # noqa: DJ001 - null: no message (it failed)
+    engine = models.CharField(_("engine"), max_length=20)
+    model = models.CharField(_("model"), max_length=100)
+    prompt_version = models.CharField(_("prompt version"), max_length=20)
+    attempt = models.PositiveIntegerField(_("attempt"), default=1)
     # Per step: {"top": {"latency_ms": 812, "prompt_tokens": …, "candidates_tokens": …, "total_tokens": …}}
-    step_metrics = models.JSONField(default=dict, blank=True)
+    step_metrics = models.JSONField(_("step metrics"), default=dict, blank=True)
     # Tokens the engine's steps used, all attempts together (fitting.costs prices them).
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    cache_key = models.CharField(max_length=64, db_index=True)
-    cached = models.BooleanField(default=False)
+    input_tokens = models.PositiveBigIntegerField(_("input tokens"), default=0)
+    output_tokens = models.PositiveBigIntegerField(_("output tokens"), default=0)
+    cache_key = models.CharField(_("cache key"), max_length=64, db_index=True)
+    cached = models.BooleanField(_("from cache"), default=False)
     # NULL for "no key", so the unique constraint only covers jobs that have one.
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
-    request_hash = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_hash = models.CharField(_("request hash"), max_length=64, blank=True)
     # Where to POST the job's events ("" for none), which ones, and the scheme://host the job
     # was requested through: the base of the absolute image URLs in the payloads, as GET shows them.
-    webhook_url = models.CharField(max_length=2000, blank=True)
-    webhook_events = models.JSONField(default=list, blank=True)
-    request_origin = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    deadline_at = models.DateTimeField()
-    updated_at = models.DateTimeField(auto_now=True)
+    webhook_url = models.CharField(_("webhook URL"), max_length=2000, blank=True)
+    webhook_events = models.JSONField(_("webhook events"), default=list, blank=True)
+    request_origin = models.CharField(_("request origin"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    enqueued_at = models.DateTimeField(_("enqueued at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    deadline_at = models.DateTimeField(_("deadline"))
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("fitting job")
+        verbose_name_plural = _("fitting jobs")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=Status.values), name="job_status_valid"),
@@ -190,12 +201,14 @@ class FittingResult(models.Model):
 class FittingResultItem(models.Model):
     """A garment of a job, with its category and its place in the step order."""
 
-    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="items")
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
-    category = models.CharField(max_length=10, choices=Category.choices)
-    order = models.PositiveSmallIntegerField()
+    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="items", verbose_name=_("job"))
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+", verbose_name=_("catalogue item"))
+    category = models.CharField(_("category"), max_length=10, choices=Category.choices)
+    order = models.PositiveSmallIntegerField(_("order"))
 
     class Meta:
+        verbose_name = _("job garment")
+        verbose_name_plural = _("job garments")
         ordering = ["order"]
         constraints = [
             models.CheckConstraint(condition=Q(category__in=Category.values), name="jobitem_category_valid"),
@@ -209,18 +222,20 @@ class FittingResultItem(models.Model):
 class FittingResultImage(models.Model):
     """An image a job produced: one per finished step, and the final one."""
 
-    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="images")
-    step = models.CharField(max_length=10, choices=ImageStep.choices)
-    image = models.ImageField(upload_to=result_upload_to)
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
+    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="images", verbose_name=_("job"))
+    step = models.CharField(_("step"), max_length=10, choices=ImageStep.choices)
+    image = models.ImageField(_("image"), upload_to=result_upload_to)
+    width = models.PositiveIntegerField(_("width"))
+    height = models.PositiveIntegerField(_("height"))
     # A step image is what its job's first steps made of the photo: the same photo content,
     # garments up to this step and engine identity make the same key, and another job
     # starts from this image instead of calling the engine again ("" for the final image).
-    prefix_key = models.CharField(max_length=64, blank=True, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    prefix_key = models.CharField(_("prefix key"), max_length=64, blank=True, db_index=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("result image")
+        verbose_name_plural = _("result images")
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=Q(step__in=ImageStep.values), name="jobimage_step_valid"),

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, QuerySet
+from django.db.models import CharField, Count, F, Q, QuerySet, Value
+from django.db.models.functions import Cast, Replace, TruncDate, TruncHour
+from django.utils import timezone
 
 from fitting.models import FittingResult, Item, Status
 
@@ -55,4 +59,129 @@ def fitting_failed_list(
         jobs.select_related("owner")
         .prefetch_related("items", "images")
         .order_by(F("finished_at").asc(nulls_first=True), "created_at", "id")
+    )
+
+
+def fitting_with_id_prefix(jobs: QuerySet[FittingResult], digits: str) -> QuerySet[FittingResult]:
+    """The jobs of ``jobs`` whose id starts with ``digits`` (lowercase hex, no hyphens)."""
+    if len(digits) == 32:
+        return jobs.filter(id=uuid.UUID(digits))  # the primary key index
+    # PostgreSQL's text form of a uuid has hyphens, SQLite stores 32 hex digits: compare
+    # both without hyphens.
+    id_hex = Replace(Cast("id", output_field=CharField()), Value("-"), Value(""))
+    return jobs.filter(
+        id__in=FittingResult.objects.annotate(id_hex=id_hex).filter(id_hex__startswith=digits).values("id")
+    )
+
+
+# --- the staff dashboard ----------------------------------------------------------------------
+LATENCY_WINDOW = timedelta(days=7)  # step latencies: jobs finished in the last 7 days …
+LATENCY_MAX_JOBS = 5000  # … at most this many, newest first (percentiles computed in Python)
+LATENCY_KEYS = ("top", "bottom", "outer", "message")
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """What the staff dashboard shows; every query bounded in time."""
+
+    now: datetime
+    hours: list[datetime]  # the last 24 hour buckets, oldest first
+    per_hour: dict[str, list[int]]  # status -> jobs created in each hour bucket
+    days: list[date]  # the last 30 days, oldest first
+    per_day: dict[str, list[int]]  # status -> jobs created on each day
+    failures: list[tuple[str | None, str, int]]  # (failed step, error code, jobs), last 30 days, most first
+    latency: dict[str, tuple[int, int, int]]  # step or "message" -> (p50 ms, p95 ms, samples)
+    latency_jobs: int  # how many jobs the latencies come from
+    completed: int  # completed jobs in the last 30 days …
+    cached: int  # … of which served from the result cache
+    message_failures: int  # … of which ran but got no message
+
+
+def _percentile(values: list[int], fraction: float) -> int:
+    """Nearest-rank percentile of ``values`` (sorted here)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def fitting_dashboard(*, now: datetime | None = None) -> Dashboard:
+    now = now or timezone.now()
+    tz = timezone.get_current_timezone()
+    this_hour = timezone.localtime(now, tz).replace(minute=0, second=0, microsecond=0)
+    hours = [this_hour - timedelta(hours=n) for n in range(23, -1, -1)]
+    today = timezone.localtime(now, tz).date()
+    days = [today - timedelta(days=n) for n in range(29, -1, -1)]
+    statuses = list(Status.values)
+
+    per_hour = {status: [0] * len(hours) for status in statuses}
+    hour_index = {hour: i for i, hour in enumerate(hours)}
+    rows = (
+        FittingResult.objects.filter(created_at__gte=hours[0])
+        .annotate(bucket=TruncHour("created_at", tzinfo=tz))
+        .values("bucket", "status")
+        .annotate(jobs=Count("id"))
+    )
+    for row in rows:
+        i = hour_index.get(timezone.localtime(row["bucket"], tz))
+        if i is not None and row["status"] in per_hour:
+            per_hour[row["status"]][i] += row["jobs"]
+
+    month_start = datetime.combine(days[0], time.min, tzinfo=tz)
+    per_day = {status: [0] * len(days) for status in statuses}
+    day_index = {day: i for i, day in enumerate(days)}
+    rows = (
+        FittingResult.objects.filter(created_at__gte=month_start)
+        .annotate(bucket=TruncDate("created_at", tzinfo=tz))
+        .values("bucket", "status")
+        .annotate(jobs=Count("id"))
+    )
+    for row in rows:
+        i = day_index.get(row["bucket"])
+        if i is not None and row["status"] in per_day:
+            per_day[row["status"]][i] += row["jobs"]
+
+    month = FittingResult.objects.filter(created_at__gte=month_start)
+    failures = [
+        (row["failed_step"], row["error_code"], row["jobs"])
+        for row in month.exclude(error_code="")
+        .values("failed_step", "error_code")
+        .annotate(jobs=Count("id"))
+        .order_by("-jobs", "error_code", "failed_step")
+    ]
+    completed = month.filter(status=Status.COMPLETED)
+    counts = completed.aggregate(
+        n_completed=Count("id"),
+        n_cached=Count("id", filter=Q(cached=True)),
+        n_message_failures=Count("id", filter=Q(cached=False, llm_message__isnull=True)),
+    )
+
+    samples: dict[str, list[int]] = {key: [] for key in LATENCY_KEYS}
+    recent = (
+        FittingResult.objects.filter(finished_at__gte=now - LATENCY_WINDOW, cached=False)
+        .order_by("-finished_at")
+        .values_list("step_metrics", flat=True)[:LATENCY_MAX_JOBS]
+    )
+    latency_jobs = 0
+    for metrics in recent:
+        latency_jobs += 1
+        for key, values in (metrics or {}).items():
+            if key in samples and isinstance(values, dict) and isinstance(values.get("latency_ms"), int):
+                samples[key].append(values["latency_ms"])
+    latency = {
+        key: (_percentile(values, 0.5), _percentile(values, 0.95), len(values))
+        for key, values in samples.items()
+        if values
+    }
+    return Dashboard(
+        now=now,
+        hours=hours,
+        per_hour=per_hour,
+        days=days,
+        per_day=per_day,
+        failures=failures,
+        latency=latency,
+        latency_jobs=latency_jobs,
+        completed=counts["n_completed"],
+        cached=counts["n_cached"],
+        message_failures=counts["n_message_failures"],
     )

@@ -34,7 +34,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PHOTO = ROOT / "fitting" / "demo" / "person_drawn.png"
-ARTIFACTS = ROOT / "tests" / "artifacts"
+# Screenshots: tests/artifacts, or SCREENSHOT_DIR.
+ARTIFACTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "tests" / "artifacts")
 
 
 @pytest.fixture
@@ -84,6 +85,14 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
     page.click("[data-testid=login-submit]")
     page.wait_for_url(stack.base + "/")
     expect(page.get_by_test_id("username")).to_have_text("demo")
+    # Before any job, the final image's placeholder is not shown (it was, as a broken image).
+    expect(page.get_by_test_id("result")).to_be_hidden()
+    expect(page.get_by_test_id("result-image")).to_be_hidden()
+    expect(page.locator("[data-testid=catalogue] img")).to_have_count(6)
+    for img in page.locator("[data-testid=catalogue] img, label.choice img").all():
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-before-any-job.png"), full_page=True)
 
     # The seeded photo is listed; a new upload is added and selected.
     expect(page.get_by_test_id("photo-choice")).to_have_count(1)
@@ -107,6 +116,10 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
         group = page.get_by_test_id(f"category-{category}")
         expect(group.locator("img")).to_have_count(2)
         assert all(image_loaded(img) for img in group.locator("img").all())
+        # Small renditions, not the product photos themselves.
+        assert all(
+            img.evaluate("i => Math.max(i.naturalWidth, i.naturalHeight)") <= 240 for img in group.locator("img").all()
+        )
         group.locator("input[type=radio]").nth(1).check()
     page.click("[data-testid=start]")
     expect(page.get_by_test_id("error")).to_be_hidden()
@@ -117,7 +130,7 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
         row = page.get_by_test_id(f"step-{category}")
         expect(row).to_have_attribute("data-status", "completed")
         image = page.get_by_test_id(f"step-{category}-image")
-        expect(image).to_have_attribute("src", re.compile(rf"^{re.escape(stack.base)}/media/results/"))
+        expect(image).to_have_attribute("src", re.compile(rf"^{re.escape(stack.base)}/thumbs/results/"))
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     result = page.get_by_test_id("result-image")
     expect(result).to_be_visible()
@@ -127,7 +140,6 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
     message = page.get_by_test_id("llm-message").inner_text()
     assert 0 < len(message) <= 50 and "no message" not in message
 
-    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo-finished.png"), full_page=True)
     assert page.problems == []
 

@@ -34,7 +34,7 @@ class PhotoOutputSerializer(serializers.Serializer):
         return media_url(photo.image, self.context["request"])
 
 
-@extend_schema_serializer(component_name="TokenRequest")
+@extend_schema_serializer(component_name="Credentials")  # CredentialsRequest in the schema
 class CredentialsSerializer(AuthTokenSerializer):
     """A username and its password."""
 

@@ -1,9 +1,11 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class UsersConfig(AppConfig):
     name = "users"
     default_auto_field = "django.db.models.BigAutoField"
+    verbose_name = _("Users and photos")
 
     def ready(self):
         from core.media import MediaKind, media_register

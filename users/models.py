@@ -16,14 +16,18 @@ def photo_upload_to(instance: "UserImage", filename: str) -> str:
 class UserImage(models.Model):
     """A user's uploaded person photo, stored upright and re-encoded."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
-    image = models.ImageField(upload_to=photo_upload_to)
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
-    content_hash = models.CharField(max_length=64, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos", verbose_name=_("owner")
+    )
+    image = models.ImageField(_("image"), upload_to=photo_upload_to)
+    width = models.PositiveIntegerField(_("width"))
+    height = models.PositiveIntegerField(_("height"))
+    content_hash = models.CharField(_("content hash"), max_length=64, db_index=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("person photo")
+        verbose_name_plural = _("person photos")
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["owner", "-created_at"], name="userimage_owner_created")]
 

@@ -22,10 +22,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
-    "django_q",
+    "config.apps.TaskQueueConfig",  # django_q, under a translated name
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "axes",
+    "config.apps.LoginLockoutConfig",  # axes, under a translated name
     "core",
     "users",
     "fitting",
@@ -165,6 +165,7 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+FORMAT_MODULE_PATH = ["config.formats"]  # times to the second (config/formats)
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

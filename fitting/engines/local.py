@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import regex
+from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
-from core.errors import DeadlineExceeded, EngineError
+from core.errors import DeadlineExceeded, EngineError, GarmentNotPlacedError
 from fitting.engines.base import KeepGoing, Outfit, StepResult
 from fitting.engines.identity import LOCAL_IDENTITY
 
@@ -139,16 +140,76 @@ def find_body(person: Image.Image) -> BodyFrame:
     )
 
 
-def _frame_from_face(grey: np.ndarray, scale: float) -> BodyFrame | None:
+# Face choice. The cascade also fires on textures (a badge, a flag, folds of cloth), and
+# such a false "face" is often larger than the real one; on a large photo detected at full
+# size there are many. So detection runs at DETECTION_MAX_SIDE, and each candidate is
+# scored for plausibility instead of taking the largest: eyes found in its upper half
+# count most, then the cascade's own confidence, then nearness to the upper centre and
+# agreement with the person detector's box.
+FACE_MIN_NEIGHBORS = 3  # low on purpose: plausibility, not the cascade, rejects false faces
+EYE_WEIGHT = 2.5  # per eye, at most two
+MIN_FACE_FOR_EYES = 40  # px at detection size; below it eyes are too small to find
+MIN_FACE_SCORE = 1.0  # a candidate with no eye and a weak cascade response is not a face
+
+
+@functools.cache
+def _eye_cascade() -> cv2.CascadeClassifier:
+    path = os.path.join(cv2.data.haarcascades, "haarcascade_eye.xml")
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise EngineError(f"OpenCV's eye cascade could not be loaded from {path}.")
+    return cascade
+
+
+def _eyes_in(grey: np.ndarray, face: tuple[int, int, int, int]) -> int | None:
+    """How many eyes (0 to 2) lie in the upper half of ``face``; None when it is too small to tell."""
+    x, y, w, h = face
+    if w < MIN_FACE_FOR_EYES:
+        return None
+    upper = grey[y : y + round(h * 0.6), x : x + w]
+    eye_min = max(8, w // 8)
+    eyes = _eye_cascade().detectMultiScale(
+        upper, scaleFactor=1.1, minNeighbors=3, minSize=(eye_min, eye_min), maxSize=(w // 2, w // 2)
+    )
+    return min(2, len(eyes))
+
+
+def face_candidates(grey: np.ndarray) -> list[tuple[float, tuple[int, int, int, int]]]:
+    """Face boxes on ``grey`` (detection size) with their plausibility score, best first."""
     height, width = grey.shape
     min_side = max(24, round(min(height, width) * 0.06))
-    faces = _face_cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-    # A face in the lower part of the photo would be a garment print, not the wearer's.
-    faces = [tuple(int(v) for v in face) for face in faces if face[1] + face[3] / 2 < height * 0.6]
-    if not faces:
+    boxes, _, weights = _face_cascade().detectMultiScale3(
+        grey,
+        scaleFactor=1.1,
+        minNeighbors=FACE_MIN_NEIGHBORS,
+        minSize=(min_side, min_side),
+        outputRejectLevels=True,
+    )
+    scored = []
+    for box, weight in zip(boxes, np.ravel(weights), strict=True):
+        x, y, w, h = (int(v) for v in box)
+        centre_x, centre_y = x + w / 2, y + h / 2
+        # A face in the lower part of the photo would be a garment print, not the wearer's.
+        if centre_y >= height * 0.6:
+            continue
+        eyes = _eyes_in(grey, (x, y, w, h))
+        score = min(float(weight), 6.0) / 2  # the cascade's confidence, capped
+        score += EYE_WEIGHT * (eyes if eyes is not None else 1)  # too small to tell: one eye's worth
+        score -= abs(centre_x - width / 2) / width  # off-centre: at most -0.5
+        score -= centre_y / height  # low in the frame: at most -0.6
+        if eyes == 0 and score < MIN_FACE_SCORE:
+            continue
+        scored.append((score, (x, y, w, h)))
+    # Sorting on the whole box after the score makes ties deterministic.
+    scored.sort(key=lambda item: (-item[0], -item[1][2], item[1][1], item[1][0]))
+    return scored
+
+
+def _frame_from_face(grey: np.ndarray, scale: float) -> BodyFrame | None:
+    candidates = face_candidates(grey)
+    if not candidates:
         return None
-    # The largest face is the wearer's; sorting on the whole box makes ties deterministic.
-    x, y, w, h = max(faces, key=lambda f: (f[2] * f[3], -f[1], -f[0]))
+    x, y, w, h = candidates[0][1]
     return BodyFrame(
         center_x=(x + w / 2) / scale,
         chin_y=(y + CHIN_PER_FACE_BOX * h) / scale,
@@ -208,6 +269,11 @@ PLACEMENTS = {
     # Outerwear goes over the top: wider, starting a little higher, its length its own.
     "outer": Placement(body_width=2.1, top=0.05, length=None, measure_at=(0.35, 0.45)),
 }
+CATEGORY_LABELS = {"top": _("top"), "bottom": _("bottom"), "outer": _("outerwear")}
+# A garment of which less than this share is on the canvas (or that covers less than this
+# share of the canvas) was not placed: the step fails with GARMENT_NOT_PLACED.
+MIN_VISIBLE_GARMENT = 0.05
+MIN_VISIBLE_CANVAS = 0.005
 
 
 def place_garment(person: Image.Image, cut_out: Image.Image, category: str, frame: BodyFrame) -> Image.Image:
@@ -230,7 +296,23 @@ def place_garment(person: Image.Image, cut_out: Image.Image, category: str, fram
     top = round(frame.below_chin(placement.top))
     layer = Image.new("RGBA", person.size, (0, 0, 0, 0))
     layer.paste(resized, (left, top))  # parts off the canvas are simply clipped
+    _check_placed(np.asarray(resized)[:, :, 3], np.asarray(layer)[:, :, 3], category)
     return Image.alpha_composite(person.convert("RGBA"), layer).convert("RGB")
+
+
+def _check_placed(garment_alpha: np.ndarray, layer_alpha: np.ndarray, category: str) -> None:
+    """Raise ``GarmentNotPlacedError`` when too little of the garment lands on the photo.
+
+    A bottom on a head-and-shoulders photo falls below the frame; passing the step with the
+    photo unchanged would tell the user the jeans were tried on when nothing happened.
+    """
+    garment = np.count_nonzero(garment_alpha >= OPAQUE)
+    visible = np.count_nonzero(layer_alpha >= OPAQUE)
+    if visible < MIN_VISIBLE_GARMENT * garment or visible < MIN_VISIBLE_CANVAS * layer_alpha.size:
+        raise GarmentNotPlacedError(
+            _("The %(category)s could not be placed: the photo does not show that part of the body.")
+            % {"category": CATEGORY_LABELS[category]}
+        )
 
 
 def _body_width(alpha: np.ndarray, rows: tuple[float, float]) -> float:
@@ -362,7 +444,7 @@ class LocalEngine:
         try:
             cut_out = cut_out_garment(garment)
             image = place_garment(person, cut_out, category, find_body(person))
-        except EngineError:
+        except (EngineError, GarmentNotPlacedError):
             raise
         except Exception as exc:  # OpenCV and Pillow raise many types; the job needs one
             raise EngineError(f"The local preview could not place the {category}: {exc}") from exc

@@ -94,7 +94,7 @@ def images(host):
     return {
         "top": host.put("tee.png", image_bytes((48, 48), (20, 30, 90))),
         "bottom": host.put("chinos.jpg", image_bytes((48, 64), (200, 180, 140), fmt="JPEG")),
-        "outer": host.put("astronaut.png", (DATA / "astronaut.png").read_bytes()),
+        "outer": host.put("astronaut.png", (DATA / "photos" / "astronaut.png").read_bytes()),
         "big": host.put("big.png", noise_png(640)),  # ~1.2 MB, over the limit set below
         "text": host.put("notes.png", b"this is not an image at all"),
         "gone": host.url("missing.png"),  # 404

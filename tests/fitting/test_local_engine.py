@@ -13,16 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import regex
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
-from core.errors import DeadlineExceeded, EngineError
+from core.errors import DeadlineExceeded, EngineError, GarmentNotPlacedError
+from core.images import decode
 from fitting.demo.make_images import BODY_UNIT, PERSON_LANDMARKS
 from fitting.engines.base import AppliedGarment, Outfit
-from fitting.engines.local import COLOUR_NAMES, LocalEngine, compose_message
+from fitting.engines.local import COLOUR_NAMES, LocalEngine, compose_message, face_candidates, find_body
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "fitting" / "demo"
-ASTRONAUT = ROOT / "tests" / "data" / "astronaut.png"
+ASTRONAUT = ROOT / "tests" / "data" / "photos" / "astronaut.png"
 
 NAVY = (34, 46, 88)
 BEIGE = (208, 188, 152)
@@ -327,3 +328,122 @@ def test_every_colour_combination_fits_in_fifty_characters():
         for colours in itertools.product(COLOUR_NAMES, repeat=count):
             message = compose_message([f"{c} {k}" for c, k in zip(colours, categories, strict=False)])
             assert_one_korean_sentence_with_emoji(message)
+
+
+# --- the face choice on real photos --------------------------------------------------------
+# Each variant: (crop box on the original, long side it is scaled to, mirrored, pad aspect).
+# The crops that keep the flag patch and the suit's folds beside a smaller face made the old
+# engine take a larger false "face" there (its garments landed lower right, beside her).
+PHOTO_VARIANTS = {
+    "original-512": ((0, 0, 512, 512), 512, False, None),
+    "small-480": ((0, 0, 512, 512), 480, False, None),
+    "1200": ((0, 0, 512, 512), 1200, False, None),
+    "portrait-3000x4000": ((64, 0, 448, 512), 4000, False, None),
+    "crop-left-3000": ((0, 0, 420, 512), 3000, False, None),
+    "crop-left-1200-mirrored": ((0, 0, 420, 512), 1200, True, None),
+    "crop-right-800": ((120, 40, 512, 512), 800, False, None),
+    "crop-top-3000": ((0, 0, 512, 380), 3000, False, None),
+    "padded-16x9-2000": ((30, 20, 512, 512), 2000, False, (16, 9)),
+    "padded-9x16-1200": ((0, 0, 420, 512), 1200, False, (9, 16)),
+}
+PAD_GREY = (120, 120, 120)
+
+
+def photo_variant(name: str) -> tuple[Image.Image, Box, Box]:
+    """The variant and where the true face and torso are on it (transformed from the annotation)."""
+    crop, long_side, mirrored, pad = PHOTO_VARIANTS[name]
+    image = astronaut().crop(crop)
+
+    def move(box: Box) -> tuple[float, float, float, float]:
+        left, top, right, bottom = box[0] - crop[0], box[1] - crop[1], box[2] - crop[0], box[3] - crop[1]
+        if mirrored:
+            left, right = image.width - right, image.width - left
+        return left, top, right, bottom
+
+    face, torso = move(ASTRONAUT_FACE), move(ASTRONAUT_TORSO)
+    if mirrored:
+        image = ImageOps.mirror(image)
+    if pad is not None:
+        width, height = image.size
+        if width * pad[1] < height * pad[0]:
+            width = round(height * pad[0] / pad[1])
+        else:
+            height = round(width * pad[1] / pad[0])
+        offset = ((width - image.width) // 2, (height - image.height) // 2)
+        canvas = Image.new("RGB", (width, height), PAD_GREY)
+        canvas.paste(image, offset)
+        image = canvas
+        face = (face[0] + offset[0], face[1] + offset[1], face[2] + offset[0], face[3] + offset[1])
+        torso = (torso[0] + offset[0], torso[1] + offset[1], torso[2] + offset[0], torso[3] + offset[1])
+    scale = long_side / max(image.size)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+
+    def scaled(box) -> Box:
+        return tuple(round(v * scale) for v in box)  # type: ignore[return-value]
+
+    return image, scaled(face), scaled(torso)
+
+
+def clip(box: Box, size: tuple[int, int]) -> Box:
+    return (max(0, box[0]), max(0, box[1]), min(size[0], box[2]), min(size[1], box[3]))
+
+
+@pytest.mark.parametrize("variant", list(PHOTO_VARIANTS))
+def test_the_face_chosen_on_a_real_photo_is_hers_and_the_top_lands_on_her_torso(variant):
+    person, face, torso = photo_variant(variant)
+    frame = find_body(person)
+    assert frame.source == "face"
+    assert face[0] < frame.center_x < face[2], f"body axis {frame.center_x:.0f} outside the face {face}"
+    # The chin is in the face box's lower half or just below it, not a head further down.
+    face_height = face[3] - face[1]
+    assert face[1] + face_height / 2 < frame.chin_y < face[3] + face_height / 2
+
+    after = dress(person, ("top", "top_navy_tshirt.png"))
+    assert garment_share(person, after, NAVY, clip(torso, person.size)) > 0.7
+    assert garment_share(person, after, NAVY, face) == 0
+    # Most of what changed lies on her side of the photo: under the face, within a
+    # shoulder's reach of its middle (the old engine's top landed beside her, lower right).
+    changed = np.linalg.norm(np.asarray(after, dtype=np.float32) - np.asarray(person, dtype=np.float32), axis=2) > 30
+    ys, xs = np.nonzero(changed)
+    reach = 2.2 * (face[2] - face[0])
+    middle = (face[0] + face[2]) / 2
+    assert np.mean(np.abs(xs - middle) < reach) > 0.9
+    assert np.mean(ys > face[3]) > 0.99
+
+
+def test_a_photo_with_an_exif_orientation_is_read_upright_and_her_face_is_found():
+    # Pixels stored rotated a quarter turn, with the EXIF tag that says so (6: rotate 90° CW to view).
+    upright, face, _ = photo_variant("1200")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=92, exif=exif)
+    person = decode(buffer.getvalue()).convert("RGB")
+    assert person.size == upright.size
+    frame = find_body(person)
+    assert frame.source == "face"
+    assert face[0] < frame.center_x < face[2]
+
+
+def test_a_false_face_without_eyes_loses_to_a_smaller_face_with_eyes():
+    # The crop where the cascade also fires, larger, on the suit beside her.
+    person, face, _ = photo_variant("crop-left-3000")
+    scale = 640 / max(person.size)
+    small = person.resize((round(person.width * scale), round(person.height * scale)), Image.Resampling.BOX)
+    grey = np.asarray(small.convert("L"))
+    candidates = face_candidates(grey)
+    assert len(candidates) >= 1
+    best = candidates[0][1]
+    assert face[0] < (best[0] + best[2] / 2) / scale < face[2]
+
+
+# --- a garment that cannot be placed -------------------------------------------------------
+def test_a_bottom_on_a_head_and_shoulders_photo_fails_the_step_instead_of_passing_unchanged():
+    head_and_shoulders = astronaut().crop((0, 0, 512, 300))
+    with pytest.raises(GarmentNotPlacedError) as caught:
+        dress(head_and_shoulders, ("bottom", "bottom_blue_jeans.png"))
+    assert caught.value.code == "GARMENT_NOT_PLACED"
+    # The top still fits on the same photo.
+    after = dress(head_and_shoulders, ("top", "top_navy_tshirt.png"))
+    assert garment_share(head_and_shoulders, after, NAVY, (160, 250, 300, 300)) > 0.7

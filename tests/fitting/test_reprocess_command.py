@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -133,6 +134,48 @@ def test_unknown_or_unreprocessable_job_ids_are_reported_and_fail_the_command(jo
     assert summary(output) == "dry run: 1 would be reprocessed, 1 skipped, 2 not found; nothing written"
     assert error.returncode == 1
     assert unknown in str(error) and str(jobs["completed"].id) in str(error)
+
+
+@pytest.mark.parametrize("form", ["admin", "upper", "hyphenated-13", "hex-12"])
+def test_a_job_is_named_by_the_id_prefix_the_admin_shows(jobs, form):
+    job = jobs["timeout"]
+    text = str(job.id)
+    prefix = {
+        "admin": text[:8],  # the short id of the admin's job list
+        "upper": text[:8].upper(),
+        "hyphenated-13": text[:13],
+        "hex-12": job.id.hex[:12],
+    }[form]
+    output = reprocess("--dry-run", prefix)
+    assert set(job_lines(output)) == ids(job)
+    assert summary(output).startswith("dry run: 1 would be reprocessed")
+
+
+def test_an_ambiguous_prefix_is_refused_listing_its_matches_and_nothing_is_done(
+    jobs, user, photo, catalogue, django_capture_on_commit_callbacks
+):
+    first, second = (
+        make_job(user, photo, catalogue["top"], failed_step="top", id=uuid.UUID(f"abcdef01-{n}-4000-8000-{n}00000000"))
+        for n in ("1111", "2222")
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        output, error = reprocess_failing("abcdef01", str(jobs["failed"].id))
+    assert "ambiguous" in str(error)
+    assert str(first.id) in str(error) and str(second.id) in str(error)
+    assert output == ""
+    assert OrmQ.objects.count() == 0
+    assert set(FittingResult.objects.values_list("attempt", flat=True)) == {1}
+    # Its unambiguous form works.
+    assert set(job_lines(reprocess("--dry-run", "abcdef01-2"))) == {str(second.id)}
+
+
+def test_a_prefix_that_matches_nothing_or_is_too_short_is_not_found(jobs):
+    short = str(jobs["failed"].id)[:7]
+    output, error = reprocess_failing("--dry-run", "ffffffff", short)
+    lines = job_lines(output)
+    assert lines["ffffffff"] == "ffffffff -> not found"
+    assert lines[short] == f"{short} -> not found"
+    assert error.returncode == 1
 
 
 def test_a_named_job_left_out_by_the_filters_is_reported(jobs):

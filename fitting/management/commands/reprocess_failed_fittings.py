@@ -14,12 +14,14 @@ from core.errors import JobEngineMismatchError, NotReprocessableError
 from fitting.engines import engine_identity
 from fitting.engines.identity import ENGINE_NAMES
 from fitting.models import FittingResult, Status
-from fitting.selectors import fitting_failed_list
+from fitting.selectors import fitting_failed_list, fitting_with_id_prefix
 from fitting.services import REPROCESSABLE, fitting_reprocess, fitting_reprocess_switch
 
 DEFAULT_STATUSES = [status.value for status in REPROCESSABLE]
 # A canceled job was stopped on purpose: it runs again only when named by its JOB_ID.
 STATUS_CHOICES = [*DEFAULT_STATUSES, Status.CANCELED.value]
+MIN_PREFIX = 8  # hex digits of a job id prefix: the admin's short id
+MAX_LISTED = 10  # jobs listed for an ambiguous prefix
 
 
 @dataclass
@@ -62,7 +64,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="only these jobs (full ids; before --status)")
+        parser.add_argument(
+            "job_ids",
+            nargs="*",
+            metavar="JOB_ID",
+            help="only these jobs: full ids, or their first 8 or more hex digits as the admin shows them "
+            "(an ambiguous prefix stops the command, listing its matches); before --status",
+        )
         parser.add_argument(
             "--status",
             nargs="+",
@@ -134,12 +142,34 @@ class Command(BaseCommand):
 
     # --- selection ----------------------------------------------------------------------------
     def _parse_ids(self, raw_ids: list[str]) -> tuple[set[uuid.UUID], list[str]]:
-        parsed, unparsable = set(), []
+        """Full ids, and prefixes of at least MIN_PREFIX hex digits (the admin shows 8).
+
+        A prefix that matches no job is reported as not found; one that matches several
+        stops the command before anything is done, listing them.
+        """
+        parsed, unparsable, ambiguous = set(), [], []
         for raw in raw_ids:
             try:
                 parsed.add(uuid.UUID(raw))
+                continue
             except ValueError:
+                pass
+            digits = raw.strip().lower().replace("-", "")
+            if not (MIN_PREFIX <= len(digits) < 32 and all(c in "0123456789abcdef" for c in digits)):
                 unparsable.append(raw)
+                continue
+            matches = list(
+                fitting_with_id_prefix(FittingResult.objects.all(), digits).order_by("created_at")[:MAX_LISTED]
+            )
+            if not matches:
+                unparsable.append(raw)
+            elif len(matches) == 1:
+                parsed.add(matches[0].id)
+            else:
+                listed = ", ".join(f"{job.id} ({job.status})" for job in matches)
+                ambiguous.append(f"{raw} matches {listed}")
+        if ambiguous:
+            raise CommandError("ambiguous job id prefix: " + "; ".join(ambiguous) + ". Give more digits.")
         return parsed, unparsable
 
     def _not_found(self, tally: Tally, raw: str) -> None:

@@ -24,6 +24,14 @@
     return node;
   }
 
+  // A small rendition (/thumbs/<name>, same access rules as the image) of an image URL the API
+  // gave: the stored name is the URL path's last two segments ("items/x.png"), for a local
+  // /media/ URL and for a bucket's pre-signed URL alike.
+  function thumb(url) {
+    const name = new URL(url, location.href).pathname.split("/").slice(-2).join("/");
+    return new URL(`/thumbs/${name}`, location.href).href;
+  }
+
   async function api(method, url, body) {
     const options = {method, credentials: "same-origin", headers: {"Accept": "application/json"}};
     if (method !== "GET") options.headers["X-CSRFToken"] = csrfToken;
@@ -53,7 +61,7 @@
   function photoChoice(photo, checked) {
     const input = el("input", {type: "radio", name: "photo", value: photo.url, "data-testid": "photo-choice"});
     input.checked = checked;
-    return el("label", {class: "choice"}, [el("img", {src: photo.url, alt: `photo ${photo.id}`}), input]);
+    return el("label", {class: "choice"}, [el("img", {src: thumb(photo.url), alt: `photo ${photo.id}`}), input]);
   }
 
   async function loadPhotos(selectUrl) {
@@ -81,7 +89,7 @@
     const input = el("input", {type: "radio", name: `item-${category}`, value: item ? item.id : "",
                                "data-testid": item ? `item-${item.id}` : `item-${category}-none`});
     if (!item) input.checked = true;
-    const picture = item ? el("img", {src: item.imageUrl, alt: item.name}) : el("span", {class: "none", text: "없음 none"});
+    const picture = item ? el("img", {src: thumb(item.imageUrl), alt: item.name}) : el("span", {class: "none", text: "없음 none"});
     return el("label", {class: "choice"}, [picture, el("span", {text: item ? item.name : "선택 안 함"}), input]);
   }
 
@@ -104,7 +112,7 @@
     const body = $("steps").querySelector("tbody");
     body.replaceChildren();
     for (const step of job.steps) {
-      const image = step.imageUrl ? el("img", {src: step.imageUrl, alt: `${step.category} result`,
+      const image = step.imageUrl ? el("img", {src: thumb(step.imageUrl), alt: `${step.category} result`,
                                                "data-testid": `step-${step.category}-image`}) : "";
       body.append(el("tr", {"data-testid": `step-${step.category}`, dataset: {status: step.status}}, [
         el("td", {text: step.category}),

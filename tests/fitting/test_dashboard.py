@@ -1,0 +1,93 @@
+"""The staff dashboard: its numbers against known jobs, and the page (Korean, SVG, staff only)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from django.utils import timezone
+
+from fitting.models import Status
+from fitting.selectors import fitting_dashboard
+from tests.factories import make_job, make_user
+
+NOW = timezone.now().replace(minute=30, second=0, microsecond=0)
+
+
+def latency(*values: int) -> dict:
+    steps = ("top", "bottom", "outer")
+    return {step: {"latency_ms": value} for step, value in zip(steps, values, strict=False)}
+
+
+@pytest.fixture
+def known_jobs(user, photo, catalogue):
+    top = catalogue["top"]
+
+    def job(status, hours_ago, **fields):
+        created = NOW - timedelta(hours=hours_ago)
+        return make_job(user, photo, top, status=status, created_at=created, finished_at=created, **fields)
+
+    return {
+        "done_now": job(Status.COMPLETED, 0.1, llm_message="좋아요! ✨", step_metrics=latency(100)),
+        "failed_3h": job(Status.FAILED, 3, failed_step="bottom", step_metrics=latency(200)),
+        "timeout_2d": job(Status.TIMEOUT, 48, failed_step="top", error_code="TIMEOUT", step_metrics=latency(300)),
+        "cached_1d": job(Status.COMPLETED, 24, cached=True, llm_message="좋아요! ✨", step_metrics=latency(9999)),
+        "no_message": job(
+            Status.COMPLETED, 30, llm_message=None, step_metrics={**latency(400), "message": {"latency_ms": 50}}
+        ),
+        "too_old": job(Status.FAILED, 40 * 24, failed_step="top", step_metrics=latency(5000)),
+    }
+
+
+def test_the_dashboard_counts_the_known_jobs(known_jobs):
+    data = fitting_dashboard(now=NOW)
+    assert len(data.hours) == 24 and len(data.days) == 30
+    # Per hour: the last bucket is this hour, three hours ago is four from the end.
+    assert data.per_hour["completed"][-1] == 1
+    assert data.per_hour["failed"][-4] == 1
+    assert sum(sum(v) for v in data.per_hour.values()) == 2  # the others are older than 24 h
+    # Per day: the 40-day-old job is out of the window.
+    assert data.per_day["timeout"][-3] == 1
+    assert sum(sum(v) for v in data.per_day.values()) == 5
+    assert data.failures == [("bottom", "ENGINE_REJECTED", 1), ("top", "TIMEOUT", 1)]
+    assert (data.completed, data.cached, data.message_failures) == (3, 1, 1)
+    # Latency of the top step over the non-cached jobs of the last 7 days: 100, 200, 300, 400.
+    assert data.latency["top"] == (200, 400, 4)
+    assert data.latency["message"] == (50, 50, 1)
+    assert data.latency_jobs == 4
+
+
+@pytest.fixture
+def staff(client, db):
+    client.force_login(make_user("support", is_staff=True, is_superuser=True))
+    return client
+
+
+def test_the_dashboard_page_is_korean_svg_linked_from_the_index(staff, known_jobs):
+    index = staff.get(reverse("admin:index")).content.decode()
+    assert reverse("admin-dashboard") in index and "대시보드" in index
+    response = staff.get(reverse("admin-dashboard"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('class="chart"') == 4
+    for korean in ("시간별 작업", "일별 작업", "단계·오류 코드별 실패", "단계별 지연 시간", "완료", "실패"):
+        assert korean in html, korean
+    assert "ENGINE_REJECTED" in html and "하의" in html  # the failure row: step (in Korean) and code
+    assert 'data-testid="cost"><div class="value">—</div>' in html  # no costs recorded yet
+    assert "<script" not in html.split('id="content"')[1]  # no chart library
+
+
+def test_the_dashboard_is_for_staff_who_may_see_jobs(client, db):
+    url = reverse("admin-dashboard")
+    assert client.get(url).status_code == 302  # to the login page
+    client.force_login(make_user("plain"))
+    assert client.get(url).status_code == 302
+    staff = make_user("staff", is_staff=True)
+    client.force_login(staff)
+    assert client.get(url).status_code == 403
+    viewer = make_user("viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_fittingresult"))
+    client.force_login(viewer)
+    assert client.get(url).status_code == 200
