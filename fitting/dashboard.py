@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils import formats
 from django.utils.translation import gettext as _
 
+from fitting import costs
 from fitting.charts import Series, horizontal_bars, stacked_bars
 from fitting.models import Category, ImageStep, Status
 from fitting.selectors import LATENCY_MAX_JOBS, LATENCY_WINDOW, fitting_dashboard
@@ -37,6 +38,14 @@ def _step_label(step: str | None) -> str:
     if step == "message":
         return _("message")
     return str(ImageStep(step).label) if step in ImageStep.values else step
+
+
+def _cost_30_days() -> str | None:
+    """The estimated cost of the last 30 days' jobs (fitting.costs); None when a model used has no price."""
+    rows = costs.cost_by_day(days=30)
+    if any(row.cost is None for row in rows):
+        return None
+    return f"${sum(row.cost for row in rows):.2f}"
 
 
 def dashboard_view(request):
@@ -72,7 +81,6 @@ def dashboard_view(request):
         "latency_days": LATENCY_WINDOW.days,
         "latency_max_jobs": LATENCY_MAX_JOBS,
         "cache_share": round(100 * data.cached / data.completed) if data.completed else None,
-        # Estimated cost: a slot for the cost figures once jobs record costs (not yet).
-        "cost": None,
+        "cost": _cost_30_days(),
     }
     return TemplateResponse(request, "admin/fitting/dashboard.html", context)

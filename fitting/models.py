@@ -251,10 +251,12 @@ class FittingResultImage(models.Model):
 class WebhookSecret(models.Model):
     """A user's webhook signing secret (``whsec_`` + base64), made on first use."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret")
-    secret = models.CharField(max_length=100)
-    created_at = models.DateTimeField(auto_now_add=True)
-    rotated_at = models.DateTimeField(null=True, blank=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret", verbose_name=_("user")
+    )
+    secret = models.CharField(_("secret"), max_length=100)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    rotated_at = models.DateTimeField(_("rotated at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("webhook secret")
@@ -265,9 +267,9 @@ class WebhookSecret(models.Model):
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "pending"
-    DELIVERED = "delivered", "delivered"
-    FAILED = "failed", "failed"
+    PENDING = "pending", _("pending")
+    DELIVERED = "delivered", _("delivered")
+    FAILED = "failed", _("failed")
 
 
 class WebhookDelivery(models.Model):
@@ -278,18 +280,22 @@ class WebhookDelivery(models.Model):
     one runs; ``retry_until`` ends the retries.
     """
 
-    job = models.ForeignKey(FittingResult, on_delete=models.CASCADE, related_name="webhook_deliveries")
-    event = models.CharField(max_length=40, choices=WebhookEvent.choices)
-    webhook_id = models.CharField(max_length=64, unique=True)
-    url = models.CharField(max_length=2000)
-    payload = models.TextField()
-    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
-    attempt_count = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    locked_until = models.DateTimeField(null=True, blank=True)
-    retry_until = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    job = models.ForeignKey(
+        FittingResult, on_delete=models.CASCADE, related_name="webhook_deliveries", verbose_name=_("job")
+    )
+    event = models.CharField(_("event"), max_length=40, choices=WebhookEvent.choices)
+    webhook_id = models.CharField(_("webhook id"), max_length=64, unique=True)
+    url = models.CharField(_("URL"), max_length=2000)
+    payload = models.TextField(_("payload"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempt_count = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    retry_until = models.DateTimeField(_("retry until"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -305,23 +311,25 @@ class WebhookDelivery(models.Model):
 
 
 class AttemptOutcome(models.TextChoices):
-    DELIVERED = "delivered", "delivered"  # a 2xx answer
-    RETRY = "retry", "retry"  # network error, timeout, 408, 429 or 5xx: tried again later
-    FAILED = "failed", "failed"  # any other answer (4xx, 3xx): final
-    REFUSED = "refused", "refused"  # the URL now resolves to an address we may not call: final
-    EXPIRED = "expired", "expired"  # would be retried, but past retry_until: final
+    DELIVERED = "delivered", _("delivered")  # a 2xx answer
+    RETRY = "retry", _("retry")  # network error, timeout, 408, 429 or 5xx: tried again later
+    FAILED = "failed", _("failed")  # any other answer (4xx, 3xx): final
+    REFUSED = "refused", _("refused")  # the URL now resolves to an address we may not call: final
+    EXPIRED = "expired", _("expired")  # would be retried, but past retry_until: final
 
 
 class WebhookAttempt(models.Model):
     """One POST of a delivery: when, how long, what came back."""
 
-    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts")
-    number = models.PositiveIntegerField()
-    started_at = models.DateTimeField()
-    duration_ms = models.PositiveIntegerField()
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices)
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempts", verbose_name=_("webhook delivery")
+    )
+    number = models.PositiveIntegerField(_("number"))
+    started_at = models.DateTimeField(_("started"))
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"))
+    status_code = models.PositiveSmallIntegerField(_("answer"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    outcome = models.CharField(_("outcome"), max_length=10, choices=AttemptOutcome.choices)
 
     class Meta:
         ordering = ["started_at", "id"]

@@ -75,7 +75,7 @@ def test_the_dashboard_page_is_korean_svg_linked_from_the_index(staff, known_job
     for korean in ("시간별 작업", "일별 작업", "단계·오류 코드별 실패", "단계별 지연 시간", "완료", "실패"):
         assert korean in html, korean
     assert "ENGINE_REJECTED" in html and "하의" in html  # the failure row: step (in Korean) and code
-    assert 'data-testid="cost"><div class="value">—</div>' in html  # no costs recorded yet
+    assert 'data-testid="cost"><div class="value">$0.00</div>' in html  # the local engine costs nothing
     assert "<script" not in html.split('id="content"')[1]  # no chart library
 
 
@@ -91,3 +91,25 @@ def test_the_dashboard_is_for_staff_who_may_see_jobs(client, db):
     viewer.user_permissions.add(Permission.objects.get(codename="view_fittingresult"))
     client.force_login(viewer)
     assert client.get(url).status_code == 200
+
+
+def test_the_dashboard_shows_the_estimated_cost_of_30_days(staff, settings, user, photo, catalogue):
+    settings.FITTING_PRICES = {"priced-model": {"input": 1, "output": 30}}
+    for days_ago in (0, 29, 31):
+        created = timezone.now() - timedelta(days=days_ago)
+        make_job(
+            user,
+            photo,
+            catalogue["top"],
+            status=Status.COMPLETED,
+            created_at=created,
+            finished_at=created,
+            model="priced-model",
+            input_tokens=1_000_000,
+            output_tokens=100_000,
+        )
+    html = staff.get(reverse("admin-dashboard")).content.decode()
+    assert 'data-testid="cost"><div class="value">$8.00</div>' in html  # (1 + 3) × 2 jobs; 31 days ago is out
+    make_job(user, photo, catalogue["top"], status=Status.COMPLETED, model="unpriced", output_tokens=1)
+    html = staff.get(reverse("admin-dashboard")).content.decode()
+    assert 'data-testid="cost"><div class="value">—</div>' in html  # a model without a price: no figure
