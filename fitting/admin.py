@@ -419,7 +419,7 @@ class FittingResultAdmin(admin.ModelAdmin):
             '<span class="message" title="{}">{}</span>', obj.llm_message, Truncator(obj.llm_message).chars(28)
         )
 
-    @admin.display(description=_("est. cost (USD)"))
+    @admin.display(description=_("cost"))
     def cost(self, obj: FittingResult) -> str:
         return _format_cost(costs.job_cost(obj))
 

@@ -135,6 +135,7 @@ def test_the_admin_in_korean_at_1400_px(stack_with_jobs, admin_page):
     images = page.locator(".inline-group img")
     expect(images.first).to_be_visible()
     for image in images.all():
+        image.scroll_into_view_if_needed()  # lazy: loaded once on screen
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
         assert image.evaluate("img => Math.max(img.naturalWidth, img.naturalHeight)") <= 240
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", page.inner_text(".field-created_at"))
@@ -142,7 +143,7 @@ def test_the_admin_in_korean_at_1400_px(stack_with_jobs, admin_page):
     assert page.locator(".inline-group .inline-deletelink").count() == 0  # read-only rows
     shot(page, "admin-job.png")
 
-    # The dashboard: four charts, Korean, the cost slot empty.
+    # The dashboard: four charts, Korean; the local engine costs nothing.
     page.goto(stack.base + "/admin/")
     page.click("#dashboard-link a")
     page.wait_for_url(stack.base + "/admin/dashboard/")
@@ -152,6 +153,6 @@ def test_the_admin_in_korean_at_1400_px(stack_with_jobs, admin_page):
     for label in ("시간별 작업", "일별 작업", "단계·오류 코드별 실패", "단계별 지연 시간", "GARMENT_NOT_PLACED"):
         assert label in text, label
     expect(page.get_by_test_id("completed").locator(".value")).to_have_text("1")
-    expect(page.get_by_test_id("cost").locator(".value")).to_have_text("—")
+    expect(page.get_by_test_id("cost").locator(".value")).to_have_text("$0.00")
     shot(page, "admin-dashboard.png")
     assert page.problems == []

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from fitting.models import FittingResult, Status
 from tests.factories import make_job, run_now, start_job
@@ -25,8 +25,7 @@ def quota(settings):
 def test_over_the_quota_is_refused_with_the_reset_time(quota, api, user, photo, catalogue):
     for _ in range(2):
         assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 202
-    with translation.override("en"):
-        response = api.post(URL, body(photo, catalogue["bottom"]), format="json")
+    response = api.post(URL, body(photo, catalogue["bottom"]), format="json", HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 429
     error = response.json()["error"]
     assert error["code"] == "QUOTA_EXCEEDED"
