@@ -12,6 +12,8 @@ from functools import partial
 
 from django.db import transaction
 
+from fitting import watcher
+
 logger = logging.getLogger(__name__)
 
 # The event types; the webhook ones are the job's public event names.
@@ -28,6 +30,7 @@ DELETED = "fitting.deleted"
 def job_changed(*, job_id: str, event: str) -> None:
     """Everything that follows a committed change of the job ``job_id``."""
     logger.debug("job %s: %s", job_id, event)
+    watcher.publish(job_id)  # to the open event streams of every process
 
 
 def job_changed_on_commit(*, job_id, event: str) -> None:
