@@ -91,10 +91,12 @@ async def job_events(request: HttpRequest, job_id: UUID) -> HttpResponse:
         return _error(404, ErrorCode.NOT_FOUND, str(exceptions.NotFound.default_detail))
     subscription.seen(job.updated_at)
     stream = _stream(request=request, job=job, subscription=subscription)
-    # A stream dropped before its first chunk (the client gone at once) never runs its own
-    # ``finally``: its slot and subscription come back when the generator is collected.
-    weakref.finalize(stream, subscription.close)
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    # The stream gives its slot and subscription back in its ``finally`` (the client gone:
+    # cancelled at an await), when the response is closed (a server or the test client that
+    # stops reading), or, dropped before its first chunk, when it is collected.
+    response._resource_closers.append(subscription.close)
+    weakref.finalize(stream, subscription.close)
     response["Cache-Control"] = "no-cache"
     # nginx and friends would otherwise hold events back in their buffers.
     response["X-Accel-Buffering"] = "no"

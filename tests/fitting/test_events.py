@@ -80,6 +80,7 @@ class StreamReader:
     """
 
     def __init__(self, response):
+        self._response = response
         self._chunks = aiter(response.streaming_content)
         self._buffer = ""
         self.retry: int | None = None
@@ -105,7 +106,9 @@ class StreamReader:
         return parse_block(block)
 
     async def close(self) -> None:
+        """Stop reading and close the response, as a server does when its client goes away."""
         await self._chunks.aclose()
+        await sync_to_async(self._response.close)()
 
 
 # --- jobs, moved on by the same services the pipeline uses --------------------------------
