@@ -227,6 +227,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"ProbeStateEnum": "core.health.PROBE_STATES"},
+    # The event stream is a plain async view the generator does not see: fitting/openapi.py.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "fitting.openapi.add_event_stream"],
 }
 
 # --- uploads ------------------------------------------------------------------------------

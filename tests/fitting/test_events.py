@@ -496,6 +496,19 @@ def test_a_client_that_goes_away_ends_the_stream_quietly_and_leaves_the_watcher(
     assert all(c.connection is None for c in request_thread_connections), "a connection was left open"
 
 
+def test_the_stream_is_in_the_openapi_schema(client):
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    get = schema["paths"]["/api/virtual-fitting/{job_id}/events"]["get"]
+    stream = get["responses"]["200"]["content"]["text/event-stream"]
+    assert stream["x-event-data"] == {"$ref": "#/components/schemas/Job"}
+    assert "Job" in schema["components"]["schemas"]
+    assert set(get["responses"]) == {"200", "401", "404", "429"}
+    assert "THROTTLED" in get["responses"]["429"]["description"]
+    assert {p["name"] for p in get["parameters"]} == {"job_id", "Last-Event-ID"}
+
+
 # --- end to end: uvicorn + qcluster -------------------------------------------------------
 def read_stream(client: httpx.Client, url: str, timeout: float = 120, events: list | None = None) -> list[Event]:
     """Every block of an SSE stream until the server closes it, appended to ``events`` as it comes."""
