@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connections
@@ -152,6 +152,23 @@ def _read_job(*, user: AbstractBaseUser, job_id: UUID) -> FittingResult | None:
 
 
 # --- the stream ---------------------------------------------------------------------------
+def _release_request_thread() -> None:
+    """Let the request's thread go while the stream waits: no thread per open stream.
+
+    Under ASGI, Django runs a request's synchronous parts (sync middleware, the reads above)
+    on a thread of the request's own (asgiref's ThreadSensitiveContext), kept until the
+    response ends: for a stream, minutes. Once the stream has started nothing of the request
+    needs that thread: its executor is shut down now, which ends the idle thread. A later
+    thread-sensitive call of the request (Django closing the response) gets a new one.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
 def _render(job: FittingResult, request: HttpRequest) -> str:
     """The job's JSON as the API shows it; no database access (the job comes prefetched)."""
     return JSONRenderer().render(JobOutputSerializer(job, context={"request": request}).data).decode()
@@ -179,6 +196,7 @@ async def _stream(
         yield f"retry: {settings.FITTING_EVENTS_RETRY_MS}\n\n"
         data = _render(job, request)
         yield _event(data, job)
+        _release_request_thread()
         terminal = job.status in TERMINAL_STATUSES
         last_sent = _now()
         while not terminal:

@@ -31,6 +31,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
+from contextvars import Context
 from datetime import datetime
 from typing import Any
 
@@ -227,7 +228,8 @@ class Watcher:
         subscription._watcher = self
         self.subscriptions.setdefault(subscription.job_id, set()).add(subscription)
         if self._task is None:
-            self._task = self.loop.create_task(self._run(), name="fitting-events-watcher")
+            # A context of its own: not that of the request that happened to start it.
+            self._task = self.loop.create_task(self._run(), name="fitting-events-watcher", context=Context())
 
     def remove(self, subscription: Subscription) -> None:
         followers = self.subscriptions.get(subscription.job_id)
@@ -258,7 +260,7 @@ class Watcher:
             self._refreshing[job_id] = True
             return
         self._refreshing[job_id] = False
-        task = self.loop.create_task(self._refresh(job_id))
+        task = self.loop.create_task(self._refresh(job_id), context=Context())
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
 
