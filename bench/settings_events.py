@@ -29,7 +29,8 @@ if _COUNT_FILE:
 
     def _write() -> None:
         while True:
-            Path(_COUNT_FILE).write_text(str(_queries[0]))
+            Path(_COUNT_FILE + ".tmp").write_text(str(_queries[0]))
+            os.replace(_COUNT_FILE + ".tmp", _COUNT_FILE)  # never read half written
             time.sleep(0.2)
 
     connection_created.connect(_wrap, weak=False)

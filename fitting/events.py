@@ -55,7 +55,8 @@ _now = time.monotonic
 async def _wait(event: asyncio.Event, timeout: float) -> bool:
     """Whether ``event`` was set within ``timeout`` seconds."""
     try:
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for on 3.11
+            await event.wait()
     except TimeoutError:
         return False
     return True
