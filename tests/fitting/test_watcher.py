@@ -265,3 +265,71 @@ def test_of_many_watched_jobs_only_the_changed_one_is_read(settings, user, photo
     assert changed.data["currentStep"] == "top"
     assert loads == 1  # only the changed job was read
     assert checks >= 1
+
+
+def test_open_streams_hold_no_thread_while_they_wait(settings, user, job):
+    """Through the ASGI application, as under uvicorn: 20 idle streams, not 20 idle threads.
+
+    Django runs each request's sync parts on a thread of the request's own, kept until the
+    response ends; the stream lets it go once it has started.
+    """
+    import threading
+
+    from config.asgi import application
+
+    settings.FITTING_EVENTS_BACKEND = "poll"
+    settings.FITTING_EVENTS_HEARTBEAT = 60
+    streams = 20
+    settings.FITTING_EVENTS_PER_USER = streams
+    token = token_headers(user)["Authorization"].encode()
+    path = events_url(job.id)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [(b"host", b"testserver"), (b"authorization", token)],
+    }
+    threads_before = threading.active_count()
+    observed = {}
+
+    async def scenario():
+        leave = asyncio.Event()
+        started = []
+
+        def client():
+            requested = []
+
+            async def receive():
+                if not requested:
+                    requested.append(True)
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                await leave.wait()
+                return {"type": "http.disconnect"}
+
+            async def send(message):
+                if b"event: job" in message.get("body", b""):
+                    started.append(True)
+
+            return application(dict(scope), receive, send)
+
+        requests = [asyncio.ensure_future(client()) for _ in range(streams)]
+        await until(lambda: len(started) == streams)
+        # The loop's default executor (the watcher's reads) has a few threads at most.
+        bound = threads_before + min(32, (os.cpu_count() or 1) + 4) + 1
+        await until(lambda: threading.active_count() <= bound)
+        observed.update(threads=threading.active_count(), bound=bound, open=watcher.open_stream_count())
+        leave.set()
+        await asyncio.wait_for(asyncio.gather(*requests), 60)
+
+    asyncio.run(scenario())
+    assert observed["open"] == streams
+    assert observed["threads"] <= observed["bound"] < threads_before + streams
+    assert watcher.open_stream_count() == 0
