@@ -43,6 +43,7 @@ DATABASES = os.environ.get("BENCH_EVENTS_DATABASES", "postgres,sqlite").split(",
 CHANGES = int(os.environ.get("BENCH_EVENTS_CHANGES", "10"))
 WINDOW = float(os.environ.get("BENCH_EVENTS_WINDOW", "30"))  # includes one 30 s re-check
 LATENCY_SAMPLES = 40
+SETTLE = 12.0
 OPEN_AT_ONCE = 100
 
 TARGET_LOAD_RATIO = 2.0  # database load at 1,000 streams within 2x that of 10
@@ -148,7 +149,9 @@ async def measure(app, n: int, job_id: str, change, count_file: Path) -> dict:
     started = time.perf_counter()
     await asyncio.gather(*(open_one(s) for s in streams))
     opened_in = time.perf_counter() - started
-    await asyncio.sleep(2)  # settle: the watcher's first checks, the open requests' threads
+    # Settle: the open requests' threads end, and PostgreSQL (15+) backends flush their
+    # statistics up to 10 s after going idle: commits of the opening must not land in the window.
+    await asyncio.sleep(SETTLE)
     rss_open, threads_open = memory_kb(pid)["rss"], threads(pid)
 
     # Database load while the N streams are idle.

@@ -6,12 +6,17 @@ the benchmark reads it before and after a window to get the web process's querie
 SQLite (which has no server-side statistics) and on PostgreSQL alike.
 """
 
+import faulthandler
 import os
+import signal
 import threading
 import time
 from pathlib import Path
 
 from config.settings.local import *  # noqa: F403
+
+# `kill -USR1 <pid>` writes every thread's stack to the web log (what holds a thread?).
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 _COUNT_FILE = os.environ.get("BENCH_QUERY_COUNT_FILE")
 if _COUNT_FILE:
