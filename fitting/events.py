@@ -199,6 +199,7 @@ async def _stream(
         yield _event(data, job)
         _release_request_thread()
         terminal = job.status in TERMINAL_STATUSES
+        job = None  # not kept for the stream's life: later states come from the watcher
         last_sent = _now()
         while not terminal:
             now = _now()
