@@ -180,6 +180,12 @@ def _render_key(request: HttpRequest) -> tuple:
     return request.scheme, request.get_host(), translation.get_language()
 
 
+def _rendered_event(job: FittingResult, request: HttpRequest) -> tuple[str, bytes]:
+    """The job's JSON, and the whole event as sent."""
+    data = _render(job, request)
+    return data, _event(data, job).encode()
+
+
 def _event(data: str, job: FittingResult) -> str:
     event_id = int(job.updated_at.timestamp() * 1_000_000)
     return f"event: job\ndata: {data}\nid: {event_id}\n\n"
@@ -215,11 +221,12 @@ async def _stream(
                 continue
             if change.job is None:  # deleted under us
                 return
-            new_data = change.rendered(key, functools.partial(_render, request=request))
+            # Rendered and encoded once per change for all streams with the same key.
+            new_data, encoded = change.rendered(key, functools.partial(_rendered_event, request=request))
             terminal = change.job.status in TERMINAL_STATUSES
             if new_data != data:
                 data = new_data
-                yield _event(data, change.job)
+                yield encoded
                 last_sent = _now()
     finally:
         subscription.close()

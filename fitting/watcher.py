@@ -33,7 +33,7 @@ import logging
 from collections.abc import Callable
 from contextvars import Context
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -45,6 +45,7 @@ from fitting.selectors import fitting_stamps, fitting_with_details
 logger = logging.getLogger(__name__)
 
 RECONNECT_DELAY = 1.0
+T = TypeVar("T")
 
 
 # --- which backend --------------------------------------------------------------------------
@@ -96,9 +97,9 @@ class Change:
 
     def __init__(self, job: FittingResult | None) -> None:
         self.job = job
-        self._renders: dict[Any, str] = {}
+        self._renders: dict[Any, Any] = {}
 
-    def rendered(self, key: Any, render: Callable[[FittingResult], str]) -> str:
+    def rendered(self, key: Any, render: Callable[[FittingResult], T]) -> T:
         if key not in self._renders:
             self._renders[key] = render(self.job)
         return self._renders[key]
