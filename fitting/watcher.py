@@ -45,6 +45,7 @@ from fitting.selectors import fitting_stamps, fitting_with_details
 logger = logging.getLogger(__name__)
 
 RECONNECT_DELAY = 1.0
+MAX_RECONNECT_DELAY = 30.0
 T = TypeVar("T")
 
 
@@ -317,6 +318,10 @@ class Watcher:
                 logger.warning("event streams: the check of watched jobs failed", exc_info=True)
 
     async def _listen_forever(self, listen) -> None:
+        """Keep the notice connection up: reconnect after 1 s, doubling to 30 s while it fails.
+
+        Meanwhile the periodic re-check still finds changes (late, not lost)."""
+        delay = RECONNECT_DELAY
         while True:
             try:
                 await listen()
@@ -324,8 +329,11 @@ class Watcher:
                 raise
             except Exception:
                 logger.warning("event streams: the %s notice connection failed", self.backend, exc_info=True)
+            if self.listening.is_set():  # it had worked: a new failure starts from 1 s again
+                delay = RECONNECT_DELAY
             self.listening.clear()
-            await asyncio.sleep(RECONNECT_DELAY)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
     async def _connected(self) -> None:
         """Listening now: anything that changed before the connection is found by one check."""

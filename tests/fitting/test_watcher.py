@@ -333,3 +333,27 @@ def test_open_streams_hold_no_thread_while_they_wait(settings, user, job):
     assert observed["open"] == streams
     assert observed["threads"] <= observed["bound"] < threads_before + streams
     assert watcher.open_stream_count() == 0
+
+
+def test_a_lost_notice_is_made_up_for_by_the_periodic_recheck(backend, settings, user, job):
+    if backend == "poll":
+        pytest.skip("the poll backend has no notices to lose")
+    settings.FITTING_EVENTS_RECHECK = 0.2
+    headers = token_headers(user)
+
+    async def scenario():
+        reader = await open_reader(job.id, headers)
+        await reader.next()
+        current = watcher.current_watcher()
+        await listening(backend)
+        settings.FITTING_EVENTS_CHANNEL = f"nobody_listens_{uuid.uuid4().hex}"  # the notice goes astray
+        await sync_to_async(fitting_step_started)(job=job, step="top")
+        changed = await reader.next()
+        notices, checks = current.notices, current.checks
+        await reader.close()
+        return changed, notices, checks
+
+    changed, notices, checks = async_to_sync(scenario)()
+    assert changed.data["currentStep"] == "top"
+    assert notices == 0  # not by a notice
+    assert checks >= 2  # the check on connecting, then a re-check that found the change
