@@ -1,13 +1,17 @@
 """GET /api/virtual-fitting/<job_id>/events: the job as a server-sent event stream.
 
-A plain async Django view (DRF views are synchronous): one ``job`` event with the job's JSON
-at once, the same JSON as ``GET /api/virtual-fitting/<job_id>``, then one event each time the
-job changes, found by polling the database. The stream ends right after an event with a
-terminal status, or after ``FITTING_EVENTS_MAX_DURATION`` seconds; while nothing changes a
-comment line keeps proxies from closing an idle connection.
-
-Settings (seconds, from the environment): ``FITTING_EVENTS_POLL`` (0.5),
-``FITTING_EVENTS_HEARTBEAT`` (15), ``FITTING_EVENTS_MAX_DURATION`` (``FITTING_JOB_TIMEOUT`` + 120).
+A plain async Django view (DRF views are synchronous), async end to end: no thread is held
+while a stream waits. It sends ``retry:`` (how long a browser waits before reconnecting),
+then one ``job`` event with the job's JSON at once, the same JSON as ``GET
+/api/virtual-fitting/<job_id>``, then one event each time the job changes. Changes come
+from the process's one watcher (fitting/watcher.py), which reads a changed job once for all
+the streams that follow it. Each event's ``id`` is the job's ``updated_at`` in microseconds;
+a client that reconnects (with ``Last-Event-ID`` or not) gets the current state at once, not
+a replay. The stream ends right after an event with a terminal status, when the job is
+deleted, or after ``FITTING_EVENTS_MAX_DURATION`` seconds; while nothing changes a comment
+line every ``FITTING_EVENTS_HEARTBEAT`` seconds keeps proxies from closing an idle
+connection. A user holds at most ``FITTING_EVENTS_PER_USER`` streams in one web process:
+one more is refused with 429 THROTTLED.
 """
 
 from __future__ import annotations
@@ -16,16 +20,17 @@ import asyncio
 import functools
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -33,6 +38,7 @@ from rest_framework.renderers import JSONRenderer
 from core.auth import request_user
 from core.errors import ErrorCode
 from core.exceptions import error_body
+from fitting import watcher
 from fitting.apis import JobOutputSerializer
 from fitting.models import TERMINAL_STATUSES, FittingResult
 from fitting.selectors import fitting_get
@@ -40,12 +46,20 @@ from fitting.selectors import fitting_get
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# (updated_at, the job's JSON, whether its status is terminal)
-Snapshot = tuple[datetime, str, bool]
 
-# The stream's clock and its wait between polls: tests replace them to drive its timing.
+
+# The stream's clock and its wait for a change: tests replace them to drive its timing.
 _now = time.monotonic
-_sleep = asyncio.sleep
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """Whether ``event`` was set within ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for on 3.11
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 async def job_events(request: HttpRequest, job_id: UUID) -> HttpResponse:
@@ -56,13 +70,34 @@ async def job_events(request: HttpRequest, job_id: UUID) -> HttpResponse:
     user, failure = await _authenticate(request)
     if failure:
         return failure
-    first = await _snapshot(user=user, job_id=job_id, request=request)
-    if first is None:
+    # Follow the job before reading it: a change after the read is then never missed.
+    try:
+        subscription = watcher.open_stream(user_id=user.pk, job_id=str(job_id))
+    except watcher.TooManyStreams:
+        response = _error(
+            429,
+            ErrorCode.THROTTLED,
+            _("Too many open event streams (at most %(count)d). Close one and try again.")
+            % {"count": settings.FITTING_EVENTS_PER_USER},
+        )
+        response["Retry-After"] = str(max(1, settings.FITTING_EVENTS_RETRY_MS // 1000))
+        return response
+    try:
+        job = await _read_job(user=user, job_id=job_id)
+    except BaseException:
+        subscription.close()
+        raise
+    if job is None:
+        subscription.close()
         return _error(404, ErrorCode.NOT_FOUND, str(exceptions.NotFound.default_detail))
-    response = StreamingHttpResponse(
-        _stream(request=request, user=user, job_id=job_id, first=first),
-        content_type="text/event-stream",
-    )
+    subscription.seen(job.updated_at)
+    stream = _stream(request=request, job=job, subscription=subscription)
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    # The stream gives its slot and subscription back in its ``finally`` (the client gone:
+    # cancelled at an await), when the response is closed (a server or the test client that
+    # stops reading), or, dropped before its first chunk, when it is collected.
+    response._resource_closers.append(subscription.close)
+    weakref.finalize(stream, subscription.close)
     response["Cache-Control"] = "no-cache"
     # nginx and friends would otherwise hold events back in their buffers.
     response["X-Accel-Buffering"] = "no"
@@ -90,14 +125,9 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status, json_dumps_params={"ensure_ascii": False})
 
 
-# --- database reads, each on a connection of its own ---------------------------------------
+# --- database reads: the request's own two, each closing its connections after ---------------
 def _closing_connections(func: Callable[..., T]) -> Callable[..., T]:
-    """Run a read, then close this thread's connections.
-
-    A stream lives for minutes in a per-request thread and may be abandoned at any await
-    (client gone); holding a connection between polls would keep it open for the stream's
-    whole life and leak it when the stream is dropped rather than closed.
-    """
+    """Run a read, then close this thread's connections (none is held while a stream waits)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
@@ -117,55 +147,86 @@ def _request_user(request: HttpRequest):
 
 @sync_to_async
 @_closing_connections
-def _snapshot(*, user: AbstractBaseUser, job_id: UUID, request: HttpRequest) -> Snapshot | None:
-    """The job as the stream sends it, or None if the user has no such job."""
-    job = fitting_get(user=user, job_id=job_id)
-    if job is None:
-        return None
-    data = JSONRenderer().render(JobOutputSerializer(job, context={"request": request}).data).decode()
-    return job.updated_at, data, job.status in TERMINAL_STATUSES
-
-
-@sync_to_async
-@_closing_connections
-def _updated_at(*, user: AbstractBaseUser, job_id: UUID) -> datetime | None:
-    """The cheap check made at every poll: every write to a job moves its updated_at."""
-    return FittingResult.objects.filter(owner=user, id=job_id).values_list("updated_at", flat=True).first()
+def _read_job(*, user: AbstractBaseUser, job_id: UUID) -> FittingResult | None:
+    """The user's job with what the API shows prefetched, or None if the user has no such job."""
+    return fitting_get(user=user, job_id=job_id)
 
 
 # --- the stream ---------------------------------------------------------------------------
-def _event(data: str, event_id: int) -> str:
+def _release_request_thread() -> None:
+    """Let the request's thread go while the stream waits: no thread per open stream.
+
+    Under ASGI, Django runs a request's synchronous parts (sync middleware, the reads above)
+    on a thread of the request's own (asgiref's ThreadSensitiveContext), kept until the
+    response ends: for a stream, minutes. Once the stream has started nothing of the request
+    needs that thread: its executor is shut down now, which ends the idle thread. A later
+    thread-sensitive call of the request (Django closing the response) gets a new one.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
+def _render(job: FittingResult, request: HttpRequest) -> str:
+    """The job's JSON as the API shows it; no database access (the job comes prefetched)."""
+    return JSONRenderer().render(JobOutputSerializer(job, context={"request": request}).data).decode()
+
+
+def _render_key(request: HttpRequest) -> tuple:
+    """What the rendering depends on besides the job: absolute URLs and the message's language."""
+    return request.scheme, request.get_host(), translation.get_language()
+
+
+def _rendered_event(job: FittingResult, request: HttpRequest) -> tuple[str, bytes]:
+    """The job's JSON, and the whole event as sent."""
+    data = _render(job, request)
+    return data, _event(data, job).encode()
+
+
+def _event(data: str, job: FittingResult) -> str:
+    event_id = int(job.updated_at.timestamp() * 1_000_000)
     return f"event: job\ndata: {data}\nid: {event_id}\n\n"
 
 
-async def _stream(*, request: HttpRequest, user: AbstractBaseUser, job_id: UUID, first: Snapshot) -> AsyncIterator[str]:
-    poll = settings.FITTING_EVENTS_POLL
+async def _stream(
+    *, request: HttpRequest, job: FittingResult, subscription: watcher.Subscription
+) -> AsyncIterator[str]:
     heartbeat = settings.FITTING_EVENTS_HEARTBEAT
-    max_duration = settings.FITTING_EVENTS_MAX_DURATION
-    give_up_at = _now() + max_duration
-
-    stamp, data, terminal = first
-    event_id = 1
-    yield _event(data, event_id)
-    last_sent = _now()
+    give_up_at = _now() + settings.FITTING_EVENTS_MAX_DURATION
+    key = _render_key(request)
     # A client that goes away cancels this generator at an await (CancelledError) or closes
-    # it at a yield (GeneratorExit); both simply end it: no connection is held in between.
-    while not terminal and _now() < give_up_at:
-        await _sleep(poll)
-        current = await _updated_at(user=user, job_id=job_id)
-        if current is None:  # deleted under us
-            return
-        if current != stamp:
-            snapshot = await _snapshot(user=user, job_id=job_id, request=request)
-            if snapshot is None:
+    # it at a yield (GeneratorExit): either way ``finally`` leaves the watcher.
+    try:
+        yield f"retry: {settings.FITTING_EVENTS_RETRY_MS}\n\n"
+        data = _render(job, request)
+        yield _event(data, job)
+        _release_request_thread()
+        terminal = job.status in TERMINAL_STATUSES
+        job = None  # not kept for the stream's life: later states come from the watcher
+        last_sent = _now()
+        while not terminal:
+            now = _now()
+            if now >= give_up_at:
                 return
-            stamp, new_data, terminal = snapshot
+            if not await _wait(subscription.changed, min(heartbeat - (now - last_sent), give_up_at - now)):
+                if _now() - last_sent >= heartbeat:
+                    yield ": keepalive\n\n"
+                    last_sent = _now()
+                continue
+            change = subscription.take()
+            if change is None:
+                continue
+            if change.job is None:  # deleted under us
+                return
+            # Rendered and encoded once per change for all streams with the same key.
+            new_data, encoded = change.rendered(key, functools.partial(_rendered_event, request=request))
+            terminal = change.job.status in TERMINAL_STATUSES
             if new_data != data:
                 data = new_data
-                event_id += 1
-                yield _event(data, event_id)
+                yield encoded
                 last_sent = _now()
-                continue
-        if _now() - last_sent >= heartbeat:
-            yield ": keepalive\n\n"
-            last_sent = _now()
+    finally:
+        subscription.close()

@@ -14,6 +14,9 @@ process of every node, and lost when a node goes. Here any web process answers f
 - Gauges (jobs in progress, queue depth and the age of the oldest queued job) are bounded
   queries: the processing jobs (a few, by the status index) and the broker's queue length.
 - The estimated cost is the token counters priced with FITTING_PRICES at scrape time.
+- Open event streams live in the web processes' memory: each process's watcher reports its
+  count to a ``StreamCount`` row every ``fitting.watcher.STREAMS_REPORT_EVERY`` seconds (and at
+  once when its last stream closes); a scrape sums the rows fresher than ``STREAMS_FRESH``.
 
 Counters start at zero when this is deployed; jobs finished before are not counted.
 """
@@ -39,7 +42,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 
 from core.errors import ErrorCode
 from core.exceptions import error_body
-from fitting import costs
+from fitting import costs, watcher
 from fitting.models import FittingResult, MetricCounter, Status
 
 logger = logging.getLogger(__name__)
@@ -113,17 +116,6 @@ def count_job_ended(*, job: FittingResult, status: str, code: str = "", cache_hi
 
 
 # --- the scrape -------------------------------------------------------------------------------
-def open_stream_count() -> int | None:
-    """Open event streams across every web process; None while nothing counts them.
-
-    TO BE WIRED (helper 15's ``fitting.events.open_stream_count()``): a per-process count is
-    not the service's figure (a scrape reaches one web process); it needs a shared count
-    (e.g. rows or a Redis key per process, refreshed by each stream's heartbeat). No number is
-    invented meanwhile: the gauge is left out.
-    """
-    return None
-
-
 class FittingCollector:
     """Reads the figures at scrape time (see the module's docstring)."""
 
@@ -216,9 +208,11 @@ class FittingCollector:
         depth = _queue_depth()
         if depth is not None:
             yield GaugeMetricFamily("fitting_queue_depth", "Tasks waiting in the broker's queue.", value=depth)
-        streams = open_stream_count()
-        if streams is not None:
-            yield GaugeMetricFamily("fitting_event_streams_open", "Open event streams.", value=streams)
+        yield GaugeMetricFamily(
+            "fitting_event_streams_open",
+            "Open event streams, all web processes together.",
+            value=watcher.open_streams_total(),
+        )
 
 
 def _queue_depth() -> int | None:

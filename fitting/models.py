@@ -356,3 +356,22 @@ class MetricCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}{self.labels} {self.value}"
+
+
+class StreamCount(models.Model):
+    """The event streams one web process holds open, as its watcher last reported them.
+
+    GET /metrics sums the fresh rows: any web process answers for all of them, and a process
+    that died drops out once its row is stale (``fitting.metrics.STREAMS_FRESH``).
+    """
+
+    process = models.CharField(_("process"), max_length=200, unique=True)  # host:pid
+    open_streams = models.PositiveIntegerField(_("open event streams"), default=0)
+    updated_at = models.DateTimeField(_("updated at"))
+
+    class Meta:
+        verbose_name = _("event stream count")
+        verbose_name_plural = _("event stream counts")
+
+    def __str__(self) -> str:
+        return f"{self.process}: {self.open_streams}"

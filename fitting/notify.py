@@ -27,9 +27,12 @@ DELETED = "fitting.deleted"
 
 def job_changed(*, job_id: str, event: str) -> None:
     """Everything that follows a committed change of the job ``job_id``."""
-    logger.debug("job %s: %s", job_id, event)
-    from fitting.webhooks import webhook_event  # imports the models, which use the names above
+    # Imported here: both import the models, which use the names above.
+    from fitting import watcher
+    from fitting.webhooks import webhook_event
 
+    logger.debug("job %s: %s", job_id, event)
+    watcher.publish(job_id)  # to the open event streams of every process
     try:
         webhook_event(job_id=job_id, event=event)
     except Exception:

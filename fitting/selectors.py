@@ -39,6 +39,17 @@ def fitting_is_current(*, job: FittingResult) -> bool:
     return FittingResult.objects.filter(id=job.id, attempt=job.attempt, status=Status.PROCESSING).exists()
 
 
+def fitting_with_details(*, job_id) -> FittingResult | None:
+    """Any user's job with what the API shows prefetched (the event streams' one read of a change)."""
+    return FittingResult.objects.filter(id=job_id).prefetch_related("items", "images").first()
+
+
+def fitting_stamps(*, job_ids: Iterable) -> dict[str, datetime]:
+    """``updated_at`` of each of ``job_ids`` that exists, by job id (str): one query for all."""
+    rows = FittingResult.objects.filter(id__in=list(job_ids)).values_list("id", "updated_at")
+    return {str(job_id): updated_at for job_id, updated_at in rows}
+
+
 def fitting_failed_list(
     *,
     statuses: Iterable[str] = (Status.FAILED, Status.TIMEOUT),

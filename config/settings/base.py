@@ -228,6 +228,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"ProbeStateEnum": "core.health.PROBE_STATES"},
+    # The event stream is a plain async view the generator does not see: fitting/openapi.py.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "fitting.openapi.add_event_stream"],
 }
 
 # --- uploads ------------------------------------------------------------------------------
@@ -332,6 +334,20 @@ FITTING_WEBHOOK_CONNECT_TIMEOUT = env.float("FITTING_WEBHOOK_CONNECT_TIMEOUT", d
 FITTING_WEBHOOK_TIMEOUT = env.float("FITTING_WEBHOOK_TIMEOUT", default=10)
 # Hours a delivery is retried (network errors, 408, 429, 5xx) before it is given up as failed.
 FITTING_WEBHOOK_RETRY_HOURS = env.float("FITTING_WEBHOOK_RETRY_HOURS", default=24)
+# One watcher per process learns of job changes for all its streams (fitting/watcher.py):
+# "redis" (pub/sub, when REDIS_URL is set), "postgres" (LISTEN/NOTIFY) or "poll" (one query
+# per FITTING_EVENTS_POLL for all watched jobs); "auto" picks the first that applies.
+FITTING_EVENTS_BACKEND = env("FITTING_EVENTS_BACKEND", default="auto")
+if FITTING_EVENTS_BACKEND not in ("auto", "redis", "postgres", "poll"):
+    config_error(f"FITTING_EVENTS_BACKEND must be auto, redis, postgres or poll, not {FITTING_EVENTS_BACKEND!r}")
+# The Redis channel / PostgreSQL NOTIFY channel of the change notices.
+FITTING_EVENTS_CHANNEL = env("FITTING_EVENTS_CHANNEL", default="fitting_job_changed")
+# With notices: seconds between batched re-checks of every watched job (a lost notice).
+FITTING_EVENTS_RECHECK = env.float("FITTING_EVENTS_RECHECK", default=30)
+# Streams one user may hold open in one web process (0: no cap); one more is 429 THROTTLED.
+FITTING_EVENTS_PER_USER = env.int("FITTING_EVENTS_PER_USER", default=10)
+# Milliseconds a browser waits before reconnecting (the stream's `retry:` field).
+FITTING_EVENTS_RETRY_MS = env.int("FITTING_EVENTS_RETRY_MS", default=3000)
 # Steps spend their time waiting on the image model: I/O-bound, so more workers than cores.
 FITTING_WORKERS = env.int("FITTING_WORKERS", default=8)
 

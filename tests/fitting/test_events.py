@@ -28,6 +28,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fitting import events as event_stream
+from fitting import watcher
 from fitting.models import STEP_ORDER, FittingResult
 from fitting.services import (
     fitting_cancel,
@@ -50,16 +51,19 @@ def events_url(job_id) -> str:
 # --- reading a stream ---------------------------------------------------------------------
 @dataclass
 class Event:
-    kind: str  # "job" or "comment"
+    kind: str  # "job", "comment" or "retry"
     data: dict | None = None
     id: int | None = None
     comment: str = ""
+    retry: int | None = None
 
 
 def parse_block(block: str) -> Event:
     lines = [line for line in block.split("\n") if line]
     if all(line.startswith(":") for line in lines):
         return Event("comment", comment="\n".join(line[1:].strip() for line in lines))
+    if len(lines) == 1 and lines[0].startswith("retry: "):
+        return Event("retry", retry=int(lines[0].removeprefix("retry: ")))
     fields = dict(line.split(": ", 1) for line in lines)
     assert set(fields) == {"event", "data", "id"}, block
     return Event(fields["event"], data=json.loads(fields["data"]), id=int(fields["id"]))
@@ -71,14 +75,27 @@ def parse_body(body: str) -> list[Event]:
 
 
 class StreamReader:
-    """Reads Django's async streaming response one SSE block at a time, as it is produced."""
+    """Reads Django's async streaming response one SSE block at a time, as it is produced.
+
+    The stream's first block, ``retry:``, is read by ``next`` and kept in ``retry``.
+    """
 
     def __init__(self, response):
+        self._response = response
         self._chunks = aiter(response.streaming_content)
         self._buffer = ""
+        self.retry: int | None = None
 
     async def next(self, timeout: float = 30.0) -> Event | None:
         """The next event or comment; None when the stream has ended."""
+        block = await self._next_block(timeout)
+        if block is not None and block.kind == "retry":
+            assert self.retry is None, "a second retry block"
+            self.retry = block.retry
+            block = await self._next_block(timeout)
+        return block
+
+    async def _next_block(self, timeout: float) -> Event | None:
         while "\n\n" not in self._buffer:
             try:
                 chunk = await asyncio.wait_for(anext(self._chunks), timeout)
@@ -90,7 +107,9 @@ class StreamReader:
         return parse_block(block)
 
     async def close(self) -> None:
+        """Stop reading and close the response, as a server does when its client goes away."""
         await self._chunks.aclose()
+        await sync_to_async(self._response.close)()
 
 
 # --- jobs, moved on by the same services the pipeline uses --------------------------------
@@ -111,6 +130,11 @@ def detail_json(user, job) -> dict:
     response = client.get(f"/api/virtual-fitting/{job.id}")
     assert response.status_code == 200
     return response.json()
+
+
+def stamp(job: FittingResult) -> int:
+    """The event id of the job's current state: its updated_at in microseconds."""
+    return int(job.updated_at.timestamp() * 1_000_000)
 
 
 def token_headers(user) -> dict:
@@ -158,31 +182,32 @@ def fast_stream(settings):
 
 
 class StreamClock:
-    """The stream's clock and its wait between polls: time moves only when the stream waits."""
+    """The stream's clock and its wait for a change: time moves only when the stream waits.
+
+    Nothing changes: each wait times out, after ``timeout`` seconds or, if ``wake_every`` is
+    set, after at most that long (a wake-up without news, as when a change renders the same).
+    """
 
     def __init__(self) -> None:
         self.now = 1000.0
-        self.sleeps: list[float] = []
+        self.waits: list[float] = []
+        self.wake_every: float | None = None
 
     def monotonic(self) -> float:
         return self.now
 
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        self.waits.append(timeout)
+        self.now += timeout if self.wake_every is None else min(timeout, self.wake_every)
         await asyncio.sleep(0)  # still let the event loop run, as a real wait would
-
-    async def polled(self, times: int) -> None:
-        """Return once the stream has waited between polls ``times`` times."""
-        while len(self.sleeps) < times:
-            await asyncio.sleep(0.01)
+        return False
 
 
 @pytest.fixture
 def stream_clock(monkeypatch) -> StreamClock:
     clock = StreamClock()
     monkeypatch.setattr(event_stream, "_now", clock.monotonic)
-    monkeypatch.setattr(event_stream, "_sleep", clock.sleep)
+    monkeypatch.setattr(event_stream, "_wait", clock.wait)
     return clock
 
 
@@ -204,7 +229,7 @@ def test_stream_headers_and_first_event_is_the_job_as_the_api_shows_it(user, job
 
     first = async_to_sync(scenario)()
     assert first.kind == "job"
-    assert first.id == 1
+    assert first.id == stamp(job)
     assert first.data == expected
     assert first.data["status"] == "processing"
     assert first.data["resultImageUrl"] is None
@@ -229,14 +254,20 @@ def test_each_change_is_an_event_and_the_stream_ends_after_the_terminal_one(user
         response = await AsyncClient().get(events_url(job.id), headers=headers)
         reader = StreamReader(response)
         seen = [await reader.next()]
-        for change in (start_top, finish_top, finish_rest):
+        for change in (start_top, finish_top):
             await sync_to_async(change)()
             seen.append(await reader.next())
-        seen.append(await reader.next())
-        return seen
+        await sync_to_async(finish_rest)()  # three changes: seen one by one or together
+        while seen[-1].data["status"] == "processing":
+            seen.append(await reader.next())
+        return seen, await reader.next()
 
-    first, top_started, top_finished, completed, end = async_to_sync(scenario)()
-    assert [e.id for e in (first, top_started, top_finished, completed)] == [1, 2, 3, 4]
+    seen, end = async_to_sync(scenario)()
+    first, top_started, top_finished, completed = seen[0], seen[1], seen[2], seen[-1]
+    ids = [e.id for e in seen]
+    assert ids == sorted(set(ids))  # increasing: the job's updated_at
+    # (a later write that changes nothing shown sends no event, so the last id may be older)
+    assert ids[0] < ids[-1] <= stamp(FittingResult.objects.get(id=job.id))
     assert first.data["currentStep"] is None
     assert top_started.data["currentStep"] == "top"
     assert [s["status"] for s in top_started.data["steps"]] == ["processing", "pending"]
@@ -310,7 +341,6 @@ def test_heartbeat_while_nothing_changes_and_the_stream_gives_up_after_max_durat
     """Through the real ASGI application (it buffers the body: the stream has to end by itself)."""
     from config.asgi import application
 
-    settings.FITTING_EVENTS_POLL = 1
     settings.FITTING_EVENTS_HEARTBEAT = 4
     settings.FITTING_EVENTS_MAX_DURATION = 22
     headers = token_headers(user)
@@ -326,21 +356,23 @@ def test_heartbeat_while_nothing_changes_and_the_stream_gives_up_after_max_durat
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream"
     events_seen = parse_body(response.text)
-    assert events_seen[0].kind == "job"
-    assert events_seen[0].data["status"] == "processing"
-    keepalives = events_seen[1:]
+    assert events_seen[0].kind == "retry"
+    assert events_seen[0].retry == 3000
+    assert events_seen[1].kind == "job"
+    assert events_seen[1].data["status"] == "processing"
+    keepalives = events_seen[2:]
     assert all(e.kind == "comment" and e.comment == "keepalive" for e in keepalives)
     assert len(keepalives) == 5  # one every 4 s of 22: at 4, 8, 12, 16 and 20
-    # It polled every second and gave up once the maximum duration had passed, not before.
-    assert stream_clock.sleeps == [1] * 22
+    # It waited a heartbeat at a time and gave up once the maximum duration had passed, not before.
+    assert stream_clock.waits == [4, 4, 4, 4, 4, 2]
     assert stream_clock.now - started == 22
     assert request_thread_connections, "the view never reached the database from its request thread"
     assert all(c.connection is None for c in request_thread_connections), "a connection was left open"
 
 
 def test_no_heartbeat_before_it_is_due(user, job, settings, stream_clock):
-    settings.FITTING_EVENTS_POLL = 1
     settings.FITTING_EVENTS_HEARTBEAT = 5
+    stream_clock.wake_every = 1
     headers = token_headers(user)
 
     async def scenario():
@@ -356,8 +388,8 @@ def test_no_heartbeat_before_it_is_due(user, job, settings, stream_clock):
     keepalive, waited = async_to_sync(scenario)()
     assert keepalive.kind == "comment"
     assert keepalive.comment == "keepalive"
-    assert waited == 5  # five polls without a change, then the keepalive, not one poll earlier
-    assert stream_clock.sleeps == [1] * 5
+    assert waited == 5  # five wake-ups without news, then the keepalive, not one earlier
+    assert stream_clock.waits == [5, 4, 3, 2, 1]
 
 
 def test_session_auth(user, job, fast_stream):
@@ -424,29 +456,33 @@ def test_post_is_405(user, job):
     assert_error(response, 405, "METHOD_NOT_ALLOWED")
 
 
-def test_a_client_that_goes_away_ends_the_stream_quietly(
-    user, job, fast_stream, caplog, request_thread_connections, stream_clock
+def test_a_client_that_goes_away_ends_the_stream_quietly_and_leaves_the_watcher(
+    user, job, fast_stream, caplog, request_thread_connections
 ):
-    """The ASGI server reports the disconnect: the stream stops polling and nothing is logged."""
+    """The ASGI server reports the disconnect: the stream is cancelled, its subscription and
+    the user's slot are given back, the watcher (no stream left) stops, nothing is logged."""
     from config.asgi import application
 
     token = token_headers(user)["Authorization"]
     sent: list[dict] = []
     received: list[str] = []
-    first_body = asyncio.Event()
+    job_sent = asyncio.Event()
+    while_open = {}
 
     async def receive():
         received.append("called")
         if len(received) == 1:
             return {"type": "http.request", "body": b"", "more_body": False}
-        await first_body.wait()
-        await stream_clock.polled(3)  # a few polls happen, then the client is gone
+        await job_sent.wait()
         return {"type": "http.disconnect"}
 
     async def send(message):
         sent.append(message)
-        if message["type"] == "http.response.body" and message.get("body"):
-            first_body.set()
+        if message["type"] == "http.response.body" and b"event: job" in message.get("body", b""):
+            current = watcher.current_watcher()
+            while_open.update(streams=watcher.open_stream_count(), subscribed=current.subscription_count())
+            while_open["task"] = current._task
+            job_sent.set()
 
     scope = {
         "type": "http",
@@ -471,10 +507,27 @@ def test_a_client_that_goes_away_ends_the_stream_quietly(
     assert sent[0]["type"] == "http.response.start"
     assert sent[0]["status"] == 200
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body").decode()
-    assert body.startswith("event: job\n")
+    assert body.startswith("retry: 3000\n\nevent: job\n")
+    assert while_open["streams"] == 1 and while_open["subscribed"] == 1
+    assert watcher.open_stream_count() == 0  # the user's slot is back
+    assert watcher._watchers == {}  # no watcher left behind, in any loop
+    assert while_open["task"].done()  # its task ended with its last stream
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert request_thread_connections, "the view never reached the database from its request thread"
     assert all(c.connection is None for c in request_thread_connections), "a connection was left open"
+
+
+def test_the_stream_is_in_the_openapi_schema(client):
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    get = schema["paths"]["/api/virtual-fitting/{job_id}/events"]["get"]
+    stream = get["responses"]["200"]["content"]["text/event-stream"]
+    assert stream["x-event-data"] == {"$ref": "#/components/schemas/Job"}
+    assert "Job" in schema["components"]["schemas"]
+    assert set(get["responses"]) == {"200", "401", "404", "429"}
+    assert "THROTTLED" in get["responses"]["429"]["description"]
+    assert {p["name"] for p in get["parameters"]} == {"job_id", "Last-Event-ID"}
 
 
 # --- end to end: uvicorn + qcluster -------------------------------------------------------
@@ -517,7 +570,7 @@ def test_stream_from_uvicorn_follows_a_job_run_by_a_qcluster(tmp_path):
 
             # A client that leaves mid-stream must not upset the server.
             with client.stream("GET", events_url(job_id)) as abandoned:
-                assert next(abandoned.iter_lines()) == "event: job"
+                assert next(abandoned.iter_lines()) == "retry: 3000"
 
             events = read_stream(client, events_url(job_id))
             final = client.get(f"/api/virtual-fitting/{job_id}").json()
@@ -525,7 +578,8 @@ def test_stream_from_uvicorn_follows_a_job_run_by_a_qcluster(tmp_path):
         stack.stop()
 
     jobs = [e.data for e in events if e.kind == "job"]
-    assert [e.id for e in events if e.kind == "job"] == list(range(1, len(jobs) + 1))
+    ids = [e.id for e in events if e.kind == "job"]
+    assert ids == sorted(set(ids))
     assert jobs[0]["status"] == "processing"
     assert [progress(j) for j in jobs] == sorted(progress(j) for j in jobs)
     assert all(a != b for a, b in itertools.pairwise(jobs)), "an event without a change"
