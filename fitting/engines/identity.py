@@ -29,7 +29,8 @@ class EngineIdentity:
         return f"{self.name} (model {self.model}, prompts {self.prompt_version})"
 
 
-LOCAL_IDENTITY = EngineIdentity("local", "local-preview-1", "local-1")
+# local-2: the face is chosen by plausibility, and a garment that cannot be placed fails its step.
+LOCAL_IDENTITY = EngineIdentity("local", "local-preview-1", "local-2")
 
 
 def gemini_identity() -> EngineIdentity:

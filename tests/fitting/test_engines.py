@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_local_engine_reports_the_identity_jobs_store(settings):
     settings.FITTING_ENGINE = "local"
-    assert get_engine().identity == engine_identity() == EngineIdentity("local", "local-preview-1", "local-1")
+    assert get_engine().identity == engine_identity() == EngineIdentity("local", "local-preview-1", "local-2")
 
 
 def test_the_gemini_engine_reports_the_identity_jobs_store(fake_gemini, settings):
