@@ -24,6 +24,7 @@ from fitting.engines.local import COLOUR_NAMES, LocalEngine, compose_message, fa
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "fitting" / "demo"
 ASTRONAUT = ROOT / "tests" / "data" / "photos" / "astronaut.png"
+HOPPER = ROOT / "tests" / "data" / "photos" / "grace_hopper.jpg"
 
 NAVY = (34, 46, 88)
 BEIGE = (208, 188, 152)
@@ -48,6 +49,9 @@ DRAWN_LEGS: Box = (
 ASTRONAUT_FACE: Box = (185, 75, 265, 160)
 ASTRONAUT_TORSO: Box = (140, 300, 310, 420)
 ASTRONAUT_BELOW_WAIST: Box = (140, 470, 310, 512)
+# Grace Hopper's portrait is 512x600, head and shoulders in uniform, glasses, a flag beside her.
+HOPPER_FACE: Box = (165, 130, 360, 330)
+HOPPER_TORSO: Box = (120, 420, 420, 600)
 
 
 def demo(name: str) -> Image.Image:
@@ -334,6 +338,7 @@ def test_every_colour_combination_fits_in_fifty_characters():
 # Each variant: (crop box on the original, long side it is scaled to, mirrored, pad aspect).
 # The crops that keep the flag patch and the suit's folds beside a smaller face made the old
 # engine take a larger false "face" there (its garments landed lower right, beside her).
+PHOTOS = {"astronaut": (ASTRONAUT, ASTRONAUT_FACE, ASTRONAUT_TORSO), "hopper": (HOPPER, HOPPER_FACE, HOPPER_TORSO)}
 PHOTO_VARIANTS = {
     "original-512": ((0, 0, 512, 512), 512, False, None),
     "small-480": ((0, 0, 512, 512), 480, False, None),
@@ -345,6 +350,11 @@ PHOTO_VARIANTS = {
     "crop-top-3000": ((0, 0, 512, 380), 3000, False, None),
     "padded-16x9-2000": ((30, 20, 512, 512), 2000, False, (16, 9)),
     "padded-9x16-1200": ((0, 0, 420, 512), 1200, False, (9, 16)),
+    "hopper-original-600": ((0, 0, 512, 600), 600, False, None),
+    "hopper-small-480": ((0, 0, 512, 600), 480, False, None),
+    "hopper-portrait-3000x4000": ((0, 0, 450, 600), 4000, False, None),
+    "hopper-crop-low-1200-mirrored": ((0, 60, 512, 600), 1200, True, None),
+    "hopper-padded-16x9-2000": ((0, 0, 512, 600), 2000, False, (16, 9)),
 }
 PAD_GREY = (120, 120, 120)
 
@@ -352,7 +362,8 @@ PAD_GREY = (120, 120, 120)
 def photo_variant(name: str) -> tuple[Image.Image, Box, Box]:
     """The variant and where the true face and torso are on it (transformed from the annotation)."""
     crop, long_side, mirrored, pad = PHOTO_VARIANTS[name]
-    image = astronaut().crop(crop)
+    path, true_face, true_torso = PHOTOS["hopper" if name.startswith("hopper-") else "astronaut"]
+    image = Image.open(path).convert("RGB").crop(crop)
 
     def move(box: Box) -> tuple[float, float, float, float]:
         left, top, right, bottom = box[0] - crop[0], box[1] - crop[1], box[2] - crop[0], box[3] - crop[1]
@@ -360,7 +371,7 @@ def photo_variant(name: str) -> tuple[Image.Image, Box, Box]:
             left, right = image.width - right, image.width - left
         return left, top, right, bottom
 
-    face, torso = move(ASTRONAUT_FACE), move(ASTRONAUT_TORSO)
+    face, torso = move(true_face), move(true_torso)
     if mirrored:
         image = ImageOps.mirror(image)
     if pad is not None:
