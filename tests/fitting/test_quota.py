@@ -1,12 +1,15 @@
 """The daily quota of fitting jobs per user (FITTING_DAILY_QUOTA, staff's per-user override)."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from fitting import services
 from fitting.models import FittingResult, Status
-from tests.factories import make_job, run_now, start_job
+from tests.factories import make_job, make_photo, run_now, start_job
 from users.models import UserLimits
 
 URL = "/api/virtual-fitting"
@@ -76,3 +79,36 @@ def test_staff_edit_the_quota_on_the_users_page(admin_client, user):
     page = admin_client.get(f"/admin/auth/user/{user.pk}/change/")
     assert page.status_code == 200
     assert b"daily_job_quota" in page.content
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite runs one writing transaction at a time")
+def test_two_starts_at_once_cannot_both_take_the_last_slot(settings, monkeypatch, user, photo, catalogue):
+    """Both jobs are inserted before either counts: only the lock on the owner's row stops the second."""
+    settings.FITTING_DAILY_QUOTA = 1
+    meeting = threading.Barrier(2, timeout=10)
+
+    def quota_after_both_inserted(*, user):
+        meeting.wait()
+        return 1
+
+    monkeypatch.setattr(services, "user_daily_job_quota", quota_after_both_inserted)
+    outcomes: list[str] = []
+    photos = iter([photo, make_photo(user)])  # two photos: a start locks its photo's row too
+
+    def one_start():
+        try:
+            start_job(user, next(photos), catalogue["top"])
+            outcomes.append("started")
+        except Exception as exc:
+            outcomes.append(getattr(exc, "code", repr(exc)))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one_start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["QUOTA_EXCEEDED", "started"]
+    assert FittingResult.objects.filter(owner=user).count() == 1
