@@ -106,14 +106,12 @@ def _format_duration(delta: timedelta) -> str:
 
 
 # --- jobs -----------------------------------------------------------------------------------
-class _JobInline(admin.TabularInline):
-    """Read-only rows of a job, shown to whoever may see the job."""
+class _ReadOnlyInline(admin.TabularInline):
+    """Rows shown, never added, changed or deleted here."""
 
-    template = "admin/fitting/tabular_plain.html"  # no "<job id> top" caption over each row
     extra = 0
     max_num = 0
     can_delete = False
-    show_change_link = False
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -123,6 +121,13 @@ class _JobInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class _JobInline(_ReadOnlyInline):
+    """Read-only rows of a job, shown to whoever may see the job."""
+
+    template = "admin/fitting/tabular_plain.html"  # no "<job id> top" caption over each row
+    show_change_link = False
 
     def has_view_permission(self, request, obj=None):
         return self.admin_site.get_model_admin(self.parent_model).has_view_permission(request, obj)
@@ -566,22 +571,10 @@ class FittingResultAdmin(admin.ModelAdmin):
 
 
 # --- webhook deliveries ------------------------------------------------------------------------
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(_ReadOnlyInline):
     model = WebhookAttempt
     fields = ("number", "started_at", "duration_ms", "status_code", "outcome", "error")
     readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WebhookDelivery)
