@@ -153,8 +153,10 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def output(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")[-5000:]
+    def output(self, name: str, *, tail: int | None = 5000) -> str:
+        """What a process wrote (its last ``tail`` characters; all of it with ``tail=None``)."""
+        text = (self.tmp / f"{name}.log").read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
     def client(self, token: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.base, headers={"Authorization": f"Token {token or self.token}"}, timeout=60)

@@ -110,7 +110,7 @@ def test_two_clusters_and_a_task_delivered_twice_run_the_job_once(tmp_path, fake
             job = stack.wait_for_job(client, job_id)
         assert job["status"] == "completed"
         wait_until(
-            lambda: "already taken" in stack.output("worker") + stack.output("worker2"),
+            lambda: "already taken" in stack.output("worker", tail=None) + stack.output("worker2", tail=None),
             60,
             "the second delivery to be skipped",
         )
@@ -193,7 +193,7 @@ def test_load_many_concurrent_posts_all_complete_once(tmp_path, fake):
                 assert job["status"] == "completed", job
                 assert len(job["steps"]) == steps
         assert len(fake.image_requests) == expected_steps  # nothing ran twice
-        logs = stack.output("worker") + stack.output("web")
+        logs = stack.output("worker", tail=None) + stack.output("web", tail=None)
         assert "database is locked" not in logs
     finally:
         stack.stop()

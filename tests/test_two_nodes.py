@@ -77,7 +77,8 @@ def test_jobs_posted_to_either_web_complete_on_both_nodes(nodes, fake):
         assert [job["status"] for job in done] == ["completed"] * 8, done
         assert len(fake.image_requests) == 8  # one engine call per step, no job ran twice
         claims = {
-            name: stack.output(name).count(": claimed") for stack, name in ((first, "worker-a"), (second, "worker-b"))
+            name: stack.output(name, tail=None).count(": claimed")
+            for stack, name in ((first, "worker-a"), (second, "worker-b"))
         }
         assert sum(claims.values()) == 8 and all(claims.values()), claims  # both nodes took jobs
 
