@@ -45,6 +45,7 @@ class ErrorCode(models.TextChoices):
     THROTTLED = "THROTTLED", "THROTTLED"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED", "QUOTA_EXCEEDED"
     STORAGE_FULL = "STORAGE_FULL", "STORAGE_FULL"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE", "SERVICE_UNAVAILABLE"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED", "IDEMPOTENCY_KEY_REUSED"
     PHOTO_IN_USE = "PHOTO_IN_USE", "PHOTO_IN_USE"
     NOT_REPROCESSABLE = "NOT_REPROCESSABLE", "NOT_REPROCESSABLE"
@@ -164,6 +165,15 @@ class StorageFullError(ServiceError):
     code = ErrorCode.STORAGE_FULL
     status = 507
     default_message = _("The server has no room to store this right now. Try again later.")
+
+
+class ServiceUnavailableError(ServiceError):
+    """The database cannot be reached (down, restarting, out of connections): worth a retry."""
+
+    code = ErrorCode.SERVICE_UNAVAILABLE
+    status = 503
+    default_message = _("The service is unavailable for a moment. Try again shortly.")
+    retry_after = 5  # seconds
 
 
 # --- authentication --------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 from django.utils.translation import gettext as _
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -26,7 +28,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import ErrorCode, ServiceError
+from core.errors import ErrorCode, ServiceError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,9 @@ def _first_error(detail, path: str = "") -> tuple[str | None, str]:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, (OperationalError, InterfaceError)):  # the database is down or out of reach
+        logger.error("database unavailable in %s: %s", context.get("view"), exc)
+        exc = ServiceUnavailableError(headers={"Retry-After": str(ServiceUnavailableError.retry_after)})
     if isinstance(exc, ServiceError):
         return Response(error_body(exc.code, exc.message, exc.field), status=exc.status, headers=exc.headers)
     if isinstance(exc, SuspiciousOperation):  # e.g. over 1000 form fields or query parameters
@@ -146,6 +151,23 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if not _is_api(request):
         return defaults.server_error(request)
     return _json_error(ErrorCode.INTERNAL_ERROR, _("Something went wrong."), 500)
+
+
+class DatabaseUnavailableMiddleware(MiddlewareMixin):
+    """A view on an API path that fails because the database cannot be reached: 503, not 500.
+
+    DRF's views get the same answer from ``exception_handler``; this covers the others on API
+    paths (media, the event stream, /metrics). The outage is logged without a traceback each time.
+    """
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not (isinstance(exception, OperationalError | InterfaceError) and _is_api(request)):
+            return None
+        logger.error("database unavailable on %s: %s", request.path_info, exception)
+        error = ServiceUnavailableError()
+        response = _json_error(error.code, error.message, error.status)
+        response["Retry-After"] = str(ServiceUnavailableError.retry_after)
+        return response
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -97,15 +97,27 @@ def test_a_missing_media_file_is_a_json_404(api):
     assert_error(api.get("/media/photos/nope.jpg"), 404, "NOT_FOUND")
 
 
-def test_a_database_failure_while_serving_media_is_a_json_500_without_details(user):
+def test_a_database_failure_while_serving_media_is_a_json_503_without_details(user):
     photo = make_photo(user)
     token = Token.objects.create(user=user)
     client = APIClient(raise_request_exception=False)
     with database_down():
         response = client.get(photo.image.url, HTTP_AUTHORIZATION=f"Token {token.key}")
-    error = assert_error(response, 500, "INTERNAL_ERROR")
+    error = assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert response["Retry-After"] == "5"
     assert "server closed" not in response.content.decode()
     assert error["message"]
+
+
+@pytest.mark.parametrize("path", ["/api/items", "/api/virtual-fitting", "/api/users/me/photos"])
+def test_an_api_request_while_the_database_is_down_is_a_503_to_retry(user, path):
+    token = Token.objects.create(user=user)
+    client = APIClient(raise_request_exception=False)
+    with database_down():
+        response = client.get(path, HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert response["Retry-After"] == "5"
+    assert "server closed" not in response.content.decode()
 
 
 def test_a_500_on_an_html_page_stays_djangos_page(user):
@@ -134,4 +146,4 @@ def test_the_event_stream_answers_a_database_failure_before_it_starts_in_the_jso
         response = async_to_sync(client.get)(
             f"/api/virtual-fitting/{job.id}/events", headers={"Authorization": f"Token {token.key}"}
         )
-    assert_error(response, 500, "INTERNAL_ERROR")
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")

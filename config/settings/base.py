@@ -41,6 +41,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A view on an API path that cannot reach the database answers 503 SERVICE_UNAVAILABLE.
+    "core.exceptions.DatabaseUnavailableMiddleware",
     # Last: turns a login that axes refused into the 429 answer (users.lockout.lockout_response).
     "axes.middleware.AxesMiddleware",
 ]
