@@ -7,12 +7,11 @@ SCREENSHOT_DIR) for a person to look at.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.e2e import Stack
-from tests.test_demo_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.test_demo_browser import ARTIFACTS, korean_page
 
 pytestmark = pytest.mark.browser
 
@@ -69,22 +68,8 @@ def stack_with_jobs(tmp_path):
 
 @pytest.fixture
 def admin_page():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": WIDTH, "height": 900}, locale="ko-KR")
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
-        page.problems = problems
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
+    with korean_page(width=WIDTH, console_errors=False) as page:
+        yield page
 
 
 def shot(page, name: str) -> None:

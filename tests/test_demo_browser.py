@@ -6,6 +6,7 @@ against the app's real processes: uvicorn and a qcluster on a database of their 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -47,17 +48,20 @@ def stack(tmp_path):
     stack.stop()
 
 
-@pytest.fixture
-def page():
+@contextlib.contextmanager
+def korean_page(*, width: int, console_errors: bool = True):
+    """A Chromium page (Korean locale) whose ``problems`` list collects page errors, failed
+    requests (but a closed event stream) and, with ``console_errors``, console errors."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1100, "height": 900}, locale="ko-KR")
+        context = browser.new_context(viewport={"width": width, "height": 900}, locale="ko-KR")
         page = context.new_page()
         page.set_default_timeout(20_000)
         problems: list[str] = []
-        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+        if console_errors:
+            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on(
             "requestfailed", lambda r: _is_closed_stream(r) or problems.append(f"request failed: {r.url} {r.failure}")
@@ -68,6 +72,12 @@ def page():
         finally:
             context.close()
             browser.close()
+
+
+@pytest.fixture
+def page():
+    with korean_page(width=1100) as page:
+        yield page
 
 
 def image_loaded(locator) -> bool:

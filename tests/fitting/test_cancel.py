@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from io import StringIO
@@ -19,6 +20,27 @@ from fitting.services import fitting_cancel
 from tests.e2e import wait_until
 from tests.factories import make_job, run_now, start_job
 from tests.fakegemini import fail, hold, ok
+
+
+@contextlib.contextmanager
+def running_in_a_worker(job, gate: threading.Event):
+    """Run the job's attempt in a thread, as a worker would; on leaving, open ``gate`` (the held
+    engine call answers) and wait for the worker to end."""
+
+    def worker():
+        try:
+            run_job(job_id=str(job.id), attempt=job.attempt)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        gate.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
 
 
 def cancel_url(job) -> str:
@@ -112,24 +134,12 @@ def test_cancel_during_a_slow_step_stops_the_job_with_no_further_call(
     fake_gemini.script_image(ok(), hold(gate), ok())
     job = start_job(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"])
 
-    def worker():
-        try:
-            run_job(job_id=str(job.id), attempt=job.attempt)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
+    with running_in_a_worker(job, gate):
         wait_until(lambda: len(fake_gemini.image_requests) == 2, timeout=60, what="the bottom step's call in flight")
         assert FittingResult.objects.get(id=job.id).current_step == "bottom"
         response = api.post(cancel_url(job))
         assert response.status_code == 202
         assert response.json()["status"] == "canceled"
-    finally:
-        gate.set()  # the held call answers (with an image) only now
-        thread.join(timeout=60)
-    assert not thread.is_alive()
 
     job.refresh_from_db()
     assert job.status == "canceled"
@@ -152,21 +162,9 @@ def test_a_call_that_fails_after_the_cancel_is_not_retried(fake_gemini, api, use
     fake_gemini.script_image(hold(gate, then=fail(503)), ok(), ok())
     job = start_job(user, photo, catalogue["top"], catalogue["bottom"])
 
-    def worker():
-        try:
-            run_job(job_id=str(job.id), attempt=job.attempt)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
+    with running_in_a_worker(job, gate):
         wait_until(lambda: len(fake_gemini.image_requests) == 1, timeout=60, what="the top step's call in flight")
         assert api.post(cancel_url(job)).status_code == 202
-    finally:
-        gate.set()
-        thread.join(timeout=60)
-    assert not thread.is_alive()
     job.refresh_from_db()
     assert (job.status, job.error_code, job.failed_step) == ("canceled", "", None)
     assert len(fake_gemini.image_requests) == 1  # no retry of the failed call, no next step

@@ -86,6 +86,25 @@ async def open_reader(job_id, headers: dict, **extra) -> StreamReader:
     return StreamReader(response)
 
 
+def stream_scope(job, token: bytes) -> dict:
+    """The ASGI scope of a GET of ``job``'s event stream, for driving the app without a server."""
+    path = events_url(job.id)
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [(b"host", b"testserver"), (b"authorization", token)],
+    }
+
+
 async def listening(backend: str) -> None:
     """With a notice backend, the watcher's connection is up: a change now comes as a notice."""
     if backend != "poll":
@@ -221,21 +240,7 @@ def test_a_disconnected_stream_leaves_no_subscription_behind(backend, user, job)
             while_open["task"] = current._task
             first_event.set()
 
-    path = events_url(job.id)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 5000),
-        "headers": [(b"host", b"testserver"), (b"authorization", token)],
-    }
+    scope = stream_scope(job, token)
     asyncio.run(asyncio.wait_for(application(scope, receive, send), timeout=60))  # a hang guard only
     assert while_open["streams"] == 1 and while_open["subscribed"] == 1
     assert watcher.open_stream_count() == 0
@@ -285,21 +290,7 @@ def test_open_streams_hold_no_thread_while_they_wait(settings, user, job):
     streams = 20
     settings.FITTING_EVENTS_PER_USER = streams
     token = token_headers(user)["Authorization"].encode()
-    path = events_url(job.id)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 5000),
-        "headers": [(b"host", b"testserver"), (b"authorization", token)],
-    }
+    scope = stream_scope(job, token)
     threads_before = threading.active_count()
     observed = {}
 
