@@ -111,12 +111,17 @@ class BodyFrame:
 
 
 @functools.cache
-def _face_cascade() -> cv2.CascadeClassifier:
-    path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+def _cascade(name: str) -> cv2.CascadeClassifier:
+    """One of OpenCV's bundled Haar cascades, loaded once per process."""
+    path = os.path.join(cv2.data.haarcascades, name)
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
-        raise EngineError(f"OpenCV's face cascade could not be loaded from {path}.")
+        raise EngineError(f"OpenCV's cascade could not be loaded from {path}.")
     return cascade
+
+
+def _face_cascade() -> cv2.CascadeClassifier:
+    return _cascade("haarcascade_frontalface_default.xml")
 
 
 @functools.cache
@@ -144,21 +149,16 @@ def find_body(person: Image.Image) -> BodyFrame:
 # such a false "face" is often larger than the real one; on a large photo detected at full
 # size there are many. So detection runs at DETECTION_MAX_SIDE, and each candidate is
 # scored for plausibility instead of taking the largest: eyes found in its upper half
-# count most, then the cascade's own confidence, then nearness to the upper centre and
-# agreement with the person detector's box.
+# count most, then the cascade's own confidence, then nearness to the upper centre. (The
+# person detector's box is not consulted: it is only the fallback when no face is found.)
 FACE_MIN_NEIGHBORS = 3  # low on purpose: plausibility, not the cascade, rejects false faces
 EYE_WEIGHT = 2.5  # per eye, at most two
 MIN_FACE_FOR_EYES = 40  # px at detection size; below it eyes are too small to find
 MIN_FACE_SCORE = 1.0  # a candidate with no eye and a weak cascade response is not a face
 
 
-@functools.cache
 def _eye_cascade() -> cv2.CascadeClassifier:
-    path = os.path.join(cv2.data.haarcascades, "haarcascade_eye.xml")
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise EngineError(f"OpenCV's eye cascade could not be loaded from {path}.")
-    return cascade
+    return _cascade("haarcascade_eye.xml")
 
 
 def _eyes_in(grey: np.ndarray, face: tuple[int, int, int, int]) -> int | None:
