@@ -36,6 +36,7 @@ def gemini_stack(tmp_path, fake, **env) -> Stack:
         "GEMINI_RETRY_INITIAL_DELAY": "0.05",
         "GEMINI_RETRY_MAX_DELAY": "0.2",
         "FITTING_RESULT_CACHE": "false",
+        "FITTING_STEP_CACHE": "false",  # every step calls the engine: the count below means something
         "FITTING_START_RATE": "100000/minute",
         **env,
     }

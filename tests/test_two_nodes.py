@@ -43,6 +43,7 @@ def nodes(tmp_path, fake, moto_server):
         "GEMINI_API_KEY": "test-key",
         "GEMINI_BASE_URL": fake.base_url,
         "FITTING_RESULT_CACHE": "false",
+        "FITTING_STEP_CACHE": "false",  # every step calls the engine: the count below means something
         "FITTING_WORKERS": "2",
         "FITTING_START_RATE": "100000/minute",
     }
