@@ -1,4 +1,4 @@
-"""Settings shared by every environment. See .env.example for each variable."""
+"""Settings shared by every environment. Every variable: docs/operations.md ("Settings reference")."""
 
 import sys
 from datetime import timedelta
@@ -323,8 +323,8 @@ FITTING_PRICES = {
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Per-user rate of POST /api/virtual-fitting (DRF throttle rate: "N/second|minute|hour|day").
 FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
-# The event stream: how often it looks at the job, how often it sends a heartbeat while
-# nothing changes, and how long it stays open at most.
+# The event stream: seconds between the poll backend's batched checks of every watched job
+# (below), between keepalive comments while nothing changes, and the longest it stays open.
 FITTING_EVENTS_POLL = env.float("FITTING_EVENTS_POLL", default=0.5)
 FITTING_EVENTS_HEARTBEAT = env.float("FITTING_EVENTS_HEARTBEAT", default=15)
 FITTING_EVENTS_MAX_DURATION = env.float("FITTING_EVENTS_MAX_DURATION", default=FITTING_JOB_TIMEOUT + 120)
