@@ -120,8 +120,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "config.asgi:application",
+                "config.serve",  # as the deploy unit and the Procfile start it
                 "--host",
                 "127.0.0.1",
                 "--port",
