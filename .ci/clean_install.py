@@ -12,14 +12,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e import Stack  # noqa: E402 - after the path
+from tests.e2e import PRODUCTION, Stack  # noqa: E402 - after the path
 from tests.fakegemini import FakeGemini  # noqa: E402
 
 
 def main() -> None:
     fake = FakeGemini().start()
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp), FITTING_ENGINE="gemini", GEMINI_API_KEY="ci-key", GEMINI_BASE_URL=fake.base_url)
+        # The production settings, on one machine: local files that the app serves to their owners.
+        engine = {"FITTING_ENGINE": "gemini", "GEMINI_API_KEY": "ci-key", "GEMINI_BASE_URL": fake.base_url}
+        stack = Stack(Path(tmp), **PRODUCTION, **engine, MEDIA_STORAGE="local", SERVE_MEDIA="true")
         try:
             stack.prepare()
             stack.start_web()
@@ -30,6 +32,8 @@ def main() -> None:
             assert job["status"] == "completed", (job, stack.output("worker"))
             assert result.status_code == 200 and result.headers["content-type"] == "image/jpeg"
             assert len(fake.image_requests) == len(job["steps"]), fake.image_requests
+            settings = stack.python("from django.conf import settings; print('DEBUG', settings.DEBUG)")
+            assert "DEBUG False" in settings.splitlines(), settings  # the production settings, really
             print(f"clean install: {sys.executable}: job completed by the gemini engine, {len(job['steps'])} steps")
         finally:
             stack.stop()

@@ -1,8 +1,8 @@
-import os
-
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+from config.env import use_settings_module
+
+use_settings_module()
 
 django_application = get_asgi_application()
 

@@ -17,6 +17,16 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
+# config.settings.production as the stages that prove the deployment run it (.ci/clean_install.py,
+# tests/test_two_nodes.py): what it requires, over plain HTTP on 127.0.0.1 (no TLS proxy in front,
+# so no redirect to https). Storage, engine and database are each stage's own.
+PRODUCTION = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "DJANGO_SECRET_KEY": "ci-only-" + "0123456789abcdefghijklmnopqrstuvwxyz" * 2,
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    "DJANGO_SECURE_SSL_REDIRECT": "false",
+}
+
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
     """Call ``condition`` until it returns something true, and return that.
@@ -88,7 +98,9 @@ class Stack:
 
     def prepare(self) -> Stack:
         self.manage("migrate", "--noinput")
-        out = self.manage("seed_demo", DJANGO_DEBUG="true")  # seed_demo needs DEBUG; the processes keep theirs
+        # seed_demo needs DEBUG, which only the local settings allow: it seeds the same database and
+        # storage under them; every process keeps its own settings.
+        out = self.manage("seed_demo", DJANGO_SETTINGS_MODULE="config.settings.local", DJANGO_DEBUG="true")
         self.token = re.search(r"DEMO_TOKEN=(\w+)", out).group(1)
         self.photo_url = re.search(r"demo photo url: (\S+)", out).group(1)
         return self
@@ -120,8 +132,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "config.asgi:application",
+                "config.serve",  # as the deploy unit and the Procfile start it
                 "--host",
                 "127.0.0.1",
                 "--port",

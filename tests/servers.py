@@ -22,9 +22,9 @@ from tests.e2e import ROOT, free_port, stop_process
 
 @contextmanager
 def uvicorn_server(tmp: Path, **env: str) -> Iterator[str]:
-    """``config.asgi:application`` under uvicorn (local settings, a SQLite file of its own
-    unless ``DATABASE_URL`` is given); yields its base URL. No migrations: for tests that
-    need no rows."""
+    """``config.asgi:application`` under uvicorn, started by ``config.serve`` as deployments
+    start it (local settings, a SQLite file of its own unless ``DATABASE_URL`` is given);
+    yields its base URL. No migrations: for tests that need no rows."""
     port = free_port()
     environment = {
         **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
@@ -35,7 +35,7 @@ def uvicorn_server(tmp: Path, **env: str) -> Iterator[str]:
         **env,
     }
     log_path = tmp / f"uvicorn-{port}.log"
-    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "config.serve", "--host", "127.0.0.1"]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [*command, "--port", str(port), "--log-level", "warning"],

@@ -1,8 +1,8 @@
 """Two machines' worth of processes on one PostgreSQL, one Redis broker and one S3 bucket.
 
 Two uvicorn processes and two qcluster nodes, each with its own empty MEDIA_ROOT, as the README's
-production section runs them. Run by `.ci/run` in a stage of its own (PostgreSQL and Redis are
-needed; skipped elsewhere).
+production section runs them, under config.settings.production. Run by `.ci/run` in a stage of its
+own (PostgreSQL and Redis are needed; skipped elsewhere).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.e2e import Stack, wait_until
+from tests.e2e import PRODUCTION, Stack, wait_until
 from tests.fakegemini import FakeGemini, delay
 
 pytestmark = [
@@ -38,6 +38,7 @@ def nodes(tmp_path, fake, moto_server):
     bucket = f"fitting-{uuid.uuid4().hex[:12]}"
     moto_server.client.create_bucket(Bucket=bucket)
     env = {
+        **PRODUCTION,
         **moto_server.env(bucket),
         "FITTING_ENGINE": "gemini",
         "GEMINI_API_KEY": "test-key",
@@ -48,6 +49,8 @@ def nodes(tmp_path, fake, moto_server):
         "FITTING_START_RATE": "100000/minute",
     }
     first = Stack(tmp_path / "a", **env).prepare()
+    shown = first.python("from django.conf import settings; print('DEBUG', settings.DEBUG, settings.SERVE_MEDIA)")
+    assert "DEBUG False False" in shown.splitlines(), shown  # the production settings, the bucket serving media
     second = Stack(tmp_path / "b", share=first, **env)
     try:
         for stack, name in ((first, "worker-a"), (second, "worker-b")):

@@ -18,6 +18,14 @@ if FITTING_IMPORT_ALLOW_PRIVATE:  # noqa: F405
 SERVE_MEDIA = env.bool("SERVE_MEDIA", default=False)
 if SERVE_MEDIA and MEDIA_STORAGE != "local":  # noqa: F405
     config_error("SERVE_MEDIA serves local files: with MEDIA_STORAGE=s3 the bucket serves media, unset it")
+# Local files have one way out: the app's own view (core/media.py), which shows a photo or a
+# result to its owner only; a proxy serving MEDIA_ROOT would show them to anyone. Without it
+# every job completes and every image URL it returns is a 404.
+if MEDIA_STORAGE == "local" and not SERVE_MEDIA:  # noqa: F405
+    config_error(
+        "MEDIA_STORAGE=local needs SERVE_MEDIA=true (the app serves photos and results to their "
+        "owners), or set MEDIA_STORAGE=s3: otherwise no image URL can be loaded"
+    )
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
