@@ -69,9 +69,11 @@ class TokenApi(ObtainAuthToken):
             200: OutputSerializer,
             400: error("Bad credentials or body.", ErrorCode.INVALID_CREDENTIALS, ErrorCode.VALIDATION_ERROR),
             429: error(
-                "Too many failed logins for this username or from this address (LOGIN_FAILURE_LIMIT "
-                "within LOGIN_COOLOFF_MINUTES); every attempt is refused, the right password too, "
-                "until Retry-After seconds have passed.",
+                "Too many failed logins: for this username from this address (LOGIN_FAILURE_LIMIT), "
+                "on many usernames from this address (LOGIN_ADDRESS_USERNAME_LIMIT) or for this "
+                "username from many addresses (LOGIN_USERNAME_FAILURE_LIMIT), within "
+                "LOGIN_COOLOFF_MINUTES; every attempt is refused, the right password too, until "
+                "Retry-After seconds have passed.",
                 ErrorCode.THROTTLED,
             ),
         },
