@@ -11,13 +11,13 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from core.errors import ErrorCode, InvalidCredentialsError, ValidationFailed
 from core.media import media_url
 from core.openapi import UNAUTHENTICATED, error
 from core.parsers import SafeJSONParser
+from core.throttling import AtomicUserRateThrottle
 from users.selectors import photo_list
 from users.services import photo_create
 
@@ -97,7 +97,7 @@ class TokenApi(ObtainAuthToken):
         return Response({"token": token.key})
 
 
-class PhotoUploadThrottle(UserRateThrottle):
+class PhotoUploadThrottle(AtomicUserRateThrottle):
     """Per-user rate of photo uploads (UPLOAD_RATE); 429 THROTTLED with Retry-After."""
 
     scope = "photo_upload"
