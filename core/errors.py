@@ -168,7 +168,7 @@ class StorageFullError(ServiceError):
 
 
 class ServiceUnavailableError(ServiceError):
-    """The database cannot be reached (down, restarting, out of connections): worth a retry."""
+    """The database or Redis cannot be reached (down, restarting, out of connections): worth a retry."""
 
     code = ErrorCode.SERVICE_UNAVAILABLE
     status = 503

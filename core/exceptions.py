@@ -24,6 +24,8 @@ from django.utils.deprecation import MiddlewareMixin
 from django.utils.translation import gettext as _
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -46,6 +48,15 @@ DRF_CODES = {
 }
 
 
+# A service the request needs is down or out of reach: the database, or Redis (the cache that
+# holds the request rates, the broker). Worth a retry: 503 SERVICE_UNAVAILABLE with Retry-After.
+UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+
+
+def _unavailable_service(exc: BaseException) -> str:
+    return "redis" if isinstance(exc, RedisConnectionError | RedisTimeoutError) else "database"
+
+
 def error_body(code: str, message: str, field: str | None = None) -> dict:
     return {"error": {"code": code, "message": message, "field": field}}
 
@@ -64,8 +75,8 @@ def _first_error(detail, path: str = "") -> tuple[str | None, str]:
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, (OperationalError, InterfaceError)):  # the database is down or out of reach
-        logger.error("database unavailable in %s: %s", context.get("view"), exc)
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        logger.error("%s unavailable in %s: %s", _unavailable_service(exc), context.get("view"), exc)
         exc = ServiceUnavailableError(headers={"Retry-After": str(ServiceUnavailableError.retry_after)})
     if isinstance(exc, ServiceError):
         return Response(error_body(exc.code, exc.message, exc.field), status=exc.status, headers=exc.headers)
@@ -154,16 +165,16 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 class DatabaseUnavailableMiddleware(MiddlewareMixin):
-    """A view on an API path that fails because the database cannot be reached: 503, not 500.
+    """A view on an API path that fails because the database or Redis cannot be reached: 503, not 500.
 
     DRF's views get the same answer from ``exception_handler``; this covers the others on API
     paths (media, the event stream, /metrics). The outage is logged without a traceback each time.
     """
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not (isinstance(exception, OperationalError | InterfaceError) and _is_api(request)):
+        if not (isinstance(exception, UNAVAILABLE_ERRORS) and _is_api(request)):
             return None
-        logger.error("database unavailable on %s: %s", request.path_info, exception)
+        logger.error("%s unavailable on %s: %s", _unavailable_service(exception), request.path_info, exception)
         error = ServiceUnavailableError()
         response = _json_error(error.code, error.message, error.status)
         response["Retry-After"] = str(ServiceUnavailableError.retry_after)

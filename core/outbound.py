@@ -8,7 +8,11 @@ the ``Host`` header and, for https, as SNI and as the name the certificate must 
 Redirects are never followed; environment proxies and ``.netrc`` are ignored.
 
 Always refused: link-local (169.254.0.0/16 — cloud metadata — and fe80::/10), multicast,
-unspecified, "this network" (0.0.0.0/8), reserved and site-local addresses. Refused unless
+unspecified, "this network" (0.0.0.0/8), the IETF protocol assignments (192.0.0.0/24), reserved
+and site-local addresses, and the cloud metadata and platform addresses outside those ranges
+(``_CLOUD_SERVICES``: Azure's 168.63.129.16, Alibaba's 100.100.100.200, the IPv6 metadata
+addresses of AWS, Google Cloud and Scaleway). These are listed explicitly, so the answer does
+not depend on the Python version's ``ipaddress`` tables. Refused unless
 ``allow_private``: private, loopback and shared (100.64.0.0/10) addresses, and anything else
 that is not globally reachable. An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) and the
 IPv4 address inside a 6to4 one are judged as the IPv4 address they carry.
@@ -38,12 +42,30 @@ _ALWAYS_REFUSED = tuple(
     for net in (
         "0.0.0.0/8",  # "this network": 0.0.0.0 reaches the local host on Linux
         "169.254.0.0/16",  # link-local, cloud metadata (169.254.169.254)
+        # IETF protocol assignments (RFC 6890), Oracle Cloud Classic's metadata at 192.0.0.192
+        # among them: the whole /24, whatever this interpreter's ipaddress says (before
+        # Python 3.11.10/3.12.4 only 192.0.0.0/29 and .170/31 were not global).
+        "192.0.0.0/24",
         "224.0.0.0/4",  # multicast
         "240.0.0.0/4",  # reserved, and the broadcast address
         "::/128",
         "fe80::/10",  # link-local
         "fec0::/10",  # site-local (deprecated)
         "ff00::/8",  # multicast
+    )
+)
+# Metadata and platform services of cloud providers outside the link-local ranges above,
+# refused even where private addresses are allowed (each one is private, shared or, for
+# Azure's, a public address that only the platform answers on).
+_CLOUD_SERVICES = tuple(
+    ipaddress.ip_address(address)
+    for address in (
+        "168.63.129.16",  # Azure: the WireServer (agent, extensions, DNS), "What is IP address 168.63.129.16?"
+        "100.100.100.200",  # Alibaba Cloud ECS instance metadata
+        "fd00:ec2::254",  # AWS EC2 instance metadata over IPv6 (EC2 User Guide, "Retrieve instance metadata")
+        "fd00:ec2::23",  # AWS EKS Pod Identity Agent over IPv6 (its IPv4 is link-local 169.254.170.23)
+        "fd20:ce::254",  # Google Compute Engine metadata server over IPv6
+        "fd00:42::42",  # Scaleway instance metadata over IPv6 (its IPv4 is link-local 169.254.42.42)
     )
 )
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
@@ -98,7 +120,7 @@ def address_allowed(ip: IPAddress, *, allow_private: bool) -> bool:
             return address_allowed(ip.ipv4_mapped, allow_private=allow_private)
         if ip.sixtofour is not None and not address_allowed(ip.sixtofour, allow_private=allow_private):
             return False
-    if any(ip in net for net in _ALWAYS_REFUSED if net.version == ip.version):
+    if ip in _CLOUD_SERVICES or any(ip in net for net in _ALWAYS_REFUSED if net.version == ip.version):
         return False
     if ip.is_loopback:  # before is_reserved: ::1 lies in the reserved ::/8
         return allow_private

@@ -9,12 +9,12 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from core.errors import ErrorCode, ValidationFailed, job_error_message
 from core.media import media_url
 from core.openapi import NOT_FOUND, UNAUTHENTICATED, error
+from core.throttling import AtomicUserRateThrottle
 from fitting.models import STEP_ORDER, Category, ImageStep, Status, WebhookEvent
 from fitting.selectors import fitting_get, fitting_list, item_list
 from fitting.services import (
@@ -145,7 +145,7 @@ other answer, including a redirect (never followed), ends the delivery. The URL 
 http(s) and resolve to public addresses only, when posted and at each delivery."""
 
 
-class FittingStartThrottle(UserRateThrottle):
+class FittingStartThrottle(AtomicUserRateThrottle):
     """Per-user rate of starting jobs (FITTING_START_RATE); 429 THROTTLED with Retry-After."""
 
     scope = "fitting_start"

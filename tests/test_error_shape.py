@@ -16,7 +16,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core.exceptions import permission_denied
+from fitting.models import FittingResult
+from tests.e2e import free_port
 from tests.factories import image_bytes, make_photo, start_job
+from users.models import UserImage
 
 # One more than Django's DATA_UPLOAD_MAX_NUMBER_FIELDS (1000).
 MANY_FIELDS = {f"f{n}": "1" for n in range(1001)}
@@ -118,6 +121,39 @@ def test_an_api_request_while_the_database_is_down_is_a_503_to_retry(user, path)
     assert_error(response, 503, "SERVICE_UNAVAILABLE")
     assert response["Retry-After"] == "5"
     assert "server closed" not in response.content.decode()
+
+
+@pytest.fixture
+def redis_down(settings):
+    """The cache (and so the request rates) on Redis at a port nothing listens on."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    settings.REDIS_URL = url
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+
+
+@pytest.mark.parametrize("path", ["/api/virtual-fitting", "/api/users/me/photos"])
+def test_starting_a_job_or_uploading_while_redis_is_down_is_a_503_to_retry(redis_down, user, catalogue, path):
+    token = Token.objects.create(user=user)
+    client = APIClient(raise_request_exception=False)
+    if path == "/api/virtual-fitting":
+        photo = make_photo(user)
+        body = {"userPhotoUrl": photo.image.url, "items": [{"itemId": catalogue["top"].id, "category": "top"}]}
+        response = client.post(path, body, format="json", HTTP_AUTHORIZATION=f"Token {token.key}")
+    else:
+        image = SimpleUploadedFile("me.jpg", image_bytes(fmt="JPEG"), content_type="image/jpeg")
+        response = client.post(path, {"image": image}, format="multipart", HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert response["Retry-After"] == "5"
+    assert "6379" not in response.content.decode() and "refused" not in response.content.decode()
+    assert not FittingResult.objects.exists() and UserImage.objects.filter(owner=user).count() == (
+        1 if path == "/api/virtual-fitting" else 0
+    )
 
 
 def test_a_500_on_an_html_page_stays_djangos_page(user):

@@ -52,6 +52,19 @@ def dns(monkeypatch):
         ("http://[ff02::1]/", True),
         ("http://[::]/", True),
         ("http://[2002:a9fe:a9fe::1]/", True),  # 6to4 wrapping 169.254.169.254
+        # The IETF protocol assignments, whole (this interpreter calls 192.0.0.8-255 global).
+        ("http://192.0.0.8/", True),
+        ("http://192.0.0.192/latest/", True),  # Oracle Cloud Classic metadata
+        ("http://192.0.0.255/", True),
+        ("http://[::ffff:192.0.0.9]/", True),
+        # Cloud metadata and platform addresses outside link-local, even when private is allowed.
+        ("http://168.63.129.16/machine?comp=goalstate", True),  # Azure WireServer (a global address)
+        ("http://[::ffff:168.63.129.16]/", True),
+        ("http://100.100.100.200/latest/meta-data/", True),  # Alibaba Cloud
+        ("http://[fd00:ec2::254]/latest/meta-data/", True),  # AWS IPv6
+        ("http://[fd00:ec2::23]/", True),  # AWS EKS Pod Identity Agent IPv6
+        ("http://[fd20:ce::254]/computeMetadata/v1/", True),  # Google Cloud IPv6
+        ("http://[fd00:42::42]/", True),  # Scaleway IPv6
         ("ftp://example.com/file", True),
         ("file:///etc/passwd", True),
         ("gopher://example.com/", True),
@@ -94,6 +107,14 @@ def test_public_address_is_allowed_and_pinned(dns):
     assert checked.port == 8443
     assert str(checked.ip) == "93.184.215.14"
     assert checked.scheme == "https"
+
+
+def test_addresses_next_to_the_refused_cloud_ones_are_not_refused(dns):
+    # The explicit list is of addresses, not of their networks.
+    dns["near.example.com"] = ["168.63.129.17", "192.0.1.1"]
+    assert str(address_check("https://near.example.com/", allow_private=False).ip) == "168.63.129.17"
+    assert str(address_check("http://100.100.100.201/", allow_private=True).ip) == "100.100.100.201"
+    assert str(address_check("http://[fd00:ec2::1]/", allow_private=True).ip) == "fd00:ec2::1"
 
 
 def test_private_and_loopback_allowed_when_asked():

@@ -11,13 +11,13 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from core.errors import ErrorCode, InvalidCredentialsError, ValidationFailed
 from core.media import media_url
 from core.openapi import UNAUTHENTICATED, error
 from core.parsers import SafeJSONParser
+from core.throttling import AtomicUserRateThrottle
 from users.selectors import photo_list
 from users.services import photo_create
 
@@ -69,9 +69,11 @@ class TokenApi(ObtainAuthToken):
             200: OutputSerializer,
             400: error("Bad credentials or body.", ErrorCode.INVALID_CREDENTIALS, ErrorCode.VALIDATION_ERROR),
             429: error(
-                "Too many failed logins for this username or from this address (LOGIN_FAILURE_LIMIT "
-                "within LOGIN_COOLOFF_MINUTES); every attempt is refused, the right password too, "
-                "until Retry-After seconds have passed.",
+                "Too many failed logins: for this username from this address (LOGIN_FAILURE_LIMIT), "
+                "on many usernames from this address (LOGIN_ADDRESS_USERNAME_LIMIT) or for this "
+                "username from many addresses (LOGIN_USERNAME_FAILURE_LIMIT), within "
+                "LOGIN_COOLOFF_MINUTES; every attempt is refused, the right password too, until "
+                "Retry-After seconds have passed.",
                 ErrorCode.THROTTLED,
             ),
         },
@@ -95,7 +97,7 @@ class TokenApi(ObtainAuthToken):
         return Response({"token": token.key})
 
 
-class PhotoUploadThrottle(UserRateThrottle):
+class PhotoUploadThrottle(AtomicUserRateThrottle):
     """Per-user rate of photo uploads (UPLOAD_RATE); 429 THROTTLED with Retry-After."""
 
     scope = "photo_upload"

@@ -121,10 +121,14 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # --- login throttling (django-axes) --------------------------------------------------------
-# Failed logins (POST /api/auth/token, /login/, /admin/login/) are counted per username and,
-# separately, per client address. The LOGIN_FAILURE_LIMIT-th failure within
-# LOGIN_COOLOFF_MINUTES, and every attempt after it (the right password too), answer 429
-# THROTTLED with Retry-After until the cool-off has passed since the last attempt. A username
+# Failed logins (POST /api/auth/token, /login/, /admin/login/) lock (users.lockout):
+# - a username from one address at LOGIN_FAILURE_LIMIT failures;
+# - an address for every username when it failed on LOGIN_ADDRESS_USERNAME_LIMIT usernames;
+# - a username from every address at LOGIN_USERNAME_FAILURE_LIMIT failures, each address
+#   counting at most LOGIN_FAILURE_LIMIT of them (so one address cannot lock anyone out).
+# Failures count within LOGIN_COOLOFF_MINUTES of each other. The failure that reaches a limit,
+# and every attempt after it (the right password too), answer 429 THROTTLED with Retry-After
+# until the cool-off has passed since the last attempt. A username
 # that does not exist is counted and locked exactly like one that does. Counts live in the
 # database: every web process shares them, a restart keeps them, a concurrent failure is
 # counted under a row lock (the cache handler reads and writes without one), and staff see
@@ -133,10 +137,12 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before any password check
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_HANDLER = "users.lockout.LoginLockoutHandler"  # axes' database handler and the two wider locks
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+LOGIN_ADDRESS_USERNAME_LIMIT = env.int("LOGIN_ADDRESS_USERNAME_LIMIT", default=10)
+LOGIN_USERNAME_FAILURE_LIMIT = env.int("LOGIN_USERNAME_FAILURE_LIMIT", default=50)
 AXES_LOCKOUT_CALLABLE = "users.lockout.lockout_response"
 # A success clears that username's failures from that address only (users.lockout): axes'
 # own reset would also clear the address's failures on other usernames, so a guesser with

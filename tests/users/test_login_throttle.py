@@ -67,31 +67,65 @@ def pass_the_cool_off() -> None:
 
 
 # --- the API token endpoint -----------------------------------------------------------------
-def test_a_username_is_locked_after_the_limit_from_any_address(client, user):
-    # Each guess from another address: the username alone is what locks.
-    for attempt in range(limit() - 1):
-        assert_bad_credentials(token(client, "alice", "wrong", address=f"10.0.1.{attempt}"))
-    assert_throttled(token(client, "alice", "wrong", address="10.0.2.1"))
-    assert_throttled(token(client, "alice", "wrong", address="10.0.2.2"))
-    # Another username from those addresses is not affected.
+def test_a_username_is_locked_from_one_address_after_the_limit(client, user):
+    for _ in range(limit() - 1):
+        assert_bad_credentials(token(client, "alice", "wrong", address="10.0.0.1"))
+    assert_throttled(token(client, "alice", "wrong", address="10.0.0.1"))
+    assert_throttled(token(client, "alice", PASSWORD, address="10.0.0.1"))
+
+
+def test_guessing_one_password_from_one_address_locks_out_no_one_else(client, user):
+    # Anyone could otherwise lock anyone out, and one person behind a carrier's NAT everyone there.
     make_user("carol")
-    assert token(client, "carol", PASSWORD, address="10.0.1.0").status_code == 200
+    responses = [token(client, "alice", "wrong", address="10.0.0.1") for _ in range(30)]
+    assert [r.status_code for r in responses] == [400] * (limit() - 1) + [429] * (30 - limit() + 1)
+    assert token(client, "carol", PASSWORD, address="10.0.0.1").status_code == 200
+    assert token(client, "alice", PASSWORD, address="10.0.0.2").status_code == 200
 
 
-def test_an_unknown_username_is_locked_exactly_like_a_real_one(client, user):
+def test_one_address_counts_only_up_to_the_pair_limit_towards_the_username_lock(client, user, settings):
+    settings.LOGIN_USERNAME_FAILURE_LIMIT = 2 * limit()
+    for _ in range(3 * settings.LOGIN_USERNAME_FAILURE_LIMIT):
+        token(client, "alice", "wrong", address="10.0.0.1")
+    assert token(client, "alice", PASSWORD, address="10.0.0.2").status_code == 200
+
+
+def test_a_username_guessed_from_many_addresses_is_locked_from_every_address(client, user):
+    # Below the pair limit at each address: only the count over all of them stops it.
+    per_address = limit() - 1
+    statuses = [
+        token(client, "alice", "wrong", address=f"10.1.0.{guess // per_address}").status_code
+        for guess in range(settings.LOGIN_USERNAME_FAILURE_LIMIT)
+    ]
+    assert statuses == [400] * (settings.LOGIN_USERNAME_FAILURE_LIMIT - 1) + [429]
+    assert_throttled(token(client, "alice", PASSWORD, address="10.2.0.1"))
+    make_user("carol")
+    assert token(client, "carol", PASSWORD, address="10.1.0.1").status_code == 200
+
+    pass_the_cool_off()
+    assert token(client, "alice", PASSWORD, address="10.2.0.1").status_code == 200
+
+
+@pytest.mark.parametrize("spread", ["one address", "many addresses"])
+def test_an_unknown_username_is_locked_exactly_like_a_real_one(client, user, spread):
+    count = limit() + 2 if spread == "one address" else settings.LOGIN_USERNAME_FAILURE_LIMIT + 2
+
     def attempts(username: str, network: int) -> list[tuple]:
-        return [outcome(token(client, username, "wrong", address=f"10.{network}.0.{i}")) for i in range(limit() + 2)]
+        def address(i: int) -> str:
+            return f"10.{network}.0.1" if spread == "one address" else f"10.{network}.{i // (limit() - 1)}.1"
+
+        return [outcome(token(client, username, "wrong", address=address(i))) for i in range(count)]
 
     real, unknown = attempts("alice", 1), attempts("nobody", 2)
     assert real == unknown
-    assert [status for status, _, _ in real] == [400] * (limit() - 1) + [429] * 3
+    first_refused = limit() if spread == "one address" else settings.LOGIN_USERNAME_FAILURE_LIMIT
+    assert [status for status, _, _ in real] == [400] * (first_refused - 1) + [429] * (count - first_refused + 1)
 
 
 def test_the_right_password_is_refused_during_the_lockout_and_works_after_the_cool_off(client, user):
     for _ in range(limit()):
         token(client, "alice", "wrong")
     assert_throttled(token(client, "alice", PASSWORD))
-    assert_throttled(token(client, "alice", PASSWORD, address="10.9.9.9"))  # not a way around it
 
     pass_the_cool_off()
     response = token(client, "alice", PASSWORD)
@@ -99,21 +133,29 @@ def test_the_right_password_is_refused_during_the_lockout_and_works_after_the_co
     assert response.json()["token"]
 
 
-def test_an_address_is_locked_across_usernames(client, user):
-    for attempt in range(limit() - 1):
-        assert_bad_credentials(token(client, f"guess{attempt}", "wrong", address="192.0.2.7"))
-    assert_throttled(token(client, "another-guess", "wrong", address="192.0.2.7"))
+def test_an_address_guessing_usernames_is_locked_for_every_username(client, user):
+    make_user("carol")
+    usernames = settings.LOGIN_ADDRESS_USERNAME_LIMIT
+    statuses = [token(client, f"guess{n}", "wrong", address="192.0.2.7").status_code for n in range(25)]
+    assert statuses == [400] * (usernames - 1) + [429] * (25 - usernames + 1)
     # From that address even a real user with the right password waits; from elsewhere she logs in.
     assert_throttled(token(client, "alice", PASSWORD, address="192.0.2.7"))
     assert token(client, "alice", PASSWORD, address="192.0.2.8").status_code == 200
+    # The guessed usernames themselves are not locked elsewhere either.
+    assert token(client, "carol", PASSWORD, address="192.0.2.8").status_code == 200
+
+
+def test_a_few_people_mistyping_behind_one_address_lock_out_no_one(client, user):
+    for n in range(settings.LOGIN_ADDRESS_USERNAME_LIMIT - 2):
+        assert_bad_credentials(token(client, f"neighbour{n}", "wrong", address="198.51.100.1"))
+    assert_bad_credentials(token(client, "alice", "wrong", address="198.51.100.1"))
+    assert token(client, "alice", PASSWORD, address="198.51.100.1").status_code == 200
 
 
 def test_a_client_cannot_change_its_address_with_x_forwarded_for(client, user):
     # No proxy is configured (TRUSTED_PROXY_COUNT=0): the header is the client's own, ignored.
     for attempt in range(limit()):
-        response = token(
-            client, f"guess{attempt}", "wrong", address="192.0.2.7", HTTP_X_FORWARDED_FOR=f"203.0.113.{attempt}"
-        )
+        response = token(client, "alice", "wrong", address="192.0.2.7", HTTP_X_FORWARDED_FOR=f"203.0.113.{attempt}")
     assert_throttled(response)
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"192.0.2.7"}
 
