@@ -196,6 +196,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # UPLOAD_MAX_BYTES, so an upload at the limit still gets its own IMAGE_TOO_LARGE.
 REQUEST_MAX_BYTES = env.int("REQUEST_MAX_BYTES", default=20 * 1024 * 1024)
 
+# Anonymous requests for /thumbs/ (catalogue thumbnails) per client address (DRF rate
+# "N/second|minute|hour|day"; empty: no limit); one more is 429 THROTTLED with Retry-After.
+# Each rendition is made once and stored beside the images (core/media.py).
+THUMBNAIL_ANON_RATE = env("THUMBNAIL_ANON_RATE", default="120/minute")
+
 # GET /healthz answers within this many seconds, each probe bounded (core/health.py).
 HEALTHZ_TIMEOUT = env.float("HEALTHZ_TIMEOUT", default=3)
 
