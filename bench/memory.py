@@ -8,7 +8,14 @@ A third kind of process only sets Django up and imports the pipeline and the eng
 floor every worker starts from. A last case runs the 1 MP photo with a 40 MP garment image,
 since catalogue images are decoded by the worker too.
 
-``python -m bench.memory`` (also part of ``make bench``). SQLite in a temporary folder.
+Then (issue 25, item 2) the web side against images that are small files but huge pictures:
+a 6000x6600 lossless WebP, RGBA PNG, HEIC and JPEG, uploaded through ``photo_create`` once
+and 8 times at once (threads, as a web process serves them); the figure is how far that
+raised the process's peak (``VmHWM`` after minus ``VmRSS`` just before). Targets: at most
+150 MB for one, 600 MB for 8.
+
+``python -m bench.memory`` (also part of ``make bench``); ``python -m bench.memory decode``
+runs only the upload-per-format part. SQLite in a temporary folder.
 """
 
 from __future__ import annotations
@@ -83,15 +90,58 @@ def _child_job(job_id: str) -> str:
     return f"{job.status} {job.error_code or ''}".strip()
 
 
-def _peak_rss_kib() -> int:
+def _status_kib(field: str = "VmHWM") -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _child(kind: str, arg: str | None) -> None:
-    answer = {"idle": _child_idle, "upload": _child_upload, "job": _child_job}[kind](*([arg] if arg else []))
+def _peak_rss_kib() -> int:
+    return _status_kib("VmHWM")
+
+
+def _child_uploads(path: str, count: str) -> str:
+    """Upload ``path`` ``count`` times at once; how far that raised the peak (KiB) and the stored sizes."""
+    import gc
+    import threading
+
+    _django()
+    from django.contrib.auth import get_user_model
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.db import connection
+
+    from users.services import photo_create
+
+    user = get_user_model().objects.get(username="demo")
+    photo_create(owner=user, upload=SimpleUploadedFile("warm.jpg", make_photo((64, 64)), "image/jpeg"))  # warm up
+    data = Path(path).read_bytes()
+    barrier = threading.Barrier(int(count))
+    stored: list[str] = []
+
+    def upload() -> None:
+        barrier.wait()
+        try:
+            photo = photo_create(owner=user, upload=SimpleUploadedFile(Path(path).name, data, "image/octet-stream"))
+            stored.append(f"{photo.width}x{photo.height}")
+        except Exception as exc:
+            stored.append(type(exc).__name__)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload) for _ in range(int(count))]
+    gc.collect()
+    before = _status_kib("VmRSS")
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return f"{_status_kib('VmHWM') - before} {','.join(sorted(set(stored)))}"
+
+
+def _child(kind: str, *args: str) -> None:
+    children = {"idle": _child_idle, "upload": _child_upload, "job": _child_job, "uploads": _child_uploads}
+    answer = children[kind](*args)
     print(answer, flush=True)
     print(_peak_rss_kib(), flush=True)
 
@@ -144,22 +194,65 @@ def _start(photo_id: int, items) -> str:
     return str(job.id)
 
 
-def run() -> list[Row]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+def _prepare(tmp: Path) -> None:
     _environment(tmp)
     _django()
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    call_command("migrate", verbosity=0)
+    with override_settings(DEBUG=True):  # seed_demo runs only with DEBUG on; the bench keeps it off
+        call_command("seed_demo", stdout=io.StringIO())
+
+
+HUGE = (6000, 6600)  # 39.6 MP, under UPLOAD_MAX_PIXELS, in a few KB for most formats
+HUGE_FORMATS = {"webp": ("WEBP", "RGB", {"lossless": True}), "png": ("PNG", "RGBA", {}),
+                "heic": ("HEIF", "RGB", {"quality": 50}), "jpg": ("JPEG", "RGB", {"quality": 85})}  # fmt: skip
+ONE_UPLOAD_MIB, EIGHT_UPLOADS_MIB = 150, 600
+
+
+def run_decode() -> list[Row]:
+    """One and 8 concurrent uploads of a 6000x6600 image per format: the peak each adds."""
+    from PIL import Image, ImageDraw
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    rows = []
+    for extension, (fmt, mode, save_args) in HUGE_FORMATS.items():
+        path = Path(os.environ["MEDIA_ROOT"]).parent / f"huge.{extension}"
+        image = Image.new(mode, HUGE, (200, 120, 90, 128)[: len(mode)])
+        ImageDraw.Draw(image).rectangle((1000, 1000, 3000, 5000), fill=(10, 20, 200, 255)[: len(mode)])
+        image.save(path, fmt, **save_args)
+        del image
+        figures = {}
+        for count in (1, 8):
+            answer, _, seconds = _measure("uploads", str(path), str(count))
+            growth_kib, stored = answer.split()
+            figures[count] = int(growth_kib) / 1024
+            log(
+                f"[memory] {extension} {HUGE[0]}x{HUGE[1]} ({path.stat().st_size / 1024:.1f} KiB) x{count}: "
+                f"peak +{figures[count]:.0f} MiB, stored {stored} ({seconds:.1f} s)"
+            )
+        rows.append(
+            Row(
+                f"6b. memory: upload peak growth, {extension} 6000×6600 ({path.stat().st_size / 1024:.1f} KiB), 1 / 8",
+                f"+{figures[1]:.0f} / +{figures[8]:.0f} MiB",
+                f"≤ {ONE_UPLOAD_MIB} / ≤ {EIGHT_UPLOADS_MIB} MB",
+                met(figures[1] <= ONE_UPLOAD_MIB and figures[8] <= EIGHT_UPLOADS_MIB),
+            )
+        )
+    return rows
+
+
+def run() -> list[Row]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    _prepare(tmp)
     from django.conf import settings
     from django.core.files.base import ContentFile
-    from django.core.management import call_command
 
     from core import images
     from fitting.models import Item
 
-    call_command("migrate", verbosity=0)
-    from django.test import override_settings
-
-    with override_settings(DEBUG=True):  # seed_demo runs only with DEBUG on; the bench keeps it off
-        call_command("seed_demo", stdout=io.StringIO())
     demo_items = [
         Item.objects.filter(category=c, is_active=True).order_by("id").first() for c in ("top", "bottom", "outer")
     ]
@@ -215,11 +308,15 @@ def run() -> list[Row]:
             f"{results[cases[0][0]][0]:.0f} / {results[cases[1][0]][0]:.0f} MiB",
         ),
         Row("6. memory: PHOTO_MAX_SIDE", str(side)),
+        *run_decode(),
     ]
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "child":
-        _child(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
+        _child(sys.argv[2], *sys.argv[3:])
+    elif sys.argv[1:] == ["decode"]:
+        _prepare(Path(tempfile.mkdtemp(prefix="bench-memory-")))
+        emit(run_decode())
     else:
         emit(run())

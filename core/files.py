@@ -8,7 +8,9 @@ exists: callers delete the file again if that row cannot be saved (``file_delete
 Deleting: rows of several jobs share one file (a cached result, a job's final image on its
 last step's file), so a file is deleted only once no row of any model that names media files
 still names it. Deleting waits for the transaction to commit: a rolled-back deletion keeps
-its files. This is the one rule every deletion path uses.
+its files. This is the one rule every deletion path uses. An image's stored thumbnail
+(``core.media.thumbnail_name``) goes with it; the orphan sweep also removes thumbnails whose
+image no row names.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from django.db import transaction
 from django.db.models.fields.files import FieldFile
 
 from core.errors import StorageFullError
-from core.media import media_kinds
+from core.media import media_kinds, thumbnail_name, thumbnail_source
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ def _delete_now(names: set[str]) -> int:
     for name in sorted(names - referenced_names(names)):
         try:
             storage.delete(name)
+            if thumbnail_source(name) is None:
+                storage.delete(thumbnail_name(name))  # deleting a name that does not exist is no error
         except Exception:
             logger.warning("could not delete media file %s; the orphan sweep will retry", name, exc_info=True)
         else:
@@ -74,7 +78,8 @@ def _delete_now(names: set[str]) -> int:
 
 
 def files_delete_orphans(*, older_than: datetime, dry_run: bool = False) -> int:
-    """Delete files under the media directories that no row names, last modified before ``older_than``.
+    """Delete files under the media directories (and their thumbnails under THUMBNAIL_DIRECTORY)
+    that no row names, last modified before ``older_than``.
 
     The age guards a file being written right now, whose row is not committed yet. Uses
     only ``listdir`` and ``get_modified_time``, so it works on any storage that has them
@@ -82,8 +87,12 @@ def files_delete_orphans(*, older_than: datetime, dry_run: bool = False) -> int:
     """
     storage = media_storage()
     directories = [kind.directory for kind in media_kinds()]
+    directories += [thumbnail_name(directory) for directory in directories]
     candidates = [name for name in _walk(storage, directories) if _modified_before(storage, name, older_than)]
-    orphans = set(candidates) - referenced_names(candidates)
+    # A thumbnail counts as named while its image is.
+    sources = {name: thumbnail_source(name) or name for name in candidates}
+    used = referenced_names(sources.values())
+    orphans = {name for name, source in sources.items() if source not in used}
     if dry_run:
         return len(orphans)
     return _delete_now(orphans)

@@ -3,17 +3,37 @@
 Uploads and job inputs are decoded here once; EXIF orientation is applied so every
 stored image is upright; byte and pixel limits stop decompression bombs before any
 pixel is decoded.
+
+Memory: a few KB of PNG, WebP or HEIC can describe 40 MP, which Pillow would decode at full
+size (160 MB of RGBA, twice that for WebP). With ``max_side`` nothing is decoded at full
+size in this process: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (``Image.draft``), a PNG
+or WebP is shrunk while it loads by libvips (WebP's scaled decoding, PNG streamed in
+strips), and a HEIC, which only decodes whole, is decoded in a short-lived child process
+that sends back the reduced pixels. At most IMAGE_DECODE_CONCURRENCY large decodes run at
+once per process; the others wait their turn.
+
+Metadata: whatever a file carries besides its pixels (EXIF, XMP, IPTC, comments, ICC
+profiles) is dropped on decode, after an ICC profile has been used to bring the pixels to
+sRGB, so nothing encoded from a decoded image (a stored photo, a thumbnail, a result, what
+an engine is sent) can carry it on.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
+import subprocess
+import sys
+import threading
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
+import pyvips
 from django.conf import settings
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 from pillow_heif import register_heif_opener
 
 from core.errors import ImageAspectRatioError, ImageInvalidError, ImageTooLargeError, ImageTooManyPixelsError
@@ -35,6 +55,13 @@ PHOTO_HEADER_BYTES = 4096  # a tiny photo's JPEG headers and tables: never a rea
 # A person photo whose long side is more than this many times its short side is refused: no
 # person fits it, and a 70000x1 strip would shrink to a 2048x1 canvas.
 PHOTO_MAX_ASPECT_RATIO = 10
+# An image of more pixels than this is a "large" decode: it takes one of the process's
+# IMAGE_DECODE_CONCURRENCY slots. Smaller ones cost at most ~17 MB and never wait.
+LARGE_DECODE_PIXELS = 2048 * 2048
+# libvips: no operation cache (it would keep decoded images alive) and one worker thread
+# per pipeline, which keeps a streamed PNG's buffers to a few strips.
+pyvips.cache_set_max(0)
+pyvips.concurrency_set(1)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -75,22 +102,116 @@ def decode(
                 raise ImageTooManyPixelsError()
             if max_aspect_ratio and max(width, height) > max_aspect_ratio * min(width, height):
                 raise ImageAspectRatioError()
-            if max_side and max(width, height) > max_side:
-                image.draft(None, fit_size((width, height), max_side, rounding=math.ceil))  # JPEG only
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
-            wanted = "RGBA" if _has_alpha(image) else "RGB"
-            if image.mode not in ("RGB", "RGBA", "L"):  # palette and others: resample in colour
-                image = image.convert(wanted)
-            if max_side:
-                image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # never enlarges
+            with _decode_slot(width * height):
+                if max_side and max(width, height) > max_side and image.format in ("PNG", "WEBP"):
+                    image = _decode_shrunk_by_vips(data, max_side)
+                elif max_side and max(width, height) > max_side and image.format == "HEIF":
+                    image = _decode_in_child(data, max_side)
+                else:
+                    image = _decode_with_pillow(image, max_side)
     except (ImageInvalidError, ImageTooManyPixelsError, ImageAspectRatioError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixelsError() from exc
-    except Exception as exc:  # Pillow raises many types for corrupt input
+    except Exception as exc:  # Pillow and libvips raise many types for corrupt input
         raise ImageInvalidError() from exc
-    return image if image.mode == wanted else image.convert(wanted)
+    return image
+
+
+def _decode_with_pillow(image: Image.Image, max_side: int | None) -> Image.Image:
+    """Decode an opened file upright, in sRGB, without metadata; a JPEG at reduced scale."""
+    width, height = image.size
+    if max_side and max(width, height) > max_side:
+        image.draft(None, fit_size((width, height), max_side, rounding=math.ceil))  # JPEG only
+    image.load()
+    ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
+    wanted = "RGBA" if _has_alpha(image) else "RGB"
+    image = _to_srgb(image, "RGB" if image.mode == "CMYK" else image.mode)
+    if image.mode not in ("RGB", "RGBA", "L"):  # palette and others: resample in colour
+        image = image.convert(wanted)
+    if max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # never enlarges
+    image = image if image.mode == wanted else image.convert(wanted)
+    image.info = {}  # EXIF, XMP, IPTC, comments, the (applied) ICC profile: none goes further
+    return image
+
+
+def _to_srgb(image: Image.Image, mode: str) -> Image.Image:
+    """``image`` in ``mode`` with its embedded ICC profile applied (sRGB); unchanged without one."""
+    profile = image.info.get("icc_profile")
+    if not profile or image.mode not in ("RGB", "RGBA", "CMYK"):
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        return ImageCms.profileToProfile(image, source, _srgb_profile(), outputMode=mode) or image
+    except ImageCms.PyCMSError:  # a broken profile, or one for other pixels (grey on RGB): not applied
+        return image
+
+
+@functools.cache
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _decode_shrunk_by_vips(data: bytes, max_side: int) -> Image.Image:
+    """A PNG or WebP brought to ``max_side`` while it loads (libvips), upright, sRGB, no metadata."""
+    image = pyvips.Image.thumbnail_buffer(
+        data, max_side, height=max_side, size="down", export_profile="srgb", fail_on="error"
+    )
+    if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
+        image = image.colourspace("srgb")
+    if image.bands in (1, 2):  # grey, grey and alpha
+        image = image.colourspace("srgb")
+    mode = "RGBA" if image.bands == 4 else "RGB"
+    if image.bands not in (3, 4):
+        raise ImageInvalidError()
+    return Image.frombytes(mode, (image.width, image.height), image.write_to_memory())
+
+
+def _decode_in_child(data: bytes, max_side: int) -> Image.Image:
+    """Decode in a child process (``python -m core.images``) and take back the reduced pixels.
+
+    For a format that decodes only at full size (HEIC): the full-size buffers live and die
+    in the child, so this process holds only the reduced image.
+    """
+    result = subprocess.run(  # noqa: S603 (our own interpreter and module, no shell)
+        [sys.executable, "-m", "core.images", str(max_side)],
+        input=data,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=settings.IMAGE_DECODE_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ImageInvalidError()
+    header, _, pixels = result.stdout.partition(b"\n")
+    mode, width, height = header.decode().split()
+    return Image.frombytes(mode, (int(width), int(height)), pixels)
+
+
+def _child_main() -> None:
+    max_side = int(sys.argv[1])
+    image = _decode_with_pillow(Image.open(io.BytesIO(sys.stdin.buffer.read())), max_side)
+    sys.stdout.buffer.write(f"{image.mode} {image.width} {image.height}\n".encode())
+    sys.stdout.buffer.write(image.tobytes())
+
+
+_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+
+
+@contextmanager
+def _decode_slot(pixels: int):
+    """Hold one of the process's IMAGE_DECODE_CONCURRENCY slots while a large image decodes."""
+    global _slots
+    if pixels <= LARGE_DECODE_PIXELS:
+        yield
+        return
+    with _slots_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(settings.IMAGE_DECODE_CONCURRENCY)
+    with _slots:
+        yield
 
 
 def fit_size(size: tuple[int, int], max_side: int, *, rounding=round) -> tuple[int, int]:
@@ -155,3 +276,8 @@ def encode_upload(image: Image.Image) -> tuple[bytes, str]:
         if buffer.tell() <= budget:
             break
     return buffer.getvalue(), "jpg"
+
+
+if __name__ == "__main__":  # the child of _decode_in_child
+    register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    _child_main()

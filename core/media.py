@@ -14,22 +14,28 @@ wire) is refused outright, so the decision and the file served can never differ.
 from __future__ import annotations
 
 import io
+import math
 import posixpath
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import models
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django.views.static import serve
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.throttling import SimpleRateThrottle
 
 from core import images
 from core.auth import request_user
-from core.errors import ServiceError
+from core.errors import ErrorCode, ServiceError
+from core.exceptions import error_body
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,21 @@ def serve_media(request, path: str):
 # --- small renditions --------------------------------------------------------------------
 THUMBNAIL_MAX_SIDE = 240  # twice the largest size the admin and the demo page show them at
 THUMBNAIL_QUALITY = 80
+# Renditions are stored in the media storage under this directory, at the image's own name
+# ("thumbs/items/x.png" for "items/x.png"): no media kind is registered for it, so
+# ``serve_media`` never serves one, and only ``serve_thumbnail`` reads them.
+THUMBNAIL_DIRECTORY = "thumbs"
+
+
+def thumbnail_name(name: str) -> str:
+    """The storage name of the rendition of the stored image ``name``."""
+    return f"{THUMBNAIL_DIRECTORY}/{name}"
+
+
+def thumbnail_source(name: str) -> str | None:
+    """The stored image whose rendition ``name`` is, or None if ``name`` is no rendition."""
+    prefix = f"{THUMBNAIL_DIRECTORY}/"
+    return name[len(prefix) :] if name.startswith(prefix) else None
 
 
 def thumbnail_url(file) -> str:
@@ -108,34 +129,81 @@ def thumbnail_url(file) -> str:
     return reverse("thumbnail", args=[file.name]) if file else ""
 
 
+class AnonymousThumbnailThrottle(SimpleRateThrottle):
+    """THUMBNAIL_ANON_RATE per client address for anonymous requests (empty: no limit)."""
+
+    scope = "anonymous-thumbnails"
+
+    def get_rate(self) -> str | None:
+        return settings.THUMBNAIL_ANON_RATE or None
+
+    def get_cache_key(self, request, view) -> str:
+        # The address the login limits use: TRUSTED_PROXY_COUNT decides whose header is believed.
+        return self.cache_format % {"scope": self.scope, "ident": get_client_ip_address(request)}
+
+
+def _throttled(request) -> JsonResponse | None:
+    throttle = AnonymousThumbnailThrottle()
+    if throttle.allow_request(request, None):
+        return None
+    response = JsonResponse(error_body(ErrorCode.THROTTLED, str(_("Too many requests. Try again later."))), status=429)
+    response["Retry-After"] = str(max(1, math.ceil(throttle.wait() or 1)))
+    return response
+
+
 def serve_thumbnail(request, path: str):
     """A rendition of ``path`` at most THUMBNAIL_MAX_SIDE pixels, to whoever may see ``path``.
 
-    Made on each request and never stored: a thumbnail of a photo is exactly as private as
-    the photo (the same access check, the same caching headers), and erasing the photo
-    leaves no copy behind. It reads through the storage, so it works on a bucket too. A JPEG
-    is decoded at a reduced scale (``Image.draft``), so even a 4000-pixel photo is cheap.
+    Made once, on the first request, and kept in the media storage beside the images
+    (``thumbnail_name``), so it works on a bucket too; it is deleted with its image
+    (``core.files``). A thumbnail of a photo is exactly as private as the photo: the same
+    access check, the same caching headers, and never served from anywhere else. Anonymous
+    requests (catalogue images) are limited to THUMBNAIL_ANON_RATE per address: 429
+    THROTTLED with Retry-After.
     """
+    user = _user(request)
+    if not user.is_authenticated and (throttled := _throttled(request)):
+        return throttled
     path = normal_path(path)
-    if path is None or not _may_see(_user(request), path):
+    if path is None or not _may_see(user, path):
         raise Http404
     try:
-        with default_storage.open(path) as stored:
-            data = stored.read()
-        image = images.decode(data, max_side=THUMBNAIL_MAX_SIDE, max_bytes=max(len(data), 1))
+        data = _stored_thumbnail(path) or _make_thumbnail(path)
     except (OSError, ServiceError) as exc:
         raise Http404 from exc
-    buffer = io.BytesIO()
-    if image.mode == "RGBA":  # a garment cut out on transparency stays so
-        image.save(buffer, "PNG", optimize=True)
-        content_type = "image/png"
-    else:
-        image.convert("RGB").save(buffer, "JPEG", quality=THUMBNAIL_QUALITY)
-        content_type = "image/jpeg"
-    response = HttpResponse(buffer.getvalue(), content_type=content_type)
+    content_type = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+    response = HttpResponse(data, content_type=content_type)
     public = _kinds[path.split("/", 1)[0]].owner_lookup is None
     response["Cache-Control"] = "max-age=86400" if public else "private, max-age=3600"
     return response
+
+
+def _stored_thumbnail(path: str) -> bytes | None:
+    try:
+        with default_storage.open(thumbnail_name(path)) as stored:
+            return stored.read()
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _make_thumbnail(path: str) -> bytes:
+    """Render ``path``'s thumbnail and store it; two requests at once store one of theirs."""
+    with default_storage.open(path) as stored:
+        data = stored.read()
+    image = images.decode(data, max_side=THUMBNAIL_MAX_SIDE, max_bytes=max(len(data), 1))
+    buffer = io.BytesIO()
+    if image.mode == "RGBA":  # a garment cut out on transparency stays so
+        image.save(buffer, "PNG", optimize=True)
+    else:
+        image.convert("RGB").save(buffer, "JPEG", quality=THUMBNAIL_QUALITY)
+    rendition = buffer.getvalue()
+    name = thumbnail_name(path)
+    saved = default_storage.save(name, ContentFile(rendition))
+    if saved != name:  # another request stored it first: keep theirs, drop this copy
+        default_storage.delete(saved)
+    elif not default_storage.exists(path):  # the image was deleted meanwhile: no rendition outlives it
+        default_storage.delete(name)
+    return rendition
 
 
 def media_url(file, request=None) -> str:

@@ -96,7 +96,7 @@ class JobSuperseded(Exception):
 # --- the catalogue ------------------------------------------------------------------------
 def item_image_check(data: bytes) -> str:
     """Check that ``data`` is an acceptable garment image (a coded error if not); its content hash."""
-    images.decode(data)
+    images.decode(data, max_side=settings.PHOTO_MAX_SIDE)  # as a job decodes it: never at full size
     return images.sha256_hex(data)
 
 

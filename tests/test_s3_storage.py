@@ -288,3 +288,20 @@ def test_the_apps_media_view_is_mounted_only_for_local_files(tmp_path, storage, 
     )
     assert result.returncode == 0, result.stderr
     assert ("VIEW serve_media" if mounted else "VIEW none") in result.stdout
+
+
+def test_a_thumbnail_is_kept_in_the_bucket_and_deleted_with_its_image(
+    s3_media, alice, client, django_capture_on_commit_callbacks
+):
+    user, api = alice
+    photo = make_photo(user, size=(800, 1000))
+    client.force_login(user)
+    first = client.get(f"/thumbs/{photo.image.name}")
+    assert first.status_code == 200
+    rendition = f"thumbs/{photo.image.name}"
+    assert s3_media.keys() == {photo.image.name, rendition}
+    s3_media.put(rendition, b"stored rendition")  # served from the bucket from now on
+    assert b"".join(client.get(f"/thumbs/{photo.image.name}")) == b"stored rendition"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.delete(f"/api/users/me/photos/{photo.id}").status_code == 204
+    assert s3_media.keys() == set()

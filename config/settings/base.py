@@ -205,6 +205,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # UPLOAD_MAX_BYTES, so an upload at the limit still gets its own IMAGE_TOO_LARGE.
 REQUEST_MAX_BYTES = env.int("REQUEST_MAX_BYTES", default=20 * 1024 * 1024)
 
+# Anonymous requests for /thumbs/ (catalogue thumbnails) per client address (DRF rate
+# "N/second|minute|hour|day"; empty: no limit); one more is 429 THROTTLED with Retry-After.
+# Each rendition is made once and stored beside the images (core/media.py).
+THUMBNAIL_ANON_RATE = env("THUMBNAIL_ANON_RATE", default="120/minute")
+
 # GET /healthz answers within this many seconds, each probe bounded (core/health.py).
 HEALTHZ_TIMEOUT = env.float("HEALTHZ_TIMEOUT", default=3)
 
@@ -253,6 +258,14 @@ UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
 PHOTO_MAX_SIDE = env.int("PHOTO_MAX_SIDE", default=2048)
 if not 256 <= PHOTO_MAX_SIDE <= 8192:
     config_error(f"PHOTO_MAX_SIDE must be between 256 and 8192, not {PHOTO_MAX_SIDE}")
+# Large image decodes (over 4 MP) one process runs at once; more wait for a slot. Each costs
+# at most ~100 MB (core/images.py: nothing is decoded at full size), so this bounds the
+# memory decoding can take in one web process or worker. A HEIC is decoded in a child
+# process, which may take IMAGE_DECODE_TIMEOUT seconds at most.
+IMAGE_DECODE_CONCURRENCY = env.int("IMAGE_DECODE_CONCURRENCY", default=2)
+if IMAGE_DECODE_CONCURRENCY < 1:
+    config_error("IMAGE_DECODE_CONCURRENCY must be 1 or more")
+IMAGE_DECODE_TIMEOUT = env.float("IMAGE_DECODE_TIMEOUT", default=30)
 # Per user: uploads accepted per period (DRF rate, 429 THROTTLED) and photos kept (429 QUOTA_EXCEEDED).
 UPLOAD_RATE = env("UPLOAD_RATE", default="60/hour")
 PHOTO_QUOTA = env.int("PHOTO_QUOTA", default=200)

@@ -15,6 +15,7 @@ FITTING_RESULT_CACHE = False
 FITTING_STEP_CACHE = False
 FITTING_START_RATE = "1000/minute"
 UPLOAD_RATE = "1000/minute"
+THUMBNAIL_ANON_RATE = "1000/minute"
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not shared-cache memory: threads and processes in tests then see the same
