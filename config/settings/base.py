@@ -3,6 +3,8 @@
 import sys
 from datetime import timedelta
 
+from django.utils.dateparse import parse_duration
+
 from config.env import BASE_DIR, config_error, env, url_with_query_defaults
 from config.storage import s3_storage
 
@@ -21,7 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens: stored as digests, with a lifetime (API_TOKEN_TTL)
     "config.apps.TaskQueueConfig",  # django_q, under a translated name
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -202,7 +204,7 @@ HEALTHZ_TIMEOUT = env.float("HEALTHZ_TIMEOUT", default=3)
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",  # "Authorization: Token <key>"
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -216,6 +218,20 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
+}
+
+# --- API tokens (django-rest-knox) -----------------------------------------------------------
+# POST /api/auth/token issues a new token per login, valid API_TOKEN_TTL from then on (not
+# extended by use): seconds, "DD HH:MM:SS" or ISO 8601 ("P30D"). Only a SHA-512 digest is
+# stored; POST /api/auth/logout revokes the token it carries, /api/auth/logout-all every token
+# of its user. A token of a user made inactive stops working at once.
+API_TOKEN_TTL = parse_duration(env("API_TOKEN_TTL", default="P30D"))
+if API_TOKEN_TTL is None or API_TOKEN_TTL.total_seconds() <= 0:
+    config_error("API_TOKEN_TTL must be a positive duration: seconds, 'DD HH:MM:SS' or ISO 8601 such as P30D")
+REST_KNOX = {
+    "TOKEN_TTL": API_TOKEN_TTL,
+    "AUTH_HEADER_PREFIX": "Token",  # the header clients sent before (DRF's tokens)
+    "AUTO_REFRESH": False,
 }
 
 SPECTACULAR_SETTINGS = {
