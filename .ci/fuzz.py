@@ -6,7 +6,8 @@ a bounded number of examples per operation: no 5xx, every response conforming to
 would only test the 401 (tests/test_erasure.py covers it). ``GET …/{job_id}/events`` is left
 out too: on a job that exists it is a stream that stays open for minutes (until the job
 ends), which schemathesis would wait on; tests/fitting/test_events.py and test_watcher.py
-cover it.
+cover it. ``POST /api/auth/logout`` and ``/logout-all`` are left out: they revoke the fuzzing
+token (tests/users/test_api_tokens.py covers them).
 """
 
 import subprocess
@@ -44,6 +45,10 @@ def main() -> int:
                 "users_me_delete",
                 "--exclude-operation-id",
                 "api_virtual_fitting_events",
+                "--exclude-operation-id",
+                "api_auth_logout_create",
+                "--exclude-operation-id",
+                "api_auth_logout_all_create",
                 *sys.argv[1:],
             ]
             return subprocess.run(command, check=False, timeout=1200).returncode

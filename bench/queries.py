@@ -38,10 +38,10 @@ def run() -> list[Row]:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
-    from rest_framework.authtoken.models import Token
 
     from fitting.models import FittingResult, FittingResultImage, Item, Status
     from users.models import UserImage
+    from users.services import token_issue
 
     call_command("migrate", verbosity=0)
     from django.test import override_settings
@@ -49,7 +49,7 @@ def run() -> list[Row]:
     with override_settings(DEBUG=True):  # seed_demo runs only with DEBUG on; the bench keeps it off
         call_command("seed_demo", stdout=io.StringIO())
     user = get_user_model().objects.get(username="demo")
-    token = Token.objects.get(user=user).key
+    _, token = token_issue(user=user)
     photo = UserImage.objects.filter(owner=user).first()
     items = {c: Item.objects.filter(category=c).order_by("id").first() for c in ("top", "bottom", "outer")}
     body = json.dumps(

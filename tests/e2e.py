@@ -113,16 +113,16 @@ class Stack:
         """``count`` users, each with a token and the demo photo: [(token, photo_url)]."""
         out = self.python(
             "from django.contrib.auth import get_user_model\n"
-            "from rest_framework.authtoken.models import Token\n"
+            "from users.services import token_issue\n"
             "from users.models import UserImage\n"
             "demo = UserImage.objects.filter(owner__username='demo').first()\n"
             f"for n in range({count}):\n"
             "    user, _ = get_user_model().objects.get_or_create(username=f'load{n}')\n"
-            "    token, _ = Token.objects.get_or_create(user=user)\n"
+            "    _, token = token_issue(user=user)\n"
             "    photo = UserImage.objects.filter(owner=user).first() or UserImage.objects.create(\n"
             "        owner=user, image=demo.image.name, width=demo.width, height=demo.height,\n"
             "        content_hash=demo.content_hash)\n"
-            "    print('USER', token.key, photo.image.url)\n"
+            "    print('USER', token, photo.image.url)\n"
         )
         return [tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("USER ")]
 

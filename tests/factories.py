@@ -18,7 +18,7 @@ from fitting.models import STEP_ORDER, FittingResult, FittingResultImage, Fittin
 from fitting.pipeline import run_job
 from fitting.services import RequestedItem, fitting_start, item_save
 from users.models import UserImage
-from users.services import photo_create
+from users.services import photo_create, token_issue
 
 _counter = itertools.count(1)
 
@@ -34,6 +34,11 @@ def image_bytes(size=(64, 96), color=(200, 180, 160), fmt="PNG", **save_args) ->
 def make_user(username: str | None = None, password: str = "pw-for-tests-123", **extra):
     username = username or f"user{next(_counter)}"
     return get_user_model().objects.create_user(username=username, password=password, **extra)
+
+
+def make_token(user) -> str:
+    """A new API token of ``user``, as POST /api/auth/token issues it: the key to send."""
+    return token_issue(user=user)[1]
 
 
 def make_photo(owner, size=(64, 96), color=(200, 180, 160)) -> UserImage:

@@ -12,10 +12,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
-from rest_framework.authtoken.models import Token
 
 from config.asgi import application
-from tests.factories import image_bytes
+from tests.factories import image_bytes, make_token
 from tests.servers import uvicorn_server
 from users.models import UserImage
 
@@ -117,7 +116,7 @@ def test_the_refusal_is_translated_from_accept_language(settings):
 
 def test_a_body_under_the_limit_reaches_the_app_unchanged(settings, user):
     settings.REQUEST_MAX_BYTES = LIMIT
-    token = Token.objects.create(user=user)
+    token = make_token(user)
     picture = image_bytes((48, 72), fmt="PNG")
     body = encode_multipart(BOUNDARY, {"image": SimpleUploadedFile("me.png", picture, content_type="image/png")})
     assert len(body) < LIMIT
@@ -126,7 +125,7 @@ def test_a_body_under_the_limit_reaches_the_app_unchanged(settings, user):
         headers=[
             (b"content-type", MULTIPART_CONTENT.encode()),
             (b"content-length", str(len(body)).encode()),
-            (b"authorization", f"Token {token.key}".encode()),
+            (b"authorization", f"Token {token}".encode()),
         ],
     ).run()
     assert exchange.status == 201, exchange.body

@@ -48,10 +48,30 @@ def stack(tmp_path):
     stack.stop()
 
 
+# Reports every Content-Security-Policy violation of the page to the test (reportCspViolation).
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.reportCspViolation(
+    `${e.effectiveDirective} refused ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber}) on ${e.documentURI}`
+  );
+});
+"""
+
+
+def _csp_console_message(message) -> bool:
+    return "Content Security Policy" in message.text or "Content-Security-Policy" in message.text
+
+
+def _page_without_csp(response) -> bool:
+    return response.request.resource_type == "document" and "content-security-policy" not in response.headers
+
+
 @contextlib.contextmanager
 def korean_page(*, width: int, console_errors: bool = True):
     """A Chromium page (Korean locale) whose ``problems`` list collects page errors, failed
-    requests (but a closed event stream) and, with ``console_errors``, console errors."""
+    requests (but a closed event stream), every Content-Security-Policy violation (the
+    ``securitypolicyviolation`` event and the console's report of it), any page served without
+    a policy and, with ``console_errors``, console errors."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
     with sync_api.sync_playwright() as playwright:
@@ -60,8 +80,16 @@ def korean_page(*, width: int, console_errors: bool = True):
         page = context.new_page()
         page.set_default_timeout(20_000)
         problems: list[str] = []
-        if console_errors:
-            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+        context.expose_binding("reportCspViolation", lambda source, text: problems.append(f"CSP violation: {text}"))
+        context.add_init_script(CSP_LISTENER)
+        page.on(
+            "console",
+            lambda m: (
+                ((console_errors and m.type == "error") or _csp_console_message(m))
+                and problems.append(f"console: {m.text}")
+            ),
+        )
+        page.on("response", lambda r: _page_without_csp(r) and problems.append(f"no CSP header: {r.url}"))
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on(
             "requestfailed", lambda r: _is_closed_stream(r) or problems.append(f"request failed: {r.url} {r.failure}")
@@ -78,6 +106,15 @@ def korean_page(*, width: int, console_errors: bool = True):
 def page():
     with korean_page(width=1100) as page:
         yield page
+
+
+@pytest.fixture
+def web(tmp_path):
+    """The web process alone (seeded), for pages that start no job."""
+    stack = Stack(tmp_path).prepare()
+    stack.start_web()
+    yield stack
+    stack.stop()
 
 
 def image_loaded(locator) -> bool:
@@ -151,6 +188,24 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
     assert 0 < len(message) <= 50 and "no message" not in message
 
     page.screenshot(path=str(ARTIFACTS / "demo-finished.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_the_api_docs_render_under_the_content_security_policy(web, page):
+    """Swagger UI (drf-spectacular's sidecar): its inline script and style carry the nonce."""
+    expect = sync_api.expect
+    response = page.goto(web.base + "/api/docs/")
+    policy = dict(d.strip().split(" ", 1) for d in response.headers["content-security-policy"].split(";"))
+    for directive in ("script-src", "style-src"):  # the nonce, not a blanket allowance
+        assert "'nonce-" in policy[directive] and "unsafe" not in policy[directive], policy
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Virtual fitting API")
+    operation = page.locator("#operations-api-api_auth_logout_all_create")
+    expect(operation).to_be_visible()
+    operation.locator(".opblock-summary").click()
+    expect(operation.locator(".opblock-body")).to_contain_text("204")
+    expect(page.locator(".swagger-ui .btn.authorize")).to_be_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "api-docs.png"), full_page=False)
     assert page.problems == []
 
 

@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from core.errors import JobPhotoDeletedError
@@ -22,7 +22,7 @@ from fitting.engines.local import LocalEngine
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Status
 from fitting.pipeline import run_job
 from fitting.services import fitting_reprocess
-from tests.factories import make_job, make_photo, make_user, run_now, start_job
+from tests.factories import make_job, make_photo, make_token, make_user, run_now, start_job
 from users.models import UserImage
 
 
@@ -215,7 +215,7 @@ def test_deleting_the_account_erases_every_row_and_file_of_the_user_only(
     photos = [make_photo(user), make_photo(user)]
     done = run_now(start_job(user, photos[0], catalogue["top"], catalogue["bottom"]))
     running = start_job(user, photos[1], catalogue["top"])
-    token = Token.objects.create(user=user)
+    token = make_token(user)
     Client().force_login(user)  # a browser session, stored in the database
     assert Session.objects.count() == 1
     # Bob's kept job shares a file with one of Alice's jobs (a cached result).
@@ -223,12 +223,12 @@ def test_deleting_the_account_erases_every_row_and_file_of_the_user_only(
     theirs = make_job(other_user, theirs_photo, catalogue["top"], status=Status.COMPLETED, done=["top"])
     shared = done.images.get(step="top")
     FittingResultImage.objects.filter(job=theirs).update(image=shared.image.name)
-    bob_token = Token.objects.create(user=other_user)
+    make_token(other_user)
     Client().force_login(other_user)
     alice_files = {p.image.path for p in photos} | paths_of(done)
 
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     with django_capture_on_commit_callbacks(execute=True):
         response = client.delete("/api/users/me")
     assert response.status_code == 204
@@ -236,12 +236,12 @@ def test_deleting_the_account_erases_every_row_and_file_of_the_user_only(
     assert not get_user_model().objects.filter(id=user.id).exists()
     assert not UserImage.objects.filter(owner_id=user.id).exists()
     assert not FittingResult.objects.filter(id__in=[done.id, running.id]).exists()
-    assert not Token.objects.filter(key=token.key).exists()
+    assert not AuthToken.objects.filter(user_id=user.id).exists()
     assert [s.get_decoded()["_auth_user_id"] for s in Session.objects.all()] == [str(other_user.id)]
     assert not any(os.path.exists(path) for path in alice_files - {shared.image.path})
     assert os.path.exists(shared.image.path)  # Bob's job still shows it
     assert os.path.exists(theirs_photo.image.path)
-    assert Token.objects.filter(key=bob_token.key).exists()
+    assert AuthToken.objects.filter(user=other_user).count() == 1
     assert FittingResult.objects.filter(id=theirs.id).exists()
     assert client.get("/api/users/me/photos").status_code == 401  # the token is gone
 
@@ -352,7 +352,7 @@ def test_delete_on_a_malformed_id_answers_the_json_404(user):
     # Token-authenticated, as API clients are; before, the CSRF check of the fallback view
     # answered an HTML 403.
     client = APIClient(enforce_csrf_checks=True)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {make_token(user)}")
     for path in ("/api/virtual-fitting/null,null", "/api/users/me/photos/abc"):
         response = client.delete(path)
         assert response.status_code == 404

@@ -12,13 +12,12 @@ from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import OperationalError, connection
 from django.test import AsyncClient, Client, RequestFactory
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core.exceptions import permission_denied
 from fitting.models import FittingResult
 from tests.e2e import free_port
-from tests.factories import image_bytes, make_photo, start_job
+from tests.factories import image_bytes, make_photo, make_token, start_job
 from users.models import UserImage
 
 # One more than Django's DATA_UPLOAD_MAX_NUMBER_FIELDS (1000).
@@ -102,10 +101,10 @@ def test_a_missing_media_file_is_a_json_404(api):
 
 def test_a_database_failure_while_serving_media_is_a_json_503_without_details(user):
     photo = make_photo(user)
-    token = Token.objects.create(user=user)
+    token = make_token(user)
     client = APIClient(raise_request_exception=False)
     with database_down():
-        response = client.get(photo.image.url, HTTP_AUTHORIZATION=f"Token {token.key}")
+        response = client.get(photo.image.url, HTTP_AUTHORIZATION=f"Token {token}")
     error = assert_error(response, 503, "SERVICE_UNAVAILABLE")
     assert response["Retry-After"] == "5"
     assert "server closed" not in response.content.decode()
@@ -114,10 +113,10 @@ def test_a_database_failure_while_serving_media_is_a_json_503_without_details(us
 
 @pytest.mark.parametrize("path", ["/api/items", "/api/virtual-fitting", "/api/users/me/photos"])
 def test_an_api_request_while_the_database_is_down_is_a_503_to_retry(user, path):
-    token = Token.objects.create(user=user)
+    token = make_token(user)
     client = APIClient(raise_request_exception=False)
     with database_down():
-        response = client.get(path, HTTP_AUTHORIZATION=f"Token {token.key}")
+        response = client.get(path, HTTP_AUTHORIZATION=f"Token {token}")
     assert_error(response, 503, "SERVICE_UNAVAILABLE")
     assert response["Retry-After"] == "5"
     assert "server closed" not in response.content.decode()
@@ -176,10 +175,10 @@ def test_permission_denied_on_an_api_path_is_json_and_on_a_page_html():
 @pytest.mark.django_db(transaction=True)
 def test_the_event_stream_answers_a_database_failure_before_it_starts_in_the_json_shape(user, photo, catalogue):
     job = start_job(user, photo, catalogue["top"])
-    token = Token.objects.create(user=user)
+    token = make_token(user)
     client = AsyncClient(raise_request_exception=False)
     with database_down():
         response = async_to_sync(client.get)(
-            f"/api/virtual-fitting/{job.id}/events", headers={"Authorization": f"Token {token.key}"}
+            f"/api/virtual-fitting/{job.id}/events", headers={"Authorization": f"Token {token}"}
         )
     assert_error(response, 503, "SERVICE_UNAVAILABLE")

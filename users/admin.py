@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
+from knox import admin as knox_admin  # registers AuthToken, unregistered below
 
 from core.admin import thumbnail
 from users.models import UserImage, UserLimits
@@ -42,3 +43,9 @@ class UserLimitsInline(admin.StackedInline):
     can_delete = False
     fields = ("daily_job_quota",)
     verbose_name_plural = _("limits")
+
+
+# knox registers its tokens in English, with bare digests and a form that mints tokens for any
+# user. Staff end a user's tokens by making the user inactive (they stop at once) or by deleting
+# the account; users log out with POST /api/auth/logout(-all).
+admin.site.unregister(knox_admin.models.AuthToken)

@@ -4,10 +4,9 @@ from django.contrib.auth.signals import user_logged_in
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from knox import views as knox_views
 from rest_framework import serializers
-from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -19,7 +18,7 @@ from core.openapi import UNAUTHENTICATED, error
 from core.parsers import SafeJSONParser
 from core.throttling import AtomicUserRateThrottle
 from users.selectors import photo_list
-from users.services import photo_create
+from users.services import photo_create, token_issue
 
 
 @extend_schema_serializer(component_name="Photo")
@@ -51,17 +50,17 @@ class CredentialsSerializer(AuthTokenSerializer):
         return attrs
 
 
-class TokenApi(ObtainAuthToken):
-    """Exchange a username and password for the user's API token."""
+class TokenApi(APIView):
+    """Exchange a username and password for a new API token, valid until ``expiry``."""
 
-    serializer_class = CredentialsSerializer
     parser_classes = [SafeJSONParser, FormParser]
     authentication_classes = []
     permission_classes = [AllowAny]
 
     @extend_schema_serializer(component_name="Token")
     class OutputSerializer(serializers.Serializer):
-        token = serializers.CharField()
+        token = serializers.CharField(help_text='Send it as "Authorization: Token <token>". Shown only once.')
+        expiry = serializers.DateTimeField(help_text="When the token stops working (API_TOKEN_TTL after the login).")
 
     @extend_schema(
         request=CredentialsSerializer,
@@ -88,13 +87,33 @@ class TokenApi(ObtainAuthToken):
         ],
     )
     def post(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
+        serializer = CredentialsSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         user = serializer.validated_data["user"]
         # A token exchange is a login: last_login, and the failures it clears (users.lockout).
         user_logged_in.send(sender=user.__class__, request=request._request, user=user)
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        token, key = token_issue(user=user)
+        return Response(self.OutputSerializer({"token": key, "expiry": token.expiry}).data)
+
+
+# Only a token is logged out here: a browser session (the demo page, the admin) ends at /logout/.
+TOKEN_UNAUTHENTICATED = error("No token, or one that is unknown, expired or revoked.", ErrorCode.NOT_AUTHENTICATED)
+
+
+@extend_schema(
+    request=None,
+    responses={204: None, 401: TOKEN_UNAUTHENTICATED},
+)
+class LogoutApi(knox_views.LogoutView):
+    """Revoke the API token this request carries; the user's other tokens keep working."""
+
+
+@extend_schema(
+    request=None,
+    responses={204: None, 401: TOKEN_UNAUTHENTICATED},
+)
+class LogoutAllApi(knox_views.LogoutAllView):
+    """Revoke every API token of the user this request's token belongs to (every device)."""
 
 
 class PhotoUploadThrottle(AtomicUserRateThrottle):

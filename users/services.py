@@ -5,7 +5,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from knox.models import AuthToken
 
 from core import images
 from core.errors import ImageInvalidError, ImageTooLargeError, QuotaExceededError, ServiceError
@@ -56,3 +58,14 @@ def photo_create(*, owner: AbstractBaseUser, upload: UploadedFile) -> UserImage:
         file_delete_quietly(photo.image.storage, photo.image.name)
         raise
     return photo
+
+
+def token_issue(*, user: AbstractBaseUser) -> tuple[AuthToken, str]:
+    """A new API token for ``user``: (its row, its key). The key is known only here, once.
+
+    The row holds a SHA-512 digest of the key, never the key; the token is valid for
+    API_TOKEN_TTL from now (knox). Each login makes a token of its own, so logging in on one
+    device does not log another out; the user's expired tokens are deleted on the way.
+    """
+    AuthToken.objects.filter(user=user, expiry__lt=timezone.now()).delete()
+    return AuthToken.objects.create(user=user, expiry=settings.API_TOKEN_TTL)

@@ -2,6 +2,10 @@
 
 import sys
 from datetime import timedelta
+from urllib.parse import urlsplit
+
+from csp import constants as csp
+from django.utils.dateparse import parse_duration
 
 from config.env import BASE_DIR, config_error, env, url_with_query_defaults
 from config.storage import s3_storage
@@ -21,10 +25,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens: stored as digests, with a lifetime (API_TOKEN_TTL)
     "config.apps.TaskQueueConfig",  # django_q, under a translated name
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",  # Content-Security-Policy (its system checks; the header comes from the middleware)
     "config.apps.LoginLockoutConfig",  # axes, under a translated name
     "core",
     "users",
@@ -33,6 +38,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY on every response
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -195,6 +201,36 @@ if MEDIA_STORAGE == "s3":
     STORAGES["default"] = s3_storage(expiry=MEDIA_URL_EXPIRY)
 elif MEDIA_STORAGE != "local":
     config_error(f"MEDIA_STORAGE must be 'local' or 's3', not {MEDIA_STORAGE!r}")
+# --- Content-Security-Policy (django-csp) ------------------------------------------------------
+# Every page loads scripts, styles, images and fonts from this site only: no inline script, no
+# eval, no plugin, no framing, no form posting elsewhere. A page with an inline <script> or
+# <style> (the API docs' Swagger UI, two admin pages) marks it with the request's nonce
+# (``nonce="{{ request.csp_nonce }}"``), which the middleware then puts in the header. style=""
+# attributes (the admin's own templates and widgets) are allowed: they cannot run script.
+# Images may also come from the media bucket (MEDIA_STORAGE=s3: pre-signed URLs on its endpoint)
+# and from CSP_MEDIA_ORIGINS (e.g. a CDN in front of it), a comma-separated list of origins.
+# (Not a setting of its own: django-csp refuses its 3.x-style CSP_* settings.)
+_media_origins = env.list("CSP_MEDIA_ORIGINS", default=[])
+if MEDIA_STORAGE == "s3":
+    _endpoint = urlsplit(STORAGES["default"]["OPTIONS"]["endpoint_url"] or "")
+    # Without an endpoint, AWS names the bucket's host after the bucket (and region).
+    _media_origins.append(f"{_endpoint.scheme}://{_endpoint.netloc}" if _endpoint.netloc else "https://*.amazonaws.com")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.NONCE],
+        "style-src-attr": [csp.UNSAFE_INLINE],
+        "img-src": [csp.SELF, "data:", *_media_origins],  # data: Swagger UI's icons
+        "connect-src": [csp.SELF],  # fetch and EventSource: the API on this site
+        "font-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],  # as X-Frame-Options: DENY
+    }
+}
+
 # Django's own limit on a request body held in memory; our image limit is checked too.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
@@ -216,7 +252,7 @@ HEALTHZ_TIMEOUT = env.float("HEALTHZ_TIMEOUT", default=3)
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",  # "Authorization: Token <key>"
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -232,6 +268,20 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
+}
+
+# --- API tokens (django-rest-knox) -----------------------------------------------------------
+# POST /api/auth/token issues a new token per login, valid API_TOKEN_TTL from then on (not
+# extended by use): seconds, "DD HH:MM:SS" or ISO 8601 ("P30D"). Only a SHA-512 digest is
+# stored; POST /api/auth/logout revokes the token it carries, /api/auth/logout-all every token
+# of its user. A token of a user made inactive stops working at once.
+API_TOKEN_TTL = parse_duration(env("API_TOKEN_TTL", default="P30D"))
+if API_TOKEN_TTL is None or API_TOKEN_TTL.total_seconds() <= 0:
+    config_error("API_TOKEN_TTL must be a positive duration: seconds, 'DD HH:MM:SS' or ISO 8601 such as P30D")
+REST_KNOX = {
+    "TOKEN_TTL": API_TOKEN_TTL,
+    "AUTH_HEADER_PREFIX": "Token",  # the header clients sent before (DRF's tokens)
+    "AUTO_REFRESH": False,
 }
 
 SPECTACULAR_SETTINGS = {

@@ -24,7 +24,6 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 from django.test import AsyncClient
 from PIL import Image
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fitting import events as event_stream
@@ -39,7 +38,7 @@ from fitting.services import (
     fitting_step_started,
 )
 from tests.e2e import Stack, wait_until
-from tests.factories import start_job
+from tests.factories import make_token, start_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -138,8 +137,7 @@ def stamp(job: FittingResult) -> int:
 
 
 def token_headers(user) -> dict:
-    token, _ = Token.objects.get_or_create(user=user)
-    return {"Authorization": f"Token {token.key}"}
+    return {"Authorization": f"Token {make_token(user)}"}
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 from rest_framework.test import APIClient
 
-from tests.factories import image_bytes
+from tests.factories import image_bytes, make_token
 from users.models import UserImage
 
 URL = "/api/users/me/photos"
@@ -159,9 +159,7 @@ def test_uploaded_photo_is_served_to_its_owner_only_as_an_image(api, client, use
     assert client.get(url).status_code == 404  # someone else
     client.force_login(user)
     assert client.get(url).status_code == 200  # the owner's session
-    from rest_framework.authtoken.models import Token
-
-    token = Token.objects.create(user=user)
+    token = make_token(user)
     from django.test import Client
 
-    assert Client().get(url, headers={"Authorization": f"Token {token.key}"}).status_code == 200
+    assert Client().get(url, headers={"Authorization": f"Token {token}"}).status_code == 200

@@ -1,4 +1,4 @@
-"""Create the demo user (prints its token), a staff user and the demo catalogue. Idempotent.
+"""Create the demo user (prints a new token of it), a staff user and the demo catalogue. Idempotent.
 
 Only with DEBUG on: the accounts it creates have published passwords.
 """
@@ -10,12 +10,11 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from core import images
 from fitting.models import Item
 from fitting.services import item_save
-from users.services import photo_create
+from users.services import photo_create, token_issue
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 # file stem -> display name; the category is the stem's prefix.
@@ -47,7 +46,8 @@ class Command(BaseCommand):
             )
         demo = self._user(*DEMO_USER)
         self._user(*STAFF_USER, is_staff=True, is_superuser=True)
-        token, _ = Token.objects.get_or_create(user=demo)
+        # Tokens are stored as digests: each run issues a new one to print (earlier ones keep working).
+        _, token = token_issue(user=demo)
 
         for stem, name in CATALOGUE.items():
             path = self._find(stem)
@@ -64,7 +64,7 @@ class Command(BaseCommand):
         self.stdout.write(f"demo user: {DEMO_USER[0]} / {DEMO_USER[1]}   staff: {STAFF_USER[0]} / {STAFF_USER[1]}")
         self.stdout.write(f"demo photo url: {photo.image.url}")
         self.stdout.write(f"items: {Item.objects.filter(is_active=True).count()} active")
-        self.stdout.write(f"DEMO_TOKEN={token.key}")
+        self.stdout.write(f"DEMO_TOKEN={token}")
 
     def _user(self, username: str, password: str, **flags):
         user, created = get_user_model().objects.get_or_create(username=username, defaults=flags)
