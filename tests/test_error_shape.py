@@ -138,15 +138,15 @@ def redis_down(settings):
 
 @pytest.mark.parametrize("path", ["/api/virtual-fitting", "/api/users/me/photos"])
 def test_starting_a_job_or_uploading_while_redis_is_down_is_a_503_to_retry(redis_down, user, catalogue, path):
-    token = Token.objects.create(user=user)
+    token = make_token(user)
     client = APIClient(raise_request_exception=False)
     if path == "/api/virtual-fitting":
         photo = make_photo(user)
         body = {"userPhotoUrl": photo.image.url, "items": [{"itemId": catalogue["top"].id, "category": "top"}]}
-        response = client.post(path, body, format="json", HTTP_AUTHORIZATION=f"Token {token.key}")
+        response = client.post(path, body, format="json", HTTP_AUTHORIZATION=f"Token {token}")
     else:
         image = SimpleUploadedFile("me.jpg", image_bytes(fmt="JPEG"), content_type="image/jpeg")
-        response = client.post(path, {"image": image}, format="multipart", HTTP_AUTHORIZATION=f"Token {token.key}")
+        response = client.post(path, {"image": image}, format="multipart", HTTP_AUTHORIZATION=f"Token {token}")
     assert_error(response, 503, "SERVICE_UNAVAILABLE")
     assert response["Retry-After"] == "5"
     assert "6379" not in response.content.decode() and "refused" not in response.content.decode()
