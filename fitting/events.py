@@ -39,9 +39,9 @@ from core.auth import request_user
 from core.errors import ErrorCode
 from core.exceptions import error_body
 from fitting import watcher
-from fitting.apis import JobOutputSerializer
 from fitting.models import TERMINAL_STATUSES, FittingResult
 from fitting.selectors import fitting_get
+from fitting.serializers import JobOutputSerializer
 
 logger = logging.getLogger(__name__)
 

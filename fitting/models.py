@@ -1,4 +1,5 @@
 import uuid
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
@@ -6,7 +7,6 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import ErrorCode
-from fitting import notify
 from fitting.engines.identity import EngineIdentity
 
 
@@ -37,14 +37,30 @@ class ImageStep(models.TextChoices):
     FINAL = "final", _("final")
 
 
+class JobEvent(StrEnum):
+    """What happens to a job, announced after it commits (``fitting.notify.job_changed``).
+
+    The webhook ones (``WebhookEvent``) are the job's public event names.
+    """
+
+    STEP_STARTED = "fitting.step_started"
+    STEP_FINISHED = "fitting.step_finished"
+    COMPLETED = "fitting.completed"
+    FAILED = "fitting.failed"
+    TIMEOUT = "fitting.timeout"
+    CANCELED = "fitting.canceled"
+    REQUEUED = "fitting.requeued"  # reprocessed: processing again, as a new attempt
+    DELETED = "fitting.deleted"
+
+
 class WebhookEvent(models.TextChoices):
     """The events a job's webhook can subscribe to (``webhookEvents``)."""
 
-    STEP_FINISHED = notify.STEP_FINISHED, notify.STEP_FINISHED
-    COMPLETED = notify.COMPLETED, notify.COMPLETED
-    FAILED = notify.FAILED, notify.FAILED
-    TIMEOUT = notify.TIMEOUT, notify.TIMEOUT
-    CANCELED = notify.CANCELED, notify.CANCELED
+    STEP_FINISHED = JobEvent.STEP_FINISHED.value, JobEvent.STEP_FINISHED.value
+    COMPLETED = JobEvent.COMPLETED.value, JobEvent.COMPLETED.value
+    FAILED = JobEvent.FAILED.value, JobEvent.FAILED.value
+    TIMEOUT = JobEvent.TIMEOUT.value, JobEvent.TIMEOUT.value
+    CANCELED = JobEvent.CANCELED.value, JobEvent.CANCELED.value
 
 
 # Without webhookEvents: the events that end a job.

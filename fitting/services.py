@@ -55,6 +55,7 @@ from fitting.models import (
     FittingResultItem,
     ImageStep,
     Item,
+    JobEvent,
     Status,
     WebhookEvent,
 )
@@ -431,7 +432,7 @@ def _complete_from_cache(job: FittingResult) -> bool:
     )
     job.refresh_from_db()
     metrics.count_job_ended(job=job, status=Status.COMPLETED, cache_hit=True)
-    notify.job_changed_on_commit(job_id=job.id, event=notify.COMPLETED)
+    notify.job_changed_on_commit(job_id=job.id, event=JobEvent.COMPLETED)
     return True
 
 
@@ -467,7 +468,7 @@ def fitting_claim(*, job_id: str, attempt: int) -> bool:
 
 def fitting_step_started(*, job: FittingResult, step: str) -> None:
     _write_if_current_attempt(job, current_step=step)
-    notify.job_changed_on_commit(job_id=job.id, event=notify.STEP_STARTED)
+    notify.job_changed_on_commit(job_id=job.id, event=JobEvent.STEP_STARTED)
 
 
 def fitting_step_finished(
@@ -492,7 +493,7 @@ def fitting_step_finished(
             metrics.count_step_finished(
                 job=job, step=step, latency_ms=latency_ms, input_tokens=input_tokens, output_tokens=output_tokens
             )
-            notify.job_changed_on_commit(job_id=job.id, event=notify.STEP_FINISHED)
+            notify.job_changed_on_commit(job_id=job.id, event=JobEvent.STEP_FINISHED)
     except BaseException:
         file_delete_quietly(row.image.storage, row.image.name)
         raise
@@ -523,7 +524,7 @@ def fitting_complete(
         finished_at=timezone.now(),
     )
     metrics.count_job_ended(job=job, status=Status.COMPLETED)
-    notify.job_changed_on_commit(job_id=job.id, event=notify.COMPLETED)
+    notify.job_changed_on_commit(job_id=job.id, event=JobEvent.COMPLETED)
 
 
 @transaction.atomic
@@ -539,7 +540,7 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
         finished_at=timezone.now(),
     )
     metrics.count_job_ended(job=job, status=status, code=code)
-    notify.job_changed_on_commit(job_id=job.id, event=notify.TIMEOUT if status == Status.TIMEOUT else notify.FAILED)
+    notify.job_changed_on_commit(job_id=job.id, event=JobEvent.TIMEOUT if status == Status.TIMEOUT else JobEvent.FAILED)
 
 
 # --- cancel -----------------------------------------------------------------------------------
@@ -563,7 +564,7 @@ def fitting_cancel(*, job: FittingResult) -> FittingResult:
         return job
     if updated:
         metrics.count_job_ended(job=current, status=Status.CANCELED)
-        notify.job_changed_on_commit(job_id=job.id, event=notify.CANCELED)
+        notify.job_changed_on_commit(job_id=job.id, event=JobEvent.CANCELED)
         return current
     if current.status == Status.CANCELED:
         return current
@@ -716,7 +717,7 @@ def _reprocess(
         raise NotReprocessableError()
     job.refresh_from_db()
     logger.info("job %s: reprocessed as attempt %s (%s)", job.id, job.attempt, "restart" if restart else "resume")
-    notify.job_changed_on_commit(job_id=job.id, event=notify.REQUEUED)
+    notify.job_changed_on_commit(job_id=job.id, event=JobEvent.REQUEUED)
     if enqueue:
         fitting_enqueue_on_commit(job=job)
     return job
@@ -757,7 +758,7 @@ def _jobs_delete(jobs: QuerySet[FittingResult]) -> None:
     _lock(jobs)
     names = list(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
     for job_id in jobs.values_list("id", flat=True):
-        notify.job_changed_on_commit(job_id=job_id, event=notify.DELETED)
+        notify.job_changed_on_commit(job_id=job_id, event=JobEvent.DELETED)
     jobs.delete()
     files_delete_unreferenced(names)
 

@@ -13,8 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from fitting import notify
-from fitting.models import FittingResult, Status
+from fitting.models import FittingResult, JobEvent, Status
 from fitting.pipeline import run_job
 from fitting.services import fitting_cancel
 from tests.e2e import wait_until
@@ -64,7 +63,7 @@ def test_cancel_a_processing_job_answers_202_with_the_canceled_job(
     assert [s["status"] for s in body["steps"]] == ["pending", "pending"]
     job.refresh_from_db()
     assert (job.status, job.current_step, job.failed_step) == ("canceled", None, None)
-    assert f"job {job.id}: {notify.CANCELED}" in caplog.messages  # announced after the commit
+    assert f"job {job.id}: {JobEvent.CANCELED}" in caplog.messages  # announced after the commit
     assert api.get(f"/api/virtual-fitting/{job.id}").json()["status"] == "canceled"
 
 
