@@ -111,7 +111,7 @@ def _instrument(timers: Timers) -> None:
 def _start_job(user, photo, items):
     from django.db import transaction
 
-    from fitting.services import RequestedItem, fitting_start
+    from fitting.services.start import RequestedItem, fitting_start
 
     with transaction.atomic():  # enqueue is on_commit: it runs (an OrmQ row) and is ignored
         job, _ = fitting_start(

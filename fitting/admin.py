@@ -50,16 +50,9 @@ from fitting.models import (
     WebhookDelivery,
 )
 from fitting.selectors import fitting_with_id_prefix
-from fitting.services import (
-    REPROCESSABLE,
-    fitting_cancel,
-    fitting_delete,
-    fitting_reprocess,
-    item_image_check,
-    item_save,
-    photo_delete,
-    user_delete,
-)
+from fitting.services.erasure import fitting_delete, photo_delete, user_delete
+from fitting.services.items import item_image_check, item_save
+from fitting.services.lifecycle import fitting_cancel, fitting_reprocess
 from fitting.webhooks import webhook_redeliver
 from users.admin import UserImageAdmin, UserLimitsInline
 from users.models import UserImage
@@ -561,7 +554,7 @@ class FittingResultAdmin(admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_reprocess"] = (
             obj is not None
-            and (obj.status in REPROCESSABLE or obj.status == Status.CANCELED)
+            and obj.status in Status.reprocessable(named=True)
             and obj.user_image_id is not None
             and self.has_reprocess_permission(request)
         )

@@ -17,15 +17,9 @@ from core.openapi import NOT_FOUND, UNAUTHENTICATED, error
 from fitting.models import Category, Status, WebhookEvent
 from fitting.selectors import fitting_get, fitting_list, item_list
 from fitting.serializers import ItemOutputSerializer, JobOutputSerializer
-from fitting.services import (
-    RequestedItem,
-    WebhookRequest,
-    fitting_cancel,
-    fitting_delete,
-    fitting_start,
-    photo_delete,
-    user_delete,
-)
+from fitting.services.erasure import fitting_delete, photo_delete, user_delete
+from fitting.services.lifecycle import fitting_cancel
+from fitting.services.start import RequestedItem, WebhookRequest, fitting_start
 from fitting.webhooks import webhook_secret_get, webhook_secret_rotate
 from users.selectors import photo_get
 

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import uuid
 from enum import StrEnum
 
@@ -26,8 +28,19 @@ class Status(models.TextChoices):
     TIMEOUT = "timeout", _("timed out")
     CANCELED = "canceled", _("canceled")
 
+    @classmethod
+    def terminal(cls) -> tuple[Status, ...]:
+        """The statuses a job ends in: nothing changes it after, but a reprocess."""
+        return (cls.COMPLETED, cls.FAILED, cls.TIMEOUT, cls.CANCELED)
 
-TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELED)
+    @classmethod
+    def reprocessable(cls, *, named: bool = False) -> tuple[Status, ...]:
+        """The statuses a reprocess takes a job from.
+
+        A canceled job was stopped on purpose: it runs again only when someone ``named`` it
+        (the command's JOB_IDs, the admin's selection), never in a sweep over statuses.
+        """
+        return (cls.FAILED, cls.TIMEOUT, cls.CANCELED) if named else (cls.FAILED, cls.TIMEOUT)
 
 
 class ImageStep(models.TextChoices):
@@ -72,12 +85,12 @@ ITEMS_DIR = "items"
 RESULTS_DIR = "results"
 
 
-def item_upload_to(instance: "Item", filename: str) -> str:
+def item_upload_to(instance: Item, filename: str) -> str:
     extension = filename.rsplit(".", 1)[-1].lower()
     return f"{ITEMS_DIR}/{uuid.uuid4().hex}.{extension}"
 
 
-def result_upload_to(instance: "FittingResultImage", filename: str) -> str:
+def result_upload_to(instance: FittingResultImage, filename: str) -> str:
     extension = filename.rsplit(".", 1)[-1].lower()
     return f"{RESULTS_DIR}/{uuid.uuid4().hex}.{extension}"
 
@@ -205,13 +218,16 @@ class FittingResult(models.Model):
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status in Status.terminal()
+
+    def step_items(self) -> list[FittingResultItem]:
+        """The job's garments in step order (top, bottom, outer), one step each; prefetch ``items``."""
+        return sorted(self.items.all(), key=lambda job_item: STEP_ORDER.index(job_item.category))
 
     def first_unfinished_step(self) -> str | None:
         """The first step (in step order) without a stored image: where a resumed attempt starts."""
         finished = {image.step for image in self.images.all()}
-        steps = sorted((item.category for item in self.items.all()), key=STEP_ORDER.index)
-        return next((step for step in steps if step not in finished), None)
+        return next((item.category for item in self.step_items() if item.category not in finished), None)
 
 
 class FittingResultItem(models.Model):

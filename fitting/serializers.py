@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from core.errors import job_error_message
 from core.media import media_url
-from fitting.models import STEP_ORDER, ImageStep, Status, WebhookEvent
+from fitting.models import ImageStep, Status, WebhookEvent
 
 
 @extend_schema_serializer(component_name="Item")
@@ -63,7 +63,7 @@ class JobOutputSerializer(serializers.Serializer):
     def get_steps(self, job) -> list[dict]:
         produced = self._images(job)
         steps = []
-        for job_item in sorted(job.items.all(), key=lambda i: STEP_ORDER.index(i.category)):
+        for job_item in job.step_items():
             image = produced.get(job_item.category)
             if image:
                 state = "completed"

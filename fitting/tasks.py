@@ -6,7 +6,7 @@ from django.core.cache import cache
 
 from fitting import webhooks
 from fitting.retention import retention_purge as purge
-from fitting.services import fitting_requeue_lost, fitting_sweep_expired
+from fitting.services.lifecycle import fitting_requeue_lost, fitting_sweep_expired
 
 SWEEP_LOCK = "fitting:sweep-lock"
 

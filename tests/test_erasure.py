@@ -21,7 +21,7 @@ from core.errors import JobPhotoDeletedError
 from fitting.engines.local import LocalEngine
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Status
 from fitting.pipeline import run_job
-from fitting.services import fitting_reprocess
+from fitting.services.lifecycle import fitting_reprocess
 from tests.factories import make_job, make_photo, make_user, run_now, start_job
 from users.models import UserImage
 

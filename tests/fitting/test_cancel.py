@@ -15,7 +15,7 @@ from django.db import connection
 
 from fitting.models import FittingResult, JobEvent, Status
 from fitting.pipeline import run_job
-from fitting.services import fitting_cancel
+from fitting.services.lifecycle import fitting_cancel
 from tests.e2e import wait_until
 from tests.factories import make_job, run_now, start_job
 from tests.fakegemini import fail, hold, ok

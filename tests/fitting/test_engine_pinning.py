@@ -17,7 +17,7 @@ from django.utils import translation
 from core.errors import ErrorCode, JobEngineMismatchError, job_error_message
 from fitting.engines import engine_identity
 from fitting.models import FittingResult, FittingResultImage, Status
-from fitting.services import fitting_reprocess
+from fitting.services.lifecycle import fitting_reprocess
 from tests.factories import make_job, run_now, start_job
 
 

@@ -30,8 +30,8 @@ from rest_framework.test import APIClient
 from fitting import events as event_stream
 from fitting import watcher
 from fitting.models import STEP_ORDER, FittingResult
-from fitting.services import (
-    fitting_cancel,
+from fitting.services.lifecycle import fitting_cancel
+from fitting.services.progress import (
     fitting_claim,
     fitting_complete,
     fitting_fail,

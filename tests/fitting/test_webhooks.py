@@ -152,7 +152,7 @@ def test_subscribed_step_events_each_carry_the_job_as_it_was(api, photo, catalog
 
 
 def test_failed_job_sends_failed(api, photo, catalogue, settings):
-    from fitting.services import fitting_fail
+    from fitting.services.progress import fitting_fail
 
     with recording_server() as receiver:
         job_id = start(api, photo, catalogue["top"], webhookUrl=receiver.base)

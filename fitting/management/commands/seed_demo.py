@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 
 from core import images
 from fitting.models import Item
-from fitting.services import item_save
+from fitting.services.items import item_save
 from users.services import photo_create
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
