@@ -28,16 +28,16 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core.admin import thumbnail
-from core.errors import (
+from core.errors import ServiceError
+from fitting import costs
+from fitting.engines import engine_identity
+from fitting.errors import (
     JobEngineMismatchError,
     JobFinishedError,
     JobPhotoDeletedError,
     NotReprocessableError,
     PhotoInUseError,
-    ServiceError,
 )
-from fitting import costs
-from fitting.engines import engine_identity
 from fitting.models import (
     Category,
     FittingResult,

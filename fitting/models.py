@@ -8,8 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from core.errors import ErrorCode
 from fitting.engines.identity import EngineIdentity
+from fitting.errors import FailureCode
 
 
 class Category(models.TextChoices):
@@ -153,7 +153,7 @@ class FittingResult(models.Model):
     # NULL, not "": the API shows "no step" as null, and the check constraints say so.
     current_step = models.CharField(_("current step"), max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
     failed_step = models.CharField(_("failed step"), max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
-    error_code = models.CharField(_("error code"), max_length=40, blank=True, choices=ErrorCode.choices)
+    error_code = models.CharField(_("error code"), max_length=40, blank=True, choices=FailureCode.choices)
     error_message = models.TextField(_("error message"), blank=True)
     llm_message = models.TextField(_("styling message"), null=True, blank=True)  # noqa: DJ001 - null: no message (it failed)
     engine = models.CharField(_("engine"), max_length=20)

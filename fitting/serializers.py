@@ -6,8 +6,8 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from core.errors import job_error_message
 from core.media import media_url
+from fitting.errors import job_error_message
 from fitting.models import ImageStep, Status, WebhookEvent
 
 

@@ -44,7 +44,6 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from standardwebhooks import Webhook
 
-from core.errors import InvalidWebhookUrlError
 from core.outbound import (
     OutboundAddressError,
     OutboundError,
@@ -52,6 +51,7 @@ from core.outbound import (
     address_check,
     outbound_post,
 )
+from fitting.errors import InvalidWebhookUrlError
 from fitting.models import (
     AttemptOutcome,
     DeliveryStatus,

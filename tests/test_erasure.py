@@ -17,8 +17,8 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from core.errors import JobPhotoDeletedError
 from fitting.engines.local import LocalEngine
+from fitting.errors import JobPhotoDeletedError
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Status
 from fitting.pipeline import run_job
 from fitting.services.lifecycle import fitting_reprocess

@@ -11,10 +11,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import QuerySet
 
-from core.errors import PhotoInUseError
 from core.files import files_delete_unreferenced
 from core.logcontext import log_context
 from fitting import notify
+from fitting.errors import PhotoInUseError
 from fitting.models import FittingResult, FittingResultImage, JobEvent, Status
 from users.models import UserImage
 

@@ -11,12 +11,18 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from core.errors import ErrorCode, JobEngineMismatchError, JobFinishedError, JobPhotoDeletedError, NotReprocessableError
 from core.files import files_delete_unreferenced
 from core.logcontext import log_context
 from fitting import metrics, notify
 from fitting.engines import engine_identity
 from fitting.engines.identity import EngineIdentity
+from fitting.errors import (
+    FailureCode,
+    JobEngineMismatchError,
+    JobFinishedError,
+    JobPhotoDeletedError,
+    NotReprocessableError,
+)
 from fitting.models import FittingResult, FittingResultImage, ImageStep, JobEvent, Status
 from fitting.services.progress import JobSuperseded, fitting_fail
 from fitting.services.reuse import job_cache_key
@@ -69,7 +75,7 @@ def fitting_sweep_expired() -> int:
                 fitting_fail(
                     job=job,
                     step=step,
-                    code=ErrorCode.TIMEOUT,
+                    code=FailureCode.TIMEOUT,
                     message="The job did not finish before its deadline (its worker stopped or stalled).",
                 )
             except JobSuperseded:

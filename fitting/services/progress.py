@@ -7,9 +7,9 @@ from django.utils import timezone
 from PIL import Image
 
 from core import images
-from core.errors import ErrorCode
 from core.files import file_delete_quietly, file_store_new
 from fitting import costs, metrics, notify
+from fitting.errors import FailureCode
 from fitting.models import FittingResult, FittingResultImage, ImageStep, JobEvent, Status
 from fitting.services.reuse import step_prefix_key
 
@@ -100,7 +100,7 @@ def fitting_complete(
 
 @transaction.atomic
 def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: str) -> None:
-    status = Status.TIMEOUT if code == ErrorCode.TIMEOUT else Status.FAILED
+    status = Status.TIMEOUT if code == FailureCode.TIMEOUT else Status.FAILED
     _write_if_current_attempt(
         job,
         status=status,

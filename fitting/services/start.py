@@ -18,19 +18,19 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 
-from core.errors import (
+from core.errors import QuotaExceededError
+from core.logcontext import log_context
+from core.media import media_name
+from fitting.engines import engine_identity
+from fitting.errors import (
     DuplicateCategoryError,
     IdempotencyKeyReusedError,
     InsufficientItemsError,
     InvalidCategoryError,
     InvalidItemIdError,
     PhotoRequiredError,
-    QuotaExceededError,
     TooManyItemsError,
 )
-from core.logcontext import log_context
-from core.media import media_name
-from fitting.engines import engine_identity
 from fitting.models import (
     DEFAULT_WEBHOOK_EVENTS,
     STEP_ORDER,

@@ -171,7 +171,7 @@ def test_a_call_that_fails_after_the_cancel_is_not_retried(fake_gemini, api, use
 
 
 def test_fitting_cancel_of_a_finished_job_raises(user, photo, catalogue):
-    from core.errors import JobFinishedError
+    from fitting.errors import JobFinishedError
 
     job = make_job(user, photo, catalogue["top"], status=Status.COMPLETED)
     with pytest.raises(JobFinishedError):

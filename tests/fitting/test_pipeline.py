@@ -229,7 +229,7 @@ def test_reprocess_restart_redoes_every_step(user, photo, catalogue):
 
 
 def test_only_failed_or_timed_out_jobs_are_reprocessed(user, photo, catalogue):
-    from core.errors import NotReprocessableError
+    from fitting.errors import NotReprocessableError
     from fitting.services.lifecycle import fitting_reprocess
 
     job = run_now(start_job(user, photo, catalogue["top"]))

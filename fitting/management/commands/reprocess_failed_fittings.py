@@ -10,9 +10,9 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from core.errors import JobEngineMismatchError, NotReprocessableError
 from fitting.engines import engine_identity
 from fitting.engines.identity import ENGINE_NAMES
+from fitting.errors import JobEngineMismatchError, NotReprocessableError
 from fitting.models import FittingResult, Status
 from fitting.selectors import fitting_failed_list, fitting_with_id_prefix
 from fitting.services.lifecycle import fitting_reprocess, fitting_reprocess_switch
