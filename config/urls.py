@@ -28,7 +28,7 @@ urlpatterns = [
     re_path(r"^api/", api_not_found),
     # Small renditions of stored images, under the same access rules as the images.
     re_path(r"^thumbs/(?P<path>.*)$", serve_thumbnail, name="thumbnail"),
-    path("", include("fitting.pages")),
+    path("", include("demo.urls")),
 ]
 
 if getattr(settings, "SERVE_MEDIA", False):

@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PHOTO = ROOT / "fitting" / "demo" / "person_drawn.png"
+PHOTO = ROOT / "demo" / "samples" / "person_drawn.png"
 # Screenshots: tests/artifacts, or SCREENSHOT_DIR.
 ARTIFACTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "tests" / "artifacts")
 

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "core",
     "users",
     "fitting",
+    "demo",  # the demo page and seed_demo
 ]
 
 MIDDLEWARE = [
