@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import ROOT, Stack
+from tests.e2e import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -37,15 +37,6 @@ CHROMIUM_ARGS = [
 PHOTO = ROOT / "demo" / "samples" / "person_drawn.png"
 # Screenshots: tests/artifacts, or SCREENSHOT_DIR.
 ARTIFACTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "tests" / "artifacts")
-
-
-@pytest.fixture
-def stack(tmp_path):
-    stack = Stack(tmp_path).prepare()
-    stack.start_web()
-    stack.start_cluster()
-    yield stack
-    stack.stop()
 
 
 @contextlib.contextmanager

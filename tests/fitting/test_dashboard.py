@@ -60,8 +60,8 @@ def test_the_dashboard_counts_the_known_jobs(known_jobs):
 
 
 @pytest.fixture
-def staff(client, db):
-    client.force_login(make_user("support", is_staff=True, is_superuser=True))
+def staff(client, staff_user):
+    client.force_login(staff_user)  # the default language: Korean
     return client
 
 

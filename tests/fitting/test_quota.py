@@ -10,13 +10,10 @@ from django.utils import timezone
 from fitting.models import FittingResult, Status
 from fitting.services import start
 from tests.factories import make_job, make_photo, run_now, start_job
+from tests.helpers import body
 from users.models import UserLimits
 
 URL = "/api/virtual-fitting"
-
-
-def body(photo, *items):
-    return {"userPhotoUrl": photo.image.url, "items": [{"itemId": i.id, "category": i.category} for i in items]}
 
 
 @pytest.fixture
