@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "fitting" / "demo"
+DEMO = ROOT / "demo" / "samples"
 PHOTO_SIZE = (1024, 1536)
 # What Gemini's image model answers for a 2:3 request (about one megapixel).
 ENGINE_OUTPUT_SIZE = (832, 1248)

@@ -234,7 +234,7 @@ def run_database(kind: str) -> list[dict]:
         from django.db import connections
 
         from fitting.models import FittingResult
-        from fitting.services import fitting_claim, fitting_step_started
+        from fitting.services.progress import fitting_claim, fitting_step_started
 
         job = FittingResult.objects.get(id=job_id)
         assert fitting_claim(job_id=job_id, attempt=job.attempt)

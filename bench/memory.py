@@ -180,7 +180,7 @@ def _start(photo_id: int, items) -> str:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from fitting.services import RequestedItem, fitting_start
+    from fitting.services.start import RequestedItem, fitting_start
     from users.models import UserImage
 
     user = get_user_model().objects.get(username="demo")

@@ -111,7 +111,7 @@ def _instrument(timers: Timers) -> None:
 def _start_job(user, photo, items):
     from django.db import transaction
 
-    from fitting.services import RequestedItem, fitting_start
+    from fitting.services.start import RequestedItem, fitting_start
 
     with transaction.atomic():  # enqueue is on_commit: it runs (an OrmQ row) and is ignored
         job, _ = fitting_start(
@@ -130,7 +130,7 @@ def _micro(photo_bytes: bytes) -> list[str]:
     from fitting.engines import gemini
 
     person = images.decode(photo_bytes)
-    garment = images.decode((Path(__file__).resolve().parent.parent / "fitting/demo/top_navy_tshirt.png").read_bytes())
+    garment = images.decode((Path(__file__).resolve().parent.parent / "demo/samples/top_navy_tshirt.png").read_bytes())
     answer = person.resize(ENGINE_OUTPUT_SIZE)
     buf = io.BytesIO()
     answer.save(buf, "PNG")

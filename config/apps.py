@@ -8,9 +8,16 @@ msgid up in every catalogue, ours first.
 """
 
 from axes.apps import AppConfig as AxesAppConfig
+from django.contrib.admin.apps import AdminConfig as DjangoAdminConfig
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext_noop
 from django_q.apps import DjangoQConfig
+
+
+class AdminConfig(DjangoAdminConfig):
+    """Django's admin with the project's site (config.admin.AdminSite) as ``admin.site``."""
+
+    default_site = "config.admin.AdminSite"
 
 
 class TaskQueueConfig(DjangoQConfig):

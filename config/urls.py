@@ -6,7 +6,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core.exceptions import api_not_found
 from core.health import HealthApi
 from core.media import serve_media, serve_thumbnail
-from fitting.dashboard import dashboard_view
 from fitting.metrics import metrics_view
 
 # Errors outside the API views (middleware, the event stream, media) in the API's JSON shape
@@ -17,7 +16,6 @@ handler404 = "core.exceptions.page_not_found"
 handler500 = "core.exceptions.server_error"
 
 urlpatterns = [
-    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
     path("healthz", HealthApi.as_view(), name="healthz"),
@@ -30,7 +28,7 @@ urlpatterns = [
     re_path(r"^api/", api_not_found),
     # Small renditions of stored images, under the same access rules as the images.
     re_path(r"^thumbs/(?P<path>.*)$", serve_thumbnail, name="thumbnail"),
-    path("", include("fitting.pages")),
+    path("", include("demo.urls")),
 ]
 
 if getattr(settings, "SERVE_MEDIA", False):

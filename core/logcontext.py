@@ -3,19 +3,19 @@
 ``log_context(job_id=…, attempt=…, step=…, user_id=…)`` binds fields for the code it wraps (a
 context variable: per thread and per asyncio task, undone on exit). ``ContextFilter`` (on the
 handler, see LOGGING) puts the bound fields on every record, as attributes and as ``context``
-(" job_id=… attempt=…" for the plain format); ``JsonFormatter`` writes one JSON object a line
-(LOG_FORMAT=json) with them as keys. A small formatter of our own rather than a dependency:
-the fields are few and known.
+(" job_id=… attempt=…" for the plain format); ``JsonFormatter`` (python-json-logger's, set
+up for these keys) writes one JSON object a line (LOG_FORMAT=json) with them as keys.
 """
 
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as LibraryJsonFormatter
 
 FIELDS = ("job_id", "attempt", "step", "user_id")
 
@@ -46,22 +46,23 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, the bound fields, and any traceback."""
+class JsonFormatter(LibraryJsonFormatter):
+    """One JSON object per line: time, level, logger, message, the bound fields, and any traceback.
 
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for name in FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                line[name] = value
-        if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            line["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+    Only those keys: other attributes a record carries (Django's ``request``, ``status_code``)
+    and the plain format's ``context`` are left out, and so are the fields not bound.
+    """
+
+    KEYS = frozenset({"time", "level", "logger", "message", "exc_info", "stack_info", *FIELDS})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("fmt", "%(levelname)s %(name)s %(message)s")
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        kwargs.setdefault("timestamp", "time")  # the record's time, UTC, ISO 8601
+        kwargs.setdefault("json_ensure_ascii", False)
+        super().__init__(*args, **kwargs)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        super().add_fields(log_data, record, message_dict)
+        for key in [key for key, value in log_data.items() if key not in self.KEYS or value is None]:
+            del log_data[key]

@@ -11,34 +11,17 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import ErrorCode, ValidationFailed, job_error_message
-from core.media import media_url
+from core.errors import ErrorCode, ValidationFailed
 from core.openapi import NOT_FOUND, UNAUTHENTICATED, error
 from core.throttling import AtomicUserRateThrottle
-from fitting.models import STEP_ORDER, Category, ImageStep, Status, WebhookEvent
+from fitting.models import Category, Status, WebhookEvent
 from fitting.selectors import fitting_get, fitting_list, item_list
-from fitting.services import (
-    RequestedItem,
-    WebhookRequest,
-    fitting_cancel,
-    fitting_delete,
-    fitting_start,
-    photo_delete,
-    user_delete,
-)
+from fitting.serializers import ItemOutputSerializer, JobOutputSerializer
+from fitting.services.erasure import fitting_delete, photo_delete, user_delete
+from fitting.services.lifecycle import fitting_cancel
+from fitting.services.start import RequestedItem, WebhookRequest, fitting_start
 from fitting.webhooks import webhook_secret_get, webhook_secret_rotate
 from users.selectors import photo_get
-
-
-@extend_schema_serializer(component_name="Item")
-class ItemOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    category = serializers.CharField()
-    imageUrl = serializers.SerializerMethodField()
-
-    def get_imageUrl(self, item) -> str:
-        return media_url(item.image, self.context["request"])
 
 
 class ItemListApi(APIView):
@@ -59,75 +42,6 @@ class ItemListApi(APIView):
         filters.is_valid(raise_exception=True)
         items = item_list(**filters.validated_data)
         return Response(ItemOutputSerializer(items, many=True, context={"request": request}).data)
-
-
-@extend_schema_serializer(component_name="Job")
-class JobOutputSerializer(serializers.Serializer):
-    """The job as clients see it; also the payload of each event of the event stream."""
-
-    jobId = serializers.UUIDField(source="id")
-    status = serializers.ChoiceField(choices=Status.choices)
-    currentStep = serializers.CharField(source="current_step", allow_null=True)
-    failedStep = serializers.CharField(source="failed_step", allow_null=True)
-    llmMessage = serializers.CharField(source="llm_message", allow_null=True)
-    cached = serializers.BooleanField()
-    resultImageUrl = serializers.SerializerMethodField()
-    items = serializers.SerializerMethodField()
-    steps = serializers.SerializerMethodField()
-    error = serializers.SerializerMethodField()
-    createdAt = serializers.DateTimeField(source="created_at")
-    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
-    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
-    webhookUrl = serializers.SerializerMethodField()
-    webhookEvents = serializers.ListField(
-        source="webhook_events", child=serializers.ChoiceField(choices=WebhookEvent.choices)
-    )
-
-    def get_webhookUrl(self, job) -> str | None:
-        return job.webhook_url or None
-
-    def _url(self, image) -> str:
-        return media_url(image.image, self.context.get("request"))
-
-    def _images(self, job) -> dict:
-        return {image.step: image for image in job.images.all()}
-
-    def get_resultImageUrl(self, job) -> str | None:
-        final = self._images(job).get(ImageStep.FINAL)
-        return self._url(final) if final else None
-
-    def get_items(self, job) -> list[dict]:
-        return [{"itemId": i.item_id, "category": i.category, "order": i.order} for i in job.items.all()]
-
-    def get_steps(self, job) -> list[dict]:
-        produced = self._images(job)
-        steps = []
-        for job_item in sorted(job.items.all(), key=lambda i: STEP_ORDER.index(i.category)):
-            image = produced.get(job_item.category)
-            if image:
-                state = "completed"
-            elif job.failed_step == job_item.category:
-                state = "failed"
-            elif job.current_step == job_item.category and job.status == Status.PROCESSING:
-                state = "processing"
-            else:
-                state = "pending"
-            reused = bool(image) and bool((job.step_metrics.get(job_item.category) or {}).get("cached"))
-            steps.append(
-                {
-                    "category": job_item.category,
-                    "status": state,
-                    "imageUrl": self._url(image) if image else None,
-                    # Made by an earlier job with the same photo, garments so far and engine.
-                    "cached": reused,
-                }
-            )
-        return steps
-
-    def get_error(self, job) -> dict | None:
-        if not job.error_code:
-            return None
-        return {"code": job.error_code, "message": job_error_message(job.error_code)}
 
 
 WEBHOOK_DESCRIPTION = """Start a job: 202 with its id; follow it with GET, or its event stream, or a webhook.

@@ -37,7 +37,7 @@ from core.errors import ServiceError
 from core.files import files_delete_unreferenced
 from core.outbound import OutboundAddressError, OutboundError, OutboundTooLargeError, outbound_get
 from fitting.models import Category, Item
-from fitting.services import item_image_check, item_save
+from fitting.services.items import item_image_check, item_save
 
 logger = logging.getLogger(__name__)
 

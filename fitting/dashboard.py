@@ -1,21 +1,26 @@
-"""The staff dashboard (/admin/dashboard/): jobs, failures, latencies, cache, messages.
+"""The staff's report pages, mounted by the project's admin site (config.admin): the dashboard
+(/admin/dashboard/: jobs, failures, latencies, cache, messages) and the estimated cost
+(/admin/fitting/fittingresult/costs/).
 
-A view of the admin site (staff only, and the view permission on jobs), reading through
-``fitting.selectors.fitting_dashboard`` and drawing its charts on the server
-(``fitting.charts``): no JavaScript, nothing from a CDN.
+Views of the admin site (staff only, and the view permission on jobs). The dashboard reads
+through ``fitting.selectors.fitting_dashboard`` and draws its charts on the server
+(``fitting.charts``): no JavaScript, nothing from a CDN. Not in ``fitting.admin``: importing
+that package registers the ModelAdmins on the site, which is being defined where these are mounted.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import formats
 from django.utils.translation import gettext as _
 
 from fitting import costs
 from fitting.charts import Series, horizontal_bars, stacked_bars
-from fitting.models import Category, ImageStep, Status
+from fitting.models import Category, FittingResult, ImageStep, Status
 from fitting.selectors import LATENCY_MAX_JOBS, LATENCY_WINDOW, fitting_dashboard
 
 STATUS_COLOURS = {
@@ -84,3 +89,24 @@ def dashboard_view(request):
         "cost": _cost_30_days(),
     }
     return TemplateResponse(request, "admin/fitting/dashboard.html", context)
+
+
+def costs_view(request: HttpRequest) -> TemplateResponse:
+    """Estimated cost per day and per user over the last ``days`` days (default 30, at most 366)."""
+    if not admin.site.get_model_admin(FittingResult).has_view_permission(request):
+        raise PermissionDenied
+    try:
+        days = min(max(int(request.GET.get("days", 30)), 1), 366)
+    except ValueError:
+        days = 30
+    by_user = costs.cost_by_user(days=days)
+    names = dict(get_user_model().objects.filter(pk__in=[r.key for r in by_user]).values_list("pk", "username"))
+    context = {
+        **admin.site.each_context(request),
+        "opts": FittingResult._meta,
+        "title": _("Estimated cost"),
+        "days": days,
+        "by_day": [(row, costs.format_cost(row.cost)) for row in costs.cost_by_day(days=days)],
+        "by_user": [(row, names.get(row.key, row.key), costs.format_cost(row.cost)) for row in by_user],
+    }
+    return TemplateResponse(request, "admin/fitting/fittingresult/costs.html", context)

@@ -39,9 +39,9 @@ from core.auth import request_user
 from core.errors import ErrorCode
 from core.exceptions import error_body
 from fitting import watcher
-from fitting.apis import JobOutputSerializer
-from fitting.models import TERMINAL_STATUSES, FittingResult
+from fitting.models import FittingResult, Status
 from fitting.selectors import fitting_get
+from fitting.serializers import JobOutputSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ async def _stream(
         data = _render(job, request)
         yield _event(data, job)
         _release_request_thread()
-        terminal = job.status in TERMINAL_STATUSES
+        terminal = job.status in Status.terminal()
         job = None  # not kept for the stream's life: later states come from the watcher
         last_sent = _now()
         while not terminal:
@@ -223,7 +223,7 @@ async def _stream(
                 return
             # Rendered and encoded once per change for all streams with the same key.
             new_data, encoded = change.rendered(key, functools.partial(_rendered_event, request=request))
-            terminal = change.job.status in TERMINAL_STATUSES
+            terminal = change.job.status in Status.terminal()
             if new_data != data:
                 data = new_data
                 yield encoded

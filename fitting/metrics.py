@@ -15,7 +15,7 @@ process of every node, and lost when a node goes. Here any web process answers f
   queries: the processing jobs (a few, by the status index) and the broker's queue length.
 - The estimated cost is the token counters priced with FITTING_PRICES at scrape time.
 - Open event streams live in the web processes' memory: each process's watcher reports its
-  count to a ``StreamCount`` row every ``fitting.watcher.STREAMS_REPORT_EVERY`` seconds (and at
+  count to a ``StreamCount`` row every ``STREAMS_REPORT_EVERY`` seconds (and at
   once when its last stream closes); a scrape sums the rows fresher than ``STREAMS_FRESH``.
 
 Counters start at zero when this is deployed; jobs finished before are not counted.
@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Min
+from django.db.models import Count, F, Min, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -42,8 +45,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 
 from core.errors import ErrorCode
 from core.exceptions import error_body
-from fitting import costs, watcher
-from fitting.models import FittingResult, MetricCounter, Status
+from fitting import costs
+from fitting.models import FittingResult, MetricCounter, Status, StreamCount
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,11 @@ CACHE_HITS = "fitting_result_cache_hits_total"
 LATENCY_BUCKET = "fitting_step_latency_seconds_bucket"  # per bucket, not cumulative (summed at scrape)
 LATENCY_SUM = "fitting_step_latency_seconds_sum"
 OK = "OK"  # the outcome of a step that made its image
+
+# Open event streams for /metrics: how often a web process reports its count, and when a
+# report is too old to count (its process died, or stopped reporting).
+STREAMS_REPORT_EVERY = 15
+STREAMS_FRESH = timedelta(seconds=4 * STREAMS_REPORT_EVERY)
 
 
 # --- counting: called by the services inside the transaction of the change they count ------
@@ -113,6 +121,21 @@ def count_job_ended(*, job: FittingResult, status: str, code: str = "", cache_hi
     if cache_hit:
         increments[(CACHE_HITS, _labels(engine=job.engine))] = 1
     counters_add(increments)
+
+
+# --- open event streams: each web process's watcher reports its count ---------------------
+def streams_report(*, count: int) -> None:
+    """Record the number of event streams this process holds open (for /metrics)."""
+    process = f"{socket.gethostname()}:{os.getpid()}"
+    StreamCount.objects.update_or_create(
+        process=process, defaults={"open_streams": count, "updated_at": timezone.now()}
+    )
+
+
+def open_streams_total() -> int:
+    """Open event streams across every web process: the sum of the fresh reports (GET /metrics)."""
+    fresh = StreamCount.objects.filter(updated_at__gte=timezone.now() - STREAMS_FRESH)
+    return fresh.aggregate(total=Sum("open_streams"))["total"] or 0
 
 
 # --- the scrape -------------------------------------------------------------------------------
@@ -211,7 +234,7 @@ class FittingCollector:
         yield GaugeMetricFamily(
             "fitting_event_streams_open",
             "Open event streams, all web processes together.",
-            value=watcher.open_streams_total(),
+            value=open_streams_total(),
         )
 
 

@@ -1,13 +1,15 @@
+from __future__ import annotations
+
 import uuid
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from core.errors import ErrorCode
-from fitting import notify
 from fitting.engines.identity import EngineIdentity
+from fitting.errors import FailureCode
 
 
 class Category(models.TextChoices):
@@ -26,8 +28,19 @@ class Status(models.TextChoices):
     TIMEOUT = "timeout", _("timed out")
     CANCELED = "canceled", _("canceled")
 
+    @classmethod
+    def terminal(cls) -> tuple[Status, ...]:
+        """The statuses a job ends in: nothing changes it after, but a reprocess."""
+        return (cls.COMPLETED, cls.FAILED, cls.TIMEOUT, cls.CANCELED)
 
-TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELED)
+    @classmethod
+    def reprocessable(cls, *, named: bool = False) -> tuple[Status, ...]:
+        """The statuses a reprocess takes a job from.
+
+        A canceled job was stopped on purpose: it runs again only when someone ``named`` it
+        (the command's JOB_IDs, the admin's selection), never in a sweep over statuses.
+        """
+        return (cls.FAILED, cls.TIMEOUT, cls.CANCELED) if named else (cls.FAILED, cls.TIMEOUT)
 
 
 class ImageStep(models.TextChoices):
@@ -37,14 +50,30 @@ class ImageStep(models.TextChoices):
     FINAL = "final", _("final")
 
 
+class JobEvent(StrEnum):
+    """What happens to a job, announced after it commits (``fitting.notify.job_changed``).
+
+    The webhook ones (``WebhookEvent``) are the job's public event names.
+    """
+
+    STEP_STARTED = "fitting.step_started"
+    STEP_FINISHED = "fitting.step_finished"
+    COMPLETED = "fitting.completed"
+    FAILED = "fitting.failed"
+    TIMEOUT = "fitting.timeout"
+    CANCELED = "fitting.canceled"
+    REQUEUED = "fitting.requeued"  # reprocessed: processing again, as a new attempt
+    DELETED = "fitting.deleted"
+
+
 class WebhookEvent(models.TextChoices):
     """The events a job's webhook can subscribe to (``webhookEvents``)."""
 
-    STEP_FINISHED = notify.STEP_FINISHED, notify.STEP_FINISHED
-    COMPLETED = notify.COMPLETED, notify.COMPLETED
-    FAILED = notify.FAILED, notify.FAILED
-    TIMEOUT = notify.TIMEOUT, notify.TIMEOUT
-    CANCELED = notify.CANCELED, notify.CANCELED
+    STEP_FINISHED = JobEvent.STEP_FINISHED.value, JobEvent.STEP_FINISHED.value
+    COMPLETED = JobEvent.COMPLETED.value, JobEvent.COMPLETED.value
+    FAILED = JobEvent.FAILED.value, JobEvent.FAILED.value
+    TIMEOUT = JobEvent.TIMEOUT.value, JobEvent.TIMEOUT.value
+    CANCELED = JobEvent.CANCELED.value, JobEvent.CANCELED.value
 
 
 # Without webhookEvents: the events that end a job.
@@ -56,12 +85,12 @@ ITEMS_DIR = "items"
 RESULTS_DIR = "results"
 
 
-def item_upload_to(instance: "Item", filename: str) -> str:
+def item_upload_to(instance: Item, filename: str) -> str:
     extension = filename.rsplit(".", 1)[-1].lower()
     return f"{ITEMS_DIR}/{uuid.uuid4().hex}.{extension}"
 
 
-def result_upload_to(instance: "FittingResultImage", filename: str) -> str:
+def result_upload_to(instance: FittingResultImage, filename: str) -> str:
     extension = filename.rsplit(".", 1)[-1].lower()
     return f"{RESULTS_DIR}/{uuid.uuid4().hex}.{extension}"
 
@@ -124,7 +153,7 @@ class FittingResult(models.Model):
     # NULL, not "": the API shows "no step" as null, and the check constraints say so.
     current_step = models.CharField(_("current step"), max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
     failed_step = models.CharField(_("failed step"), max_length=10, choices=Category.choices, null=True, blank=True)  # noqa: DJ001
-    error_code = models.CharField(_("error code"), max_length=40, blank=True, choices=ErrorCode.choices)
+    error_code = models.CharField(_("error code"), max_length=40, blank=True, choices=FailureCode.choices)
     error_message = models.TextField(_("error message"), blank=True)
     llm_message = models.TextField(_("styling message"), null=True, blank=True)  # noqa: DJ001 - null: no message (it failed)
     engine = models.CharField(_("engine"), max_length=20)
@@ -189,13 +218,16 @@ class FittingResult(models.Model):
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status in Status.terminal()
+
+    def step_items(self) -> list[FittingResultItem]:
+        """The job's garments in step order (top, bottom, outer), one step each; prefetch ``items``."""
+        return sorted(self.items.all(), key=lambda job_item: STEP_ORDER.index(job_item.category))
 
     def first_unfinished_step(self) -> str | None:
         """The first step (in step order) without a stored image: where a resumed attempt starts."""
         finished = {image.step for image in self.images.all()}
-        steps = sorted((item.category for item in self.items.all()), key=STEP_ORDER.index)
-        return next((step for step in steps if step not in finished), None)
+        return next((item.category for item in self.step_items() if item.category not in finished), None)
 
 
 class FittingResultItem(models.Model):

@@ -12,25 +12,15 @@ from functools import partial
 
 from django.db import transaction
 
+from fitting import watcher
+from fitting.models import JobEvent
+from fitting.webhooks import webhook_event
+
 logger = logging.getLogger(__name__)
 
-# The event types; the webhook ones are the job's public event names.
-STEP_STARTED = "fitting.step_started"
-STEP_FINISHED = "fitting.step_finished"
-COMPLETED = "fitting.completed"
-FAILED = "fitting.failed"
-TIMEOUT = "fitting.timeout"
-CANCELED = "fitting.canceled"
-REQUEUED = "fitting.requeued"  # reprocessed: processing again, as a new attempt
-DELETED = "fitting.deleted"
 
-
-def job_changed(*, job_id: str, event: str) -> None:
+def job_changed(*, job_id: str, event: JobEvent) -> None:
     """Everything that follows a committed change of the job ``job_id``."""
-    # Imported here: both import the models, which use the names above.
-    from fitting import watcher
-    from fitting.webhooks import webhook_event
-
     logger.debug("job %s: %s", job_id, event)
     watcher.publish(job_id)  # to the open event streams of every process
     try:
@@ -41,5 +31,5 @@ def job_changed(*, job_id: str, event: str) -> None:
         logger.exception("job %s: %s: webhook delivery not enqueued", job_id, event)
 
 
-def job_changed_on_commit(*, job_id, event: str) -> None:
+def job_changed_on_commit(*, job_id, event: JobEvent) -> None:
     transaction.on_commit(partial(job_changed, job_id=str(job_id), event=event))

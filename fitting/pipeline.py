@@ -17,20 +17,20 @@ from django.utils import timezone
 from PIL import Image
 
 from core import images
-from core.errors import (
+from core.logcontext import log_context
+from fitting.engines import get_engine
+from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit, StepAbandoned
+from fitting.errors import (
     DeadlineExceeded,
     EngineMismatchError,
-    ErrorCode,
+    FailureCode,
     ItemImageUnreadableError,
     JobError,
     PhotoUnreadableError,
 )
-from core.logcontext import log_context
-from fitting.engines import get_engine
-from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit, StepAbandoned
-from fitting.models import STEP_ORDER, FittingResult, FittingResultImage
+from fitting.models import FittingResult, FittingResultImage
 from fitting.selectors import fitting_is_current
-from fitting.services import (
+from fitting.services.progress import (
     JobSuperseded,
     fitting_claim,
     fitting_complete,
@@ -92,7 +92,7 @@ def _read_image(field, error: type[JobError]) -> Image.Image:
 
 
 def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
-    items = sorted(job.items.all(), key=lambda i: STEP_ORDER.index(i.category))
+    items = job.step_items()
     done: dict[str, FittingResultImage] = {image.step: image for image in job.images.all()}
     step: str | None = job.first_unfinished_step()
     try:
@@ -159,7 +159,7 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
         # A bug, not an outcome: record it truthfully instead of leaving the job processing.
         with log_context(step=step):
             logger.exception("job %s crashed at %s", job.id, step)
-            fitting_fail(job=job, step=step, code=ErrorCode.INTERNAL_ERROR, message=_describe(exc))
+            fitting_fail(job=job, step=step, code=FailureCode.INTERNAL_ERROR, message=_describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,8 +17,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.files import files_delete_orphans, files_delete_unreferenced
-from fitting.models import TERMINAL_STATUSES, FittingResult, FittingResultImage
+from core.files import files_delete_orphans
+from fitting.models import FittingResult, Status
+from fitting.services.erasure import jobs_delete, photos_delete
 from users.models import UserImage
 
 ORPHAN_MIN_AGE = timedelta(days=1)
@@ -29,7 +30,7 @@ def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[s
     days = settings.FITTING_RETENTION_DAYS if days is None else days
     now = timezone.now()
     cutoff = now - timedelta(days=days)
-    jobs = FittingResult.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=cutoff)
+    jobs = FittingResult.objects.filter(status__in=Status.terminal(), finished_at__lt=cutoff)
     # user_image_id IS NOT NULL: one NULL in a NOT IN (...) list would keep every photo.
     kept_jobs_photos = (
         FittingResult.objects.exclude(id__in=jobs.values("id")).filter(user_image__isnull=False).values("user_image_id")
@@ -41,13 +42,10 @@ def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[s
             "photos": photos.count(),
             "orphanFiles": files_delete_orphans(older_than=now - ORPHAN_MIN_AGE, dry_run=True),
         }
+    # Through the erasure services: the rows locked first, each job's deletion announced (its
+    # event streams end), the files deleted after the commit unless another row names them.
     with transaction.atomic():
-        names = set(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
-        names |= set(photos.values_list("image", flat=True))
-        job_count = jobs.count()
-        jobs.delete()
-        photo_count = photos.count()
-        photos.delete()
-        files_delete_unreferenced(names)
+        job_count = jobs_delete(jobs)
+        photo_count = photos_delete(photos)
     orphans = files_delete_orphans(older_than=now - ORPHAN_MIN_AGE)
     return {"jobs": job_count, "photos": photo_count, "orphanFiles": orphans}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.core.cache import cache
 
 from fitting import webhooks
-from fitting.services import fitting_requeue_lost, fitting_sweep_expired
+from fitting.retention import retention_purge as purge
+from fitting.services.lifecycle import fitting_requeue_lost, fitting_sweep_expired
 
 SWEEP_LOCK = "fitting:sweep-lock"
 
@@ -32,8 +33,6 @@ def sweep_fittings() -> dict[str, int]:
 
 def retention_purge() -> dict[str, int]:
     """Hourly: delete what is past FITTING_RETENTION_DAYS (fitting.retention.retention_purge)."""
-    from fitting.retention import retention_purge as purge
-
     return purge()
 
 

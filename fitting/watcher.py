@@ -30,28 +30,21 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import socket
 from collections.abc import Callable
 from contextvars import Context
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, connections
-from django.db.models import Sum
-from django.utils import timezone
 
-from fitting.models import FittingResult, StreamCount
+from fitting.metrics import STREAMS_REPORT_EVERY, streams_report
+from fitting.models import FittingResult
 from fitting.selectors import fitting_stamps, fitting_with_details
 
 logger = logging.getLogger(__name__)
 
-# Open event streams for /metrics: how often a web process reports its count, and when a
-# report is too old to count (its process died, or stopped reporting).
-STREAMS_REPORT_EVERY = 15
-STREAMS_FRESH = timedelta(seconds=4 * STREAMS_REPORT_EVERY)
 RECONNECT_DELAY = 1.0
 MAX_RECONNECT_DELAY = 30.0
 T = TypeVar("T")
@@ -215,20 +208,6 @@ def _closing(func):
 
 _read_stamps = _closing(lambda job_ids: fitting_stamps(job_ids=job_ids))
 _read_job = _closing(lambda job_id: fitting_with_details(job_id=job_id))
-
-
-def streams_report(*, count: int) -> None:
-    """Record the number of event streams this process holds open (for /metrics)."""
-    process = f"{socket.gethostname()}:{os.getpid()}"
-    StreamCount.objects.update_or_create(
-        process=process, defaults={"open_streams": count, "updated_at": timezone.now()}
-    )
-
-
-def open_streams_total() -> int:
-    """Open event streams across every web process: the sum of the fresh reports (GET /metrics)."""
-    fresh = StreamCount.objects.filter(updated_at__gte=timezone.now() - STREAMS_FRESH)
-    return fresh.aggregate(total=Sum("open_streams"))["total"] or 0
 
 
 _report_streams = _closing(lambda count: streams_report(count=count))

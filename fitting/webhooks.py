@@ -44,7 +44,6 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from standardwebhooks import Webhook
 
-from core.errors import InvalidWebhookUrlError
 from core.outbound import (
     OutboundAddressError,
     OutboundError,
@@ -52,6 +51,7 @@ from core.outbound import (
     address_check,
     outbound_post,
 )
+from fitting.errors import InvalidWebhookUrlError
 from fitting.models import (
     AttemptOutcome,
     DeliveryStatus,
@@ -61,6 +61,7 @@ from fitting.models import (
     WebhookEvent,
     WebhookSecret,
 )
+from fitting.serializers import JobOutputSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ class _Origin:
 
 def webhook_payload(*, job: FittingResult, event: str, at: datetime) -> str:
     """``{"type", "timestamp", "data"}``: data is the job exactly as GET shows it to its owner."""
-    from fitting.apis import JobOutputSerializer  # the API layer: loaded when first needed
-
     request = _Origin(job.request_origin) if job.request_origin else None
     body = {
         "type": event,

@@ -16,7 +16,8 @@ from core import images
 from fitting.engines import engine_identity
 from fitting.models import STEP_ORDER, FittingResult, FittingResultImage, FittingResultItem, Item, Status
 from fitting.pipeline import run_job
-from fitting.services import RequestedItem, fitting_start, item_save
+from fitting.services.items import item_save
+from fitting.services.start import RequestedItem, fitting_start
 from users.models import UserImage
 from users.services import photo_create, token_issue
 

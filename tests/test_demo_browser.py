@@ -34,18 +34,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PHOTO = ROOT / "fitting" / "demo" / "person_drawn.png"
+PHOTO = ROOT / "demo" / "samples" / "person_drawn.png"
 # Screenshots: tests/artifacts, or SCREENSHOT_DIR.
 ARTIFACTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "tests" / "artifacts")
-
-
-@pytest.fixture
-def stack(tmp_path):
-    stack = Stack(tmp_path).prepare()
-    stack.start_web()
-    stack.start_cluster()
-    yield stack
-    stack.stop()
 
 
 # Reports every Content-Security-Policy violation of the page to the test (reportCspViolation).

@@ -5,18 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.e2e import Stack
-
 pytestmark = pytest.mark.queue
-
-
-@pytest.fixture
-def stack(tmp_path):
-    stack = Stack(tmp_path).prepare()
-    stack.start_web()
-    stack.start_cluster()
-    yield stack
-    stack.stop()
 
 
 def test_post_then_completed_by_a_real_qcluster(stack):

@@ -17,12 +17,12 @@ from django.urls import reverse
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from core.errors import JobPhotoDeletedError
 from fitting.engines.local import LocalEngine
+from fitting.errors import JobPhotoDeletedError
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Status
 from fitting.pipeline import run_job
-from fitting.services import fitting_reprocess
-from tests.factories import make_job, make_photo, make_token, make_user, run_now, start_job
+from fitting.services.lifecycle import fitting_reprocess
+from tests.factories import make_job, make_photo, make_token, run_now, start_job
 from users.models import UserImage
 
 
@@ -33,13 +33,6 @@ def files_under(media_root, directory: str) -> set[str]:
 
 def paths_of(job: FittingResult) -> set[str]:
     return {row.image.path for row in job.images.all()}
-
-
-@pytest.fixture
-def staff_client(client, db):
-    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
-    client.force_login(make_user("support", is_staff=True, is_superuser=True))
-    return client
 
 
 # --- DELETE /api/virtual-fitting/<jobId> ------------------------------------------------------

@@ -4,7 +4,6 @@ JSON error shape {"error": {"code", "message", "field"}}; HTML pages keep Django
 from __future__ import annotations
 
 import contextlib
-import json
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -16,6 +15,7 @@ from rest_framework.test import APIClient
 
 from core.exceptions import permission_denied
 from fitting.models import FittingResult
+from tests import helpers
 from tests.e2e import free_port
 from tests.factories import image_bytes, make_photo, make_token, start_job
 from users.models import UserImage
@@ -26,11 +26,7 @@ MANY_PARAMS = "&".join(f"a={n}" for n in range(1001))
 
 
 def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content[:500]
-    assert response["Content-Type"].startswith("application/json")
-    error = json.loads(response.content)["error"]
-    assert error["code"] == code
-    assert set(error) == {"code", "message", "field"}
+    error = helpers.assert_error(response, status, code)
     assert "Traceback" not in error["message"] and "Error" not in error["message"]
     return error
 

@@ -7,7 +7,7 @@ import logging.config
 import pytest
 
 from core.logcontext import ContextFilter, JsonFormatter, log_context
-from fitting.services import fitting_reprocess
+from fitting.services.lifecycle import fitting_reprocess
 from tests.factories import run_now, start_job
 from tests.fakegemini import fail
 

@@ -106,7 +106,7 @@ def test_the_engine_is_sent_no_metadata(fake_gemini, user, phone_photo):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from fitting.models import Item
-    from fitting.services import item_save
+    from fitting.services.items import item_save
 
     garment = item_save(
         item=Item(name="tagged tee", category="top"), image=SimpleUploadedFile("tee.jpg", phone_jpeg((300, 300)))

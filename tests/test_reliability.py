@@ -107,7 +107,9 @@ def test_two_clusters_and_a_task_delivered_twice_run_the_job_once(tmp_path, fake
         fake.script_image(delay(1), delay(1), delay(1))
         with stack.client() as client:
             job_id = stack.start_job(client)
-            stack.python(f"from fitting.services import fitting_enqueue; fitting_enqueue(job_id='{job_id}', attempt=1)")
+            stack.python(
+                f"from fitting.services.start import fitting_enqueue; fitting_enqueue(job_id='{job_id}', attempt=1)"
+            )
             job = stack.wait_for_job(client, job_id)
         assert job["status"] == "completed"
         wait_until(
@@ -149,9 +151,11 @@ def test_message_lost_with_a_killed_cluster_is_recovered_by_the_sweep(tmp_path, 
             )
             stack.kill("worker")
             assert stack.job_row(waiting)["status"] == "processing"
-            assert sweep(stack, "fitting.services.fitting_requeue_lost") == 0  # not yet waiting for long: not lost
+            assert (
+                sweep(stack, "fitting.services.lifecycle.fitting_requeue_lost") == 0
+            )  # not yet waiting for long: not lost
             move_into_the_past(stack, waiting, "enqueued_at", "FITTING_REQUEUE_AFTER")
-            assert sweep(stack, "fitting.services.fitting_requeue_lost") == 1
+            assert sweep(stack, "fitting.services.lifecycle.fitting_requeue_lost") == 1
             stack.start_cluster("worker-after")
             job = stack.wait_for_job(client, waiting, timeout=60)
             assert job["status"] == "completed", job

@@ -10,19 +10,10 @@ import json
 import pytest
 from standardwebhooks import Webhook
 
-from tests.e2e import Stack, wait_until
+from tests.e2e import wait_until
 from tests.servers import Reply, recording_server
 
 pytestmark = pytest.mark.queue
-
-
-@pytest.fixture
-def stack(tmp_path):
-    stack = Stack(tmp_path).prepare()  # local settings: a receiver on 127.0.0.1 is allowed
-    stack.start_web()
-    stack.start_cluster()
-    yield stack
-    stack.stop()
 
 
 def test_webhook_retried_by_a_real_qcluster_with_the_same_id(stack):

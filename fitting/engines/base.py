@@ -82,7 +82,7 @@ class Engine(Protocol):
         ``person`` is RGB and already ``canvas_size``: the photo, or the previous step's
         output. The result's image may be of any size; the pipeline brings it to the canvas.
         ``timeout`` is what is left of the job's deadline, in seconds. Raises a
-        ``core.errors.JobError`` subclass on failure (``DeadlineExceeded`` past the
+        ``fitting.errors.JobError`` subclass on failure (``DeadlineExceeded`` past the
         deadline). An engine that sends a request more than once asks ``keep_going`` before
         each request after the first, and raises ``StepAbandoned`` when it answers False.
         """

@@ -28,7 +28,11 @@ from google.genai import errors, types
 from PIL import Image
 
 from core import images
-from core.errors import (
+from core.errors import ServiceError
+from fitting import prompts
+from fitting.engines.base import MIN_ATTEMPT_SECONDS, KeepGoing, Outfit, StepAbandoned, StepResult
+from fitting.engines.identity import EngineIdentity, gemini_identity
+from fitting.errors import (
     DeadlineExceeded,
     EngineBadImageError,
     EngineBlockedError,
@@ -36,11 +40,7 @@ from core.errors import (
     EngineNoImageError,
     EngineRejectedError,
     EngineUnavailableError,
-    ServiceError,
 )
-from fitting import prompts
-from fitting.engines.base import MIN_ATTEMPT_SECONDS, KeepGoing, Outfit, StepAbandoned, StepResult
-from fitting.engines.identity import EngineIdentity, gemini_identity
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ import regex
 from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
-from core.errors import DeadlineExceeded, EngineError, GarmentNotPlacedError
 from fitting.engines.base import KeepGoing, Outfit, StepResult
 from fitting.engines.identity import LOCAL_IDENTITY
+from fitting.errors import DeadlineExceeded, EngineError, GarmentNotPlacedError
 
 # --- cutting the garment out ---------------------------------------------------------------
 BACKGROUND_TOLERANCE = 22.0  # RGB distance from the border colour still counted as background

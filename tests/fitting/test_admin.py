@@ -21,13 +21,6 @@ CHANGELIST = "admin:fitting_fittingresult_changelist"
 
 
 @pytest.fixture
-def staff_client(client, db):
-    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"  # the default language is Korean
-    client.force_login(make_user("support", is_staff=True, is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def failed_job(user, photo, catalogue):
     return make_job(
         user,

@@ -6,32 +6,20 @@ from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
 from fitting.models import FittingResult, FittingResultItem
+from tests import helpers
 from tests.factories import make_item, make_photo, make_user
+from tests.helpers import assert_error
 
 URL = "/api/virtual-fitting"
 
 
 def body(photo, *items, **overrides):
-    data = {
-        "userPhotoUrl": f"http://testserver{photo.image.url}",
-        "items": [{"itemId": i.id, "category": i.category} for i in items],
-    }
-    data.update(overrides)
-    return data
+    """The request with the photo's absolute URL, as the upload API answers it."""
+    return helpers.body(photo, *items, **{"userPhotoUrl": f"http://testserver{photo.image.url}", **overrides})
 
 
 def post(api, data, **extra):
     return api.post(URL, data, format="json", **extra)
-
-
-def assert_error(response, status, code, field=None):
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert error["message"]
-    if field is not None:
-        assert error["field"] == field
-    return error
 
 
 def assert_nothing_written():

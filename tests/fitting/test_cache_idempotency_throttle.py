@@ -7,14 +7,11 @@ from django_q.models import OrmQ
 from fitting.models import FittingResult, FittingResultImage
 from fitting.pipeline import run_job
 from tests.factories import make_photo
+from tests.helpers import body
 
 URL = "/api/virtual-fitting"
 # Real commits, so jobs are enqueued on commit as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def body(photo, *items):
-    return {"userPhotoUrl": photo.image.url, "items": [{"itemId": i.id, "category": i.category} for i in items]}
 
 
 def run_queued():

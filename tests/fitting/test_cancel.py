@@ -13,10 +13,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from fitting import notify
-from fitting.models import FittingResult, Status
+from fitting.models import FittingResult, JobEvent, Status
 from fitting.pipeline import run_job
-from fitting.services import fitting_cancel
+from fitting.services.lifecycle import fitting_cancel
 from tests.e2e import wait_until
 from tests.factories import make_job, run_now, start_job
 from tests.fakegemini import fail, hold, ok
@@ -64,7 +63,7 @@ def test_cancel_a_processing_job_answers_202_with_the_canceled_job(
     assert [s["status"] for s in body["steps"]] == ["pending", "pending"]
     job.refresh_from_db()
     assert (job.status, job.current_step, job.failed_step) == ("canceled", None, None)
-    assert f"job {job.id}: {notify.CANCELED}" in caplog.messages  # announced after the commit
+    assert f"job {job.id}: {JobEvent.CANCELED}" in caplog.messages  # announced after the commit
     assert api.get(f"/api/virtual-fitting/{job.id}").json()["status"] == "canceled"
 
 
@@ -172,7 +171,7 @@ def test_a_call_that_fails_after_the_cancel_is_not_retried(fake_gemini, api, use
 
 
 def test_fitting_cancel_of_a_finished_job_raises(user, photo, catalogue):
-    from core.errors import JobFinishedError
+    from fitting.errors import JobFinishedError
 
     job = make_job(user, photo, catalogue["top"], status=Status.COMPLETED)
     with pytest.raises(JobFinishedError):

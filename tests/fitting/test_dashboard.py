@@ -60,15 +60,15 @@ def test_the_dashboard_counts_the_known_jobs(known_jobs):
 
 
 @pytest.fixture
-def staff(client, db):
-    client.force_login(make_user("support", is_staff=True, is_superuser=True))
+def staff(client, staff_user):
+    client.force_login(staff_user)  # the default language: Korean
     return client
 
 
 def test_the_dashboard_page_is_korean_svg_linked_from_the_index(staff, known_jobs):
     index = staff.get(reverse("admin:index")).content.decode()
-    assert reverse("admin-dashboard") in index and "대시보드" in index
-    response = staff.get(reverse("admin-dashboard"))
+    assert reverse("admin:dashboard") in index and "대시보드" in index
+    response = staff.get(reverse("admin:dashboard"))
     assert response.status_code == 200
     html = response.content.decode()
     assert html.count('class="chart"') == 4
@@ -80,7 +80,7 @@ def test_the_dashboard_page_is_korean_svg_linked_from_the_index(staff, known_job
 
 
 def test_the_dashboard_is_for_staff_who_may_see_jobs(client, db):
-    url = reverse("admin-dashboard")
+    url = reverse("admin:dashboard")
     assert client.get(url).status_code == 302  # to the login page
     client.force_login(make_user("plain"))
     assert client.get(url).status_code == 302
@@ -108,8 +108,8 @@ def test_the_dashboard_shows_the_estimated_cost_of_30_days(staff, settings, user
             input_tokens=1_000_000,
             output_tokens=100_000,
         )
-    html = staff.get(reverse("admin-dashboard")).content.decode()
+    html = staff.get(reverse("admin:dashboard")).content.decode()
     assert 'data-testid="cost"><div class="value">$8.00</div>' in html  # (1 + 3) × 2 jobs; 31 days ago is out
     make_job(user, photo, catalogue["top"], status=Status.COMPLETED, model="unpriced", output_tokens=1)
-    html = staff.get(reverse("admin-dashboard")).content.decode()
+    html = staff.get(reverse("admin:dashboard")).content.decode()
     assert 'data-testid="cost"><div class="value">—</div>' in html  # a model without a price: no figure

@@ -14,10 +14,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import translation
 
-from core.errors import ErrorCode, JobEngineMismatchError, job_error_message
 from fitting.engines import engine_identity
+from fitting.errors import FailureCode, JobEngineMismatchError, job_error_message
 from fitting.models import FittingResult, FittingResultImage, Status
-from fitting.services import fitting_reprocess
+from fitting.services.lifecycle import fitting_reprocess
 from tests.factories import make_job, run_now, start_job
 
 
@@ -42,7 +42,7 @@ def test_a_gemini_job_run_by_a_local_worker_fails_as_engine_mismatch_and_stores_
 
     job = run_now(job)
 
-    assert (job.status, job.error_code, job.failed_step) == (Status.FAILED, ErrorCode.ENGINE_MISMATCH, "top")
+    assert (job.status, job.error_code, job.failed_step) == (Status.FAILED, FailureCode.ENGINE_MISMATCH, "top")
     assert identity(job) == gemini  # still labelled with what it was made for, and nothing was made
     assert "gemini" in job.error_message and "this worker runs local" in job.error_message
     assert not FittingResultImage.objects.exists()
@@ -73,7 +73,7 @@ def test_a_worker_with_another_image_model_refuses_a_job_made_for_the_first(
 
     job = run_now(job)
 
-    assert (job.status, job.error_code) == (Status.FAILED, ErrorCode.ENGINE_MISMATCH)
+    assert (job.status, job.error_code) == (Status.FAILED, FailureCode.ENGINE_MISMATCH)
     assert job.model == "gemini-2.5-flash-image"
     assert fake_gemini.requests == []
 
@@ -87,7 +87,7 @@ def test_a_resumed_job_is_refused_by_a_worker_of_another_engine_and_keeps_its_st
 
     job = run_now(job)
 
-    assert (job.status, job.error_code, job.failed_step) == (Status.FAILED, ErrorCode.ENGINE_MISMATCH, "bottom")
+    assert (job.status, job.error_code, job.failed_step) == (Status.FAILED, FailureCode.ENGINE_MISMATCH, "bottom")
     assert sorted(job.images.values_list("step", flat=True)) == ["top"]
     assert fake_gemini.requests == []
 

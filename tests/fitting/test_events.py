@@ -29,8 +29,8 @@ from rest_framework.test import APIClient
 from fitting import events as event_stream
 from fitting import watcher
 from fitting.models import STEP_ORDER, FittingResult
-from fitting.services import (
-    fitting_cancel,
+from fitting.services.lifecycle import fitting_cancel
+from fitting.services.progress import (
     fitting_claim,
     fitting_complete,
     fitting_fail,
@@ -39,6 +39,7 @@ from fitting.services import (
 )
 from tests.e2e import Stack, wait_until
 from tests.factories import make_token, start_job
+from tests.helpers import assert_error
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -409,18 +410,8 @@ def get_sync(path, **kwargs):
     return async_to_sync(AsyncClient().get)(path, **kwargs)
 
 
-def assert_error(response, status, code):
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert set(body["error"]) == {"code", "message", "field"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    assert body["error"]["field"] is None
-
-
 def test_anonymous_is_401(job):
-    assert_error(get_sync(events_url(job.id)), 401, "NOT_AUTHENTICATED")
+    assert_error(get_sync(events_url(job.id)), 401, "NOT_AUTHENTICATED", field=None)
 
 
 def test_a_wrong_token_is_401_even_with_a_session(user, job):
@@ -430,7 +421,7 @@ def test_a_wrong_token_is_401_even_with_a_session(user, job):
         return await client.get(events_url(job.id), headers={"Authorization": "Token not-a-real-token"})
 
     response = async_to_sync(scenario)()
-    assert_error(response, 401, "NOT_AUTHENTICATED")
+    assert_error(response, 401, "NOT_AUTHENTICATED", field=None)
     assert response["WWW-Authenticate"] == "Token"
 
 
@@ -438,20 +429,20 @@ def test_an_inactive_users_token_is_401(user, job):
     headers = token_headers(user)
     user.is_active = False
     user.save()
-    assert_error(get_sync(events_url(job.id), headers=headers), 401, "NOT_AUTHENTICATED")
+    assert_error(get_sync(events_url(job.id), headers=headers), 401, "NOT_AUTHENTICATED", field=None)
 
 
 def test_another_users_job_is_404(other_user, job):
-    assert_error(get_sync(events_url(job.id), headers=token_headers(other_user)), 404, "NOT_FOUND")
+    assert_error(get_sync(events_url(job.id), headers=token_headers(other_user)), 404, "NOT_FOUND", field=None)
 
 
 def test_an_unknown_job_is_404(user):
-    assert_error(get_sync(events_url(uuid.uuid4()), headers=token_headers(user)), 404, "NOT_FOUND")
+    assert_error(get_sync(events_url(uuid.uuid4()), headers=token_headers(user)), 404, "NOT_FOUND", field=None)
 
 
 def test_post_is_405(user, job):
     response = async_to_sync(AsyncClient().post)(events_url(job.id), headers=token_headers(user))
-    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert_error(response, 405, "METHOD_NOT_ALLOWED", field=None)
 
 
 def test_a_client_that_goes_away_ends_the_stream_quietly_and_leaves_the_watcher(

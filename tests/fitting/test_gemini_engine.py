@@ -6,7 +6,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from core import images
-from core.errors import (
+from fitting import prompts
+from fitting.engines import gemini
+from fitting.engines.base import AppliedGarment, Outfit
+from fitting.engines.gemini import GeminiEngine
+from fitting.errors import (
     DeadlineExceeded,
     EngineBadImageError,
     EngineBlockedError,
@@ -14,10 +18,6 @@ from core.errors import (
     EngineRejectedError,
     EngineUnavailableError,
 )
-from fitting import prompts
-from fitting.engines import gemini
-from fitting.engines.base import AppliedGarment, Outfit
-from fitting.engines.gemini import GeminiEngine
 from tests import fakegemini as fg
 
 PERSON_SIZE = (600, 800)

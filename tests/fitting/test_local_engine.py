@@ -15,14 +15,14 @@ import pytest
 import regex
 from PIL import Image, ImageDraw, ImageOps
 
-from core.errors import DeadlineExceeded, EngineError, GarmentNotPlacedError
 from core.images import decode
-from fitting.demo.make_images import BODY_UNIT, PERSON_LANDMARKS
+from demo.samples.make_images import BODY_UNIT, PERSON_LANDMARKS
 from fitting.engines.base import AppliedGarment, Outfit
 from fitting.engines.local import COLOUR_NAMES, LocalEngine, compose_message, face_candidates, find_body
+from fitting.errors import DeadlineExceeded, EngineError, GarmentNotPlacedError
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "fitting" / "demo"
+DEMO = ROOT / "demo" / "samples"
 ASTRONAUT = ROOT / "tests" / "data" / "photos" / "astronaut.png"
 HOPPER = ROOT / "tests" / "data" / "photos" / "grace_hopper.jpg"
 

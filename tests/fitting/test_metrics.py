@@ -7,7 +7,9 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from fitting.models import MetricCounter, Status
-from fitting.services import JobSuperseded, fitting_cancel, fitting_enqueue, fitting_fail, fitting_sweep_expired
+from fitting.services.lifecycle import fitting_cancel, fitting_sweep_expired
+from fitting.services.progress import JobSuperseded, fitting_fail
+from fitting.services.start import fitting_enqueue
 from tests.factories import make_job, run_now, start_job
 from tests.fakegemini import fail, ok
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from fitting.models import FittingResult, FittingResultImage
 from fitting.pipeline import run_job
-from fitting.services import fitting_requeue_lost, fitting_sweep_expired
+from fitting.services.lifecycle import fitting_requeue_lost, fitting_sweep_expired
 from fitting.tasks import sweep_fittings
 from tests.factories import make_item, run_now, start_job
 
@@ -198,7 +198,7 @@ def test_inactive_item_after_start_still_runs(user, photo, catalogue):
 
 # --- reprocess ------------------------------------------------------------------------------
 def test_reprocess_resumes_after_the_last_finished_step(user, photo, catalogue):
-    from fitting.services import fitting_reprocess
+    from fitting.services.lifecycle import fitting_reprocess
 
     bottom = catalogue["bottom"]
     good = bottom.image.name
@@ -218,7 +218,7 @@ def test_reprocess_resumes_after_the_last_finished_step(user, photo, catalogue):
 
 
 def test_reprocess_restart_redoes_every_step(user, photo, catalogue):
-    from fitting.services import fitting_reprocess
+    from fitting.services.lifecycle import fitting_reprocess
 
     job = start_job(user, photo, catalogue["top"])
     FittingResult.objects.filter(id=job.id).update(deadline_at=timezone.now())
@@ -229,8 +229,8 @@ def test_reprocess_restart_redoes_every_step(user, photo, catalogue):
 
 
 def test_only_failed_or_timed_out_jobs_are_reprocessed(user, photo, catalogue):
-    from core.errors import NotReprocessableError
-    from fitting.services import fitting_reprocess
+    from fitting.errors import NotReprocessableError
+    from fitting.services.lifecycle import fitting_reprocess
 
     job = run_now(start_job(user, photo, catalogue["top"]))
     with pytest.raises(NotReprocessableError):

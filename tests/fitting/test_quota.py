@@ -7,16 +7,13 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from fitting import services
 from fitting.models import FittingResult, Status
+from fitting.services import start
 from tests.factories import make_job, make_photo, run_now, start_job
+from tests.helpers import body
 from users.models import UserLimits
 
 URL = "/api/virtual-fitting"
-
-
-def body(photo, *items):
-    return {"userPhotoUrl": photo.image.url, "items": [{"itemId": i.id, "category": i.category} for i in items]}
 
 
 @pytest.fixture
@@ -92,7 +89,7 @@ def test_two_starts_at_once_cannot_both_take_the_last_slot(settings, monkeypatch
         meeting.wait()
         return 1
 
-    monkeypatch.setattr(services, "user_daily_job_quota", quota_after_both_inserted)
+    monkeypatch.setattr(start, "user_daily_job_quota", quota_after_both_inserted)
     outcomes: list[str] = []
     photos = iter([photo, make_photo(user)])  # two photos: a start locks its photo's row too
 

@@ -1,3 +1,4 @@
+import logging
 import os
 from datetime import timedelta
 from io import StringIO
@@ -6,7 +7,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from fitting import tasks
-from fitting.models import FittingResult, FittingResultImage
+from fitting.models import FittingResult, FittingResultImage, JobEvent
 from fitting.retention import retention_purge
 from tests.factories import make_photo, run_now, start_job
 from users.models import UserImage
@@ -39,6 +40,18 @@ def test_old_jobs_and_photos_go_and_their_files_with_them(
     assert list(UserImage.objects.values_list("id", flat=True)) == [new_photo.id]  # still used by a kept job
     assert not any(os.path.exists(path) for path in old_files)
     assert all(os.path.exists(row.image.path) for row in FittingResultImage.objects.all())
+
+
+def test_the_retention_deletes_through_the_erasure_service_and_announces_each_job(
+    user, photo, catalogue, caplog, django_capture_on_commit_callbacks
+):
+    caplog.set_level(logging.DEBUG, logger="fitting.notify")
+    job = finished_job(user, photo, catalogue["top"])
+    age(FittingResult, 100, id=job.id)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert retention_purge(days=30)["jobs"] == 1
+    # As fitting_delete does: the job's event streams and the other processes hear of it.
+    assert f"job {job.id}: {JobEvent.DELETED}" in caplog.messages
 
 
 def test_jobs_in_progress_are_never_touched(user, photo, catalogue):

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection, transaction
 
 from fitting.models import FittingResult, FittingResultImage
-from fitting.services import fitting_reprocess
+from fitting.services.lifecycle import fitting_reprocess
 from tests.factories import make_photo, run_now, start_job
 from tests.fakegemini import fail, ok
 

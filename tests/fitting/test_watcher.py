@@ -23,7 +23,8 @@ from django.utils import timezone
 
 from fitting import watcher
 from fitting.models import FittingResult, StreamCount
-from fitting.services import fitting_delete, fitting_step_started
+from fitting.services.erasure import fitting_delete
+from fitting.services.progress import fitting_step_started
 from tests.factories import make_photo, start_job
 from tests.fitting.test_events import StreamReader, claimed, detail_json, events_url, stamp, token_headers
 from tests.fitting.test_metrics import TOKEN, scrape

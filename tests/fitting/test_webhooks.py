@@ -20,19 +20,12 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from fitting import tasks
 from fitting.models import AttemptOutcome, DeliveryStatus, FittingResult, WebhookAttempt, WebhookDelivery
 from fitting.webhooks import REQUEUE_AFTER, webhook_backoff
+from tests.helpers import body
 from tests.servers import Reply, fake_dns, recording_server, tarpit
 
 URL = "/api/virtual-fitting"
 # Real commits: jobs and deliveries are enqueued on commit, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def body(photo, *items, **extra):
-    return {
-        "userPhotoUrl": photo.image.url,
-        "items": [{"itemId": i.id, "category": i.category} for i in items],
-        **extra,
-    }
 
 
 def run_queue(limit: int = 50) -> list[tuple[str, object]]:
@@ -152,7 +145,7 @@ def test_subscribed_step_events_each_carry_the_job_as_it_was(api, photo, catalog
 
 
 def test_failed_job_sends_failed(api, photo, catalogue, settings):
-    from fitting.services import fitting_fail
+    from fitting.services.progress import fitting_fail
 
     with recording_server() as receiver:
         job_id = start(api, photo, catalogue["top"], webhookUrl=receiver.base)
@@ -506,15 +499,6 @@ def test_after_rotation_deliveries_verify_with_the_new_secret_only(api, photo, c
 
 
 # --- staff: the job's page, the delivery's page, redelivery -----------------------------------------
-@pytest.fixture
-def staff_client(client, db):
-    from tests.factories import make_user
-
-    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"  # the default language is Korean
-    client.force_login(make_user("support", is_staff=True, is_superuser=True))
-    return client
-
-
 def test_job_admin_page_shows_deliveries_and_attempts(api, photo, catalogue, staff_client):
     from django.urls import reverse
 

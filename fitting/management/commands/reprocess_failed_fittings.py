@@ -10,16 +10,16 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from core.errors import JobEngineMismatchError, NotReprocessableError
 from fitting.engines import engine_identity
 from fitting.engines.identity import ENGINE_NAMES
+from fitting.errors import JobEngineMismatchError, NotReprocessableError
 from fitting.models import FittingResult, Status
 from fitting.selectors import fitting_failed_list, fitting_with_id_prefix
-from fitting.services import REPROCESSABLE, fitting_reprocess, fitting_reprocess_switch
+from fitting.services.lifecycle import fitting_reprocess, fitting_reprocess_switch
 
-DEFAULT_STATUSES = [status.value for status in REPROCESSABLE]
+DEFAULT_STATUSES = [status.value for status in Status.reprocessable()]
 # A canceled job was stopped on purpose: it runs again only when named by its JOB_ID.
-STATUS_CHOICES = [*DEFAULT_STATUSES, Status.CANCELED.value]
+STATUS_CHOICES = [status.value for status in Status.reprocessable(named=True)]
 MIN_PREFIX = 8  # hex digits of a job id prefix: the admin's short id
 MAX_LISTED = 10  # jobs listed for an ambiguous prefix
 

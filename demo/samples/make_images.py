@@ -1,6 +1,6 @@
 """Draw the demo images in this folder: product-style garment photos and a standing figure.
 
-Run ``python fitting/demo/make_images.py`` from the repository root to regenerate them.
+Run ``python demo/samples/make_images.py`` from the repository root to regenerate them.
 The output is deterministic (fixed noise seeds, no fonts, no system state), so running it
 again gives byte-identical PNGs and a clean ``git status``.
 

@@ -13,10 +13,10 @@ from django.db import transaction
 
 from core import images
 from fitting.models import Item
-from fitting.services import item_save
+from fitting.services.items import item_save
 from users.services import photo_create, token_issue
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "samples"
 # file stem -> display name; the category is the stem's prefix.
 CATALOGUE = {
     "top_navy_tshirt": "네이비 티셔츠",

@@ -1,0 +1,168 @@
+"""Work already done: a repeat request completes from an earlier result, a shared prefix of steps is reused."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from fitting import metrics, notify
+from fitting.engines.identity import EngineIdentity
+from fitting.models import FittingResult, FittingResultImage, Item, JobEvent, Status
+from users.models import UserImage
+
+logger = logging.getLogger(__name__)
+
+
+def result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model: str, prompt_version: str) -> str:
+    """What makes two jobs give the same result; "" when a content hash is unknown."""
+    hashes = [photo.content_hash, *(item.content_hash for item in items)]
+    if not all(hashes):
+        return ""
+    parts = [photo.content_hash, engine, model, prompt_version]
+    parts += [f"{item.category}:{item.content_hash}" for item in items]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _prefix_keys(*, photo: UserImage, items: list[Item], identity: EngineIdentity) -> list[str]:
+    """Per step (items in step order): the key of what the steps up to it make of the photo.
+
+    The result-cache key of the job's first k garments: the same photo content, garments
+    and engine identity make the same image. "" for every step when a content hash is unknown.
+    """
+    return [
+        result_cache_key(
+            photo=photo,
+            items=items[:k],
+            engine=identity.name,
+            model=identity.model,
+            prompt_version=identity.prompt_version,
+        )
+        for k in range(1, len(items) + 1)
+    ]
+
+
+def step_prefix_key(job: FittingResult, step: str) -> str:
+    """The prefix key of ``job``'s image of ``step`` (from its photo and items as stored)."""
+    if job.user_image is None:
+        return ""
+    items = [job_item.item for job_item in job.step_items()]
+    keys = _prefix_keys(photo=job.user_image, items=items, identity=job.engine_identity)
+    return next((key for item, key in zip(items, keys, strict=True) if item.category == step), "")
+
+
+def job_cache_key(job: FittingResult, identity: EngineIdentity) -> str:
+    """``job``'s result-cache key were it made by ``identity`` (its photo and items as stored)."""
+    items = [job_item.item for job_item in job.step_items()]
+    return result_cache_key(
+        photo=job.user_image,
+        items=items,
+        engine=identity.name,
+        model=identity.model,
+        prompt_version=identity.prompt_version,
+    )
+
+
+def _hold_source(job_id) -> bool:
+    """Lock the source job so that it cannot be deleted before this transaction commits.
+
+    Deleting a job locks it first, and deletes its files after its commit only if no row
+    names them: once this transaction's rows name them, they stay. NOWAIT: a source being
+    deleted (or written by its worker) right now is skipped rather than waited for, so no
+    lock cycle can form with a deletion that holds the jobs and waits for a photo. False
+    when the job is gone or busy. (SQLite serialises writers: nothing to lock there.)
+    """
+    try:
+        with transaction.atomic():
+            return FittingResult.objects.select_for_update(no_key=True, nowait=True).filter(id=job_id).exists()
+    except DatabaseError:
+        return False
+
+
+def reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) -> int:
+    """Give ``job`` the images of its longest prefix of steps another job already made.
+
+    Steps run in a fixed order, so a job's first k steps are the same work as another job's
+    first k steps with the same photo content, garments and engine identity. The source is
+    the owner's own jobs unless ``FITTING_RESULT_CACHE_SCOPE`` is "global"; its rows are
+    shared as new rows on the same files (never copied), marked ``cached`` in the job's
+    step metrics, and the pipeline resumes after them. Returns how many steps were reused.
+    """
+    if not settings.FITTING_STEP_CACHE:
+        return 0
+    keys = _prefix_keys(photo=photo, items=items, identity=job.engine_identity)
+    if not all(keys):
+        return 0
+    sources = FittingResultImage.objects.exclude(job_id=job.id)
+    if settings.FITTING_RESULT_CACHE_SCOPE == "owner":
+        sources = sources.filter(job__owner_id=job.owner_id)
+    for k in range(len(keys), 0, -1):
+        newest = sources.filter(prefix_key=keys[k - 1]).order_by("-id").first()
+        if newest is None or not _hold_source(newest.job_id):
+            continue
+        # A job's k-th step image exists only with its earlier ones (steps run in order).
+        rows = list(FittingResultImage.objects.filter(job_id=newest.job_id, prefix_key__in=keys[:k]))
+        if len(rows) != k:
+            continue
+        FittingResultImage.objects.bulk_create(
+            FittingResultImage(
+                job=job,
+                step=row.step,
+                image=row.image.name,
+                width=row.width,
+                height=row.height,
+                prefix_key=row.prefix_key,
+            )
+            for row in rows
+        )
+        reused = {row.step: {"cached": True, "source_job": str(row.job_id), "latency_ms": 0} for row in rows}
+        FittingResult.objects.filter(id=job.id).update(step_metrics=reused)
+        job.step_metrics = reused
+        metrics.count_steps_reused(steps=[row.step for row in rows])
+        logger.info("job %s: %s step(s) reused from job %s", job.id, k, newest.job_id)
+        return k
+    return 0
+
+
+def complete_from_cache(job: FittingResult) -> bool:
+    """Complete ``job`` from an earlier completed job with the same cache key, if any.
+
+    Only the owner's own jobs count unless ``FITTING_RESULT_CACHE_SCOPE`` is "global". The
+    source must also be pinned to the same engine, model and prompt version as ``job``
+    (the key includes them; this also holds should a stored key ever be stale).
+    """
+    if not (settings.FITTING_RESULT_CACHE and job.cache_key):
+        return False
+    sources = FittingResult.objects.filter(
+        cache_key=job.cache_key,
+        status=Status.COMPLETED,
+        engine=job.engine,
+        model=job.model,
+        prompt_version=job.prompt_version,
+    )
+    if settings.FITTING_RESULT_CACHE_SCOPE == "owner":
+        sources = sources.filter(owner_id=job.owner_id)
+    source = sources.exclude(id=job.id).order_by("-finished_at").first()
+    if source is None:
+        return False
+    # New rows on the same files: the images are shared, never copied.
+    FittingResultImage.objects.bulk_create(
+        FittingResultImage(job=job, step=image.step, image=image.image.name, width=image.width, height=image.height)
+        for image in source.images.all()
+    )
+    now = timezone.now()
+    FittingResult.objects.filter(id=job.id).update(
+        status=Status.COMPLETED,
+        cached=True,
+        llm_message=source.llm_message,
+        started_at=now,
+        finished_at=now,
+        updated_at=now,
+    )
+    job.refresh_from_db()
+    metrics.count_job_ended(job=job, status=Status.COMPLETED, cache_hit=True)
+    notify.job_changed_on_commit(job_id=job.id, event=JobEvent.COMPLETED)
+    return True
