@@ -41,7 +41,7 @@ def model_warnings(*, today: date) -> list[CheckWarning]:
         if known is None:
             found.append(
                 CheckWarning(
-                    f"{setting}={model} is not in the model table: its shutdown date and price are unknown.",
+                    f"{setting}={model}: not in the model table, so its shutdown date and price are unknown.",
                     hint="If it is a current model, add it to fitting/engines/catalog.py (its price: FITTING_PRICES).",
                     id="fitting.W003",
                 )

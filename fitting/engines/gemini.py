@@ -167,7 +167,7 @@ class ModelProbe:
             return f"{self.setting}={self.model}: served"
         if self.status is None:
             return f"{self.setting}={self.model}: no answer ({self.detail})"
-        return f"{self.setting}={self.model}: NOT served, HTTP {self.status} ({self.detail})"
+        return f"{self.setting}={self.model}: NOT served (HTTP {self.status} {self.detail})"
 
 
 def endpoint() -> str:
@@ -192,7 +192,8 @@ def probe_models(*, timeout: float = PROBE_TIMEOUT) -> list[ModelProbe]:
         try:
             get_client().models.get(model=model, config=options)
         except errors.APIError as exc:
-            probes.append(ModelProbe(setting, model, served=False, status=exc.code, detail=_api_error_summary(exc)))
+            detail = _api_error_summary(exc).removeprefix(f"{exc.code} ")
+            probes.append(ModelProbe(setting, model, served=False, status=exc.code, detail=detail))
         except Exception as exc:  # reported, never raised: this is a diagnosis
             detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
             probes.append(ModelProbe(setting, model, served=False, detail=detail))
