@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench install clean
 
-# `make run` says which engine the worker will use (FITTING_ENGINE, its model and prompts).
+# `make run` says which engine the worker will use (FITTING_ENGINE, its model and prompts), and
+# with the Gemini engine whether the provider serves its models (manage.py check_engine).
 ENGINE_LINE := from django.conf import settings as s; from fitting.engines import engine_identity as e; \
   print('  Engine:     %s %s' % (e(), 'via ' + (s.GEMINI_BASE_URL or ('Vertex AI' if s.GEMINI_USE_VERTEXAI else 'the Gemini API')) \
   if s.FITTING_ENGINE == 'gemini' else '- offline preview compositor (FITTING_ENGINE=gemini for Gemini)'))
@@ -30,6 +31,8 @@ run: $(STAMP)
 	@echo "  Health:     http://127.0.0.1:8000/healthz"
 	@echo "  Dashboard:  http://127.0.0.1:8000/admin/dashboard/"
 	@$(PY) manage.py shell --no-imports -c "$(ENGINE_LINE)" 2>/dev/null
+	@# Whether the provider serves the configured models (check_engine); never stops `make run`.
+	@LOG_LEVEL=WARNING $(PY) manage.py check_engine 2>&1 | sed 's/^/  Models:     /'
 	@echo ""
 	$(VENV)/bin/honcho start
 

@@ -14,6 +14,7 @@ class FittingConfig(AppConfig):
         from django.conf import settings
 
         from core.media import MediaKind, media_register
+        from fitting import checks  # noqa: F401 - registers the system checks
         from fitting.models import ITEMS_DIR, RESULTS_DIR, FittingResultImage, Item
 
         media_register(MediaKind(ITEMS_DIR, Item))  # the catalogue is public
@@ -34,4 +35,7 @@ class FittingConfig(AppConfig):
             # (Not OpenCV: a library with thread pools should not be loaded before a fork.)
             importlib.import_module("fitting.pipeline")
             if settings.FITTING_ENGINE == "gemini":
-                importlib.import_module("fitting.engines.gemini")
+                gemini = importlib.import_module("fitting.engines.gemini")
+                # Once per node, before it takes tasks: the operator sees at start whether the
+                # provider serves the configured models (it logs; it never refuses to start).
+                gemini.log_model_probe()

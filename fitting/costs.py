@@ -1,8 +1,9 @@
 """Estimated cost of the engine's work, from the tokens each job used and the price of its model.
 
-Prices are FITTING_PRICES (USD per million tokens, input and output, per model). Output tokens
-are what a step's answer used beyond its prompt (the image, and any thinking), so an image
-of about 1,290 tokens costs about $0.039 at $30 per million. A step reused from another job
+Prices are FITTING_PRICES (USD per million tokens, input and output, per model; its defaults
+come from the model table, ``fitting.engines.catalog``). Output tokens are what a step's answer
+used beyond its prompt (the image, and any thinking), so an image of about 1,120 tokens costs
+about $0.067 at $60 per million. A step reused from another job
 (``cached``) or a whole-result cache hit used no tokens and costs nothing. Only the image
 steps report their usage; the recommendation message (the text model) is not counted.
 """

@@ -26,6 +26,7 @@ class FailureCode(models.TextChoices):
     ENGINE_REJECTED = "ENGINE_REJECTED", "ENGINE_REJECTED"
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE", "ENGINE_UNAVAILABLE"
     ENGINE_BAD_IMAGE = "ENGINE_BAD_IMAGE", "ENGINE_BAD_IMAGE"
+    ENGINE_MODEL_UNAVAILABLE = "ENGINE_MODEL_UNAVAILABLE", "ENGINE_MODEL_UNAVAILABLE"
     ENGINE_MISMATCH = "ENGINE_MISMATCH", "ENGINE_MISMATCH"
     GARMENT_NOT_PLACED = "GARMENT_NOT_PLACED", "GARMENT_NOT_PLACED"
     TIMEOUT = "TIMEOUT", "TIMEOUT"
@@ -150,6 +151,17 @@ class EngineUnavailableError(EngineError):
 class EngineBadImageError(EngineError):
     code = FailureCode.ENGINE_BAD_IMAGE
     default_message = _("The image engine returned an image that could not be decoded.")
+
+
+class EngineModelUnavailableError(EngineError):
+    """The provider no longer serves the configured model (404 NOT_FOUND: shut down or renamed).
+
+    Not retried: only a changed setting helps. Users are told the service is being updated;
+    the job's stored message names the model and the setting for staff.
+    """
+
+    code = FailureCode.ENGINE_MODEL_UNAVAILABLE
+    default_message = _("The service is being updated. Please try again later.")
 
 
 class EngineMismatchError(JobError):

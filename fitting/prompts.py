@@ -9,7 +9,8 @@ from __future__ import annotations
 import regex
 
 # v2: the image calls also ask for the canvas's aspect ratio (``image_config``).
-PROMPT_VERSION = "v2"
+# v3: and, to the 3.x image models, the output resolution (``image_config.image_size``).
+PROMPT_VERSION = "v3"
 
 # The seed's prompt, word for word.
 MESSAGE_PROMPT = (

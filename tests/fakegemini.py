@@ -6,7 +6,12 @@ records every request, with its text and image parts decoded, for tests to asser
 Vertex AI's paths are answered the same way:
 ``/{version}/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent``
 (application default credentials) and ``/{version}/publishers/google/models/{model}:generateContent``
-(express mode, an API key). ``POST /token`` stands in for Google's OAuth token endpoint, so
+(express mode, an API key). ``GET /{version}/models/{model}`` (and the Vertex AI paths without
+``:generateContent``), what ``client.models.get`` asks, answers the model's description for
+the models it serves. A model the test ``retire()``s is answered as the real API answers a
+shut-down model: 404 ``NOT_FOUND``, "models/<name> is not found for API version v1beta, or is
+not supported for generateContent." (its generateContent calls are recorded like any other,
+without taking a scripted behaviour). ``POST /token`` stands in for Google's OAuth token endpoint, so
 stand-in application default credentials (an ``authorized_user`` file whose ``token_uri``
 is ``fake.token_url``) get an access token without calling out.
 
@@ -46,6 +51,12 @@ _PATH = re.compile(
     r"(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/)?"
     r"(?:publishers/(?P<publisher>[^/]+)/)?"
     r"models/(?P<model>[^/:]+):(?P<action>[A-Za-z]+)$"
+)
+_MODEL_PATH = re.compile(
+    r"^/(?P<version>[^/]+)/"
+    r"(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/)?"
+    r"(?:publishers/(?P<publisher>[^/]+)/)?"
+    r"models/(?P<model>[^/:]+)$"
 )
 ACCESS_TOKEN = "fake-access-token"
 _MARKER_COLORS = [(255, 0, 0), (0, 160, 0), (0, 0, 255), (255, 160, 0), (160, 0, 160), (0, 160, 160)]
@@ -190,6 +201,8 @@ class FakeGemini:
         self.outputs: list[Image.Image] = []  # images answered by ok(), in order
         self.errors: list[str] = []  # requests the fake could not read or answer (test bugs)
         self.token_requests: list[dict[str, str]] = []  # form fields of each POST /token
+        self.model_gets: list[str] = []  # paths of each GET models/<name> (client.models.get)
+        self.retired: set[str] = set()  # models answered 404 NOT_FOUND, as shut-down ones are
         # Called with each RecordedRequest in the server's thread, before it is answered.
         self.on_request: Callable[[RecordedRequest], None] | None = None
         self._image_script: deque[Behaviour] = deque()
@@ -220,6 +233,10 @@ class FakeGemini:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def retire(self, *models: str) -> None:
+        """Answer ``models`` as the real API answers a shut-down model (404 NOT_FOUND)."""
+        self.retired.update(models)
 
     def script_image(self, *behaviours: Behaviour) -> None:
         self._image_script.extend(behaviours)
@@ -324,6 +341,14 @@ def _error_body(status: int, message: str | None, retry_delay: str | None) -> di
     return {"error": error}
 
 
+def _not_found_body(model: str, version: str | None) -> dict:
+    """What the Gemini API answers for a model it does not serve (shut down, or never existed)."""
+    message = (
+        f"models/{model} is not found for API version {version or 'v1beta'}, or is not supported for generateContent."
+    )
+    return {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}
+
+
 def _answer(request: RecordedRequest, parts: list[dict], finish_reason: str, usage: dict | None) -> dict:
     candidate: dict[str, Any] = {"finishReason": finish_reason, "index": 0}
     if parts:
@@ -377,6 +402,11 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
             if not match or match["action"] != "generateContent":
                 self._send(404, _error_body(404, f"no route {self.path}", None))
                 return
+            if request.model in fake.retired:
+                with fake._lock:
+                    fake.requests.append(request)
+                self._send(404, _not_found_body(request.model, request.version))
+                return
             behaviour = fake._record(request)
             try:
                 if fake.on_request is not None:
@@ -390,6 +420,28 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
                 self.connection.close()
                 return
             self._send(status, payload)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            match = _MODEL_PATH.match(path)
+            if not match:
+                self._send(404, _error_body(404, f"no route {self.path}", None))
+                return
+            fake.model_gets.append(path)
+            model = match["model"]
+            if model in fake.retired:
+                self._send(404, _not_found_body(model, match["version"]))
+                return
+            name = f"publishers/google/models/{model}" if match["publisher"] or match["project"] else f"models/{model}"
+            self._send(
+                200,
+                {
+                    "name": name,
+                    "version": "001",
+                    "displayName": model,
+                    "supportedGenerationMethods": ["generateContent", "countTokens"],
+                },
+            )
 
         def _send(self, status: int, payload: dict) -> None:
             data = json.dumps(payload).encode()

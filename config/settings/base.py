@@ -9,6 +9,7 @@ from django.utils.dateparse import parse_duration
 
 from config.env import BASE_DIR, config_error, env, url_with_query_defaults
 from config.storage import s3_storage
+from fitting.engines.catalog import default_prices as default_model_prices
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -336,8 +337,10 @@ GOOGLE_CLOUD_PROJECT = env("GOOGLE_CLOUD_PROJECT", default="")
 GOOGLE_CLOUD_LOCATION = env("GOOGLE_CLOUD_LOCATION", default="")
 GEMINI_BASE_URL = env("GEMINI_BASE_URL", default="")
 GEMINI_API_VERSION = env("GEMINI_API_VERSION", default="v1beta1" if GEMINI_USE_VERTEXAI else "v1beta")
-GEMINI_IMAGE_MODEL = env("GEMINI_IMAGE_MODEL", default="gemini-2.5-flash-image")
-GEMINI_TEXT_MODEL = env("GEMINI_TEXT_MODEL", default="gemini-2.5-flash")
+# Current models (fitting/engines/catalog.py lists the known ones with their shutdown dates;
+# `manage.py check` warns before one is shut down, `manage.py check_engine` asks the provider).
+GEMINI_IMAGE_MODEL = env("GEMINI_IMAGE_MODEL", default="gemini-3.1-flash-image")
+GEMINI_TEXT_MODEL = env("GEMINI_TEXT_MODEL", default="gemini-3.5-flash")
 # Transient failures (408, 429, 5xx, network) are retried with exponential backoff and
 # jitter, never past the job's deadline.
 GEMINI_RETRY_ATTEMPTS = env.int("GEMINI_RETRY_ATTEMPTS", default=5)
@@ -380,16 +383,12 @@ FITTING_DAILY_QUOTA = env.int("FITTING_DAILY_QUOTA", default=100)
 if FITTING_DAILY_QUOTA < 0:
     config_error("FITTING_DAILY_QUOTA must be 0 (no limit) or more")
 # Prices of the engine's models, USD per million tokens (input, output), for the estimated
-# cost in the admin and GET /metrics. Defaults: Gemini Developer API paid-tier standard prices
-# as published (ai.google.dev/gemini-api/docs/pricing) in 2025-10, written from memory without
-# a browser on 2026-11-27: check them. An image of about 1,290 output tokens at $30/M ≈ $0.039.
-# FITTING_PRICES (JSON, e.g. {"my-model": {"input": 1, "output": 2}}) adds or replaces models.
+# cost in the admin and GET /metrics. Defaults: the model table, fitting/engines/catalog.py
+# (where and when each figure was read, and which are unconfirmed). An image of about 1,120
+# output tokens at $60/M ≈ $0.067. FITTING_PRICES (JSON, e.g. {"my-model": {"input": 1,
+# "output": 2}}) adds or replaces models.
 FITTING_PRICES = {
-    "gemini-2.5-flash-image": {"input": 0.30, "output": 30.00},
-    "gemini-2.5-flash-image-preview": {"input": 0.30, "output": 30.00},
-    "gemini-2.5-flash": {"input": 0.30, "output": 2.50},
-    "gemini-2.5-flash-lite": {"input": 0.10, "output": 0.40},
-    "gemini-2.5-pro": {"input": 1.25, "output": 10.00},
+    **default_model_prices(),
     "local-preview-1": {"input": 0, "output": 0},  # the local engine costs nothing
     **env.json("FITTING_PRICES", default={}),
 }

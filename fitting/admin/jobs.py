@@ -179,7 +179,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         "cost",
         "created_at",
     )
-    list_filter = ("status", "failed_step", "engine", ("created_at", admin.DateFieldListFilter))
+    list_filter = ("status", "failed_step", "error_code", "engine", ("created_at", admin.DateFieldListFilter))
     search_fields = ("owner__username", "owner__email", "llm_message")
     search_help_text = _("A job id or its first digits, a username, an e-mail or words of the message.")
     date_hierarchy = "created_at"

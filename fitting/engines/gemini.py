@@ -19,6 +19,7 @@ import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 
 import httpx
 import tenacity
@@ -31,12 +32,14 @@ from core import images
 from core.errors import ServiceError
 from fitting import prompts
 from fitting.engines.base import MIN_ATTEMPT_SECONDS, KeepGoing, Outfit, StepAbandoned, StepResult
-from fitting.engines.identity import EngineIdentity, gemini_identity
+from fitting.engines.catalog import known_model
+from fitting.engines.identity import EngineIdentity, gemini_identity, gemini_models
 from fitting.errors import (
     DeadlineExceeded,
     EngineBadImageError,
     EngineBlockedError,
     EngineError,
+    EngineModelUnavailableError,
     EngineNoImageError,
     EngineRejectedError,
     EngineUnavailableError,
@@ -142,6 +145,90 @@ def reset_client() -> None:
         _client_cache = None
 
 
+# --- which configured models the provider serves ----------------------------------------------
+# Seconds each model's question may take: check_engine's, and the worker's at start (which
+# waits for it before taking tasks, so a network blip delays the cluster, never stops it).
+PROBE_TIMEOUT = 10.0
+WORKER_PROBE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class ModelProbe:
+    """The provider's answer about one configured model."""
+
+    setting: str  # GEMINI_IMAGE_MODEL or GEMINI_TEXT_MODEL
+    model: str
+    served: bool
+    status: int | None = None  # the HTTP status of a refusal; None when nothing answered
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.served:
+            return f"{self.setting}={self.model}: served"
+        if self.status is None:
+            return f"{self.setting}={self.model}: no answer ({self.detail})"
+        return f"{self.setting}={self.model}: NOT served (HTTP {self.status} {self.detail})"
+
+
+def endpoint() -> str:
+    """Where the engine's calls go, for people: the base URL, Vertex AI or the Gemini API."""
+    if settings.GEMINI_BASE_URL:
+        return settings.GEMINI_BASE_URL
+    if settings.GEMINI_USE_VERTEXAI:
+        where = f"project {settings.GOOGLE_CLOUD_PROJECT}, {settings.GOOGLE_CLOUD_LOCATION}"
+        return f"Vertex AI ({where})" if settings.GOOGLE_CLOUD_PROJECT else "Vertex AI (express mode)"
+    return "the Gemini API"
+
+
+def probe_models(*, timeout: float = PROBE_TIMEOUT) -> list[ModelProbe]:
+    """Ask the provider for each configured model (``models.get``, through the engine's client).
+
+    Never raises: a refusal is recorded with its HTTP status, anything else (no connection,
+    no credentials) as no answer.
+    """
+    options = types.GetModelConfig(http_options=types.HttpOptions(timeout=max(1, int(timeout * 1000))))
+    probes = []
+    for setting, model in gemini_models():
+        try:
+            get_client().models.get(model=model, config=options)
+        except errors.APIError as exc:
+            detail = _api_error_summary(exc).removeprefix(f"{exc.code} ")
+            probes.append(ModelProbe(setting, model, served=False, status=exc.code, detail=detail))
+        except Exception as exc:  # reported, never raised: this is a diagnosis
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            probes.append(ModelProbe(setting, model, served=False, detail=detail))
+        else:
+            probes.append(ModelProbe(setting, model, served=True))
+    return probes
+
+
+def log_model_probe() -> None:
+    """Log the provider's answer for each configured model, once, when a worker node starts.
+
+    It never refuses to start: a model that is not served fails its jobs with
+    ENGINE_MODEL_UNAVAILABLE, and an unanswered probe may be a passing network blip.
+    """
+    try:
+        probes = probe_models(timeout=WORKER_PROBE_TIMEOUT)
+    except Exception:  # a bug here must not keep the cluster from starting
+        logger.exception("Gemini model check failed")
+        return
+    finally:
+        reset_client()  # made in the cluster's parent process: its workers build their own
+    for probe in probes:
+        if probe.served:
+            logger.info("Gemini model check via %s: %s", endpoint(), probe)
+        elif probe.status is not None:
+            logger.error(
+                "Gemini model check via %s: %s. Jobs will fail with ENGINE_MODEL_UNAVAILABLE until %s is changed.",
+                endpoint(),
+                probe,
+                probe.setting,
+            )
+        else:
+            logger.warning("Gemini model check via %s: %s", endpoint(), probe)
+
+
 # --- the engine -----------------------------------------------------------------------------
 class GeminiEngine:
     @property
@@ -170,13 +257,23 @@ class GeminiEngine:
         config = types.GenerateContentConfig(response_modalities=["IMAGE"])
         if _takes_image_config(model):
             config.image_config = types.ImageConfig(aspect_ratio=nearest_aspect_ratio(canvas_size))
-        response = _generate(model=model, contents=contents, config=config, deadline=deadline, keep_going=keep_going)
+            if takes_image_size(model):
+                config.image_config.image_size = image_size_for(canvas_size)
+        response = _generate(
+            model=model,
+            setting="GEMINI_IMAGE_MODEL",
+            contents=contents,
+            config=config,
+            deadline=deadline,
+            keep_going=keep_going,
+        )
         return StepResult(_read_image(response), usage=_usage(response))
 
     def write_message(self, *, outfit: Outfit, timeout: float, keep_going: KeepGoing | None = None) -> str | None:
         """The text model's message about the final image (the seed's prompt; the garments are not sent)."""
         response = _generate(
             model=settings.GEMINI_TEXT_MODEL,
+            setting="GEMINI_TEXT_MODEL",
             contents=[types.Part.from_text(text=prompts.MESSAGE_PROMPT), _image_part(outfit.image)],
             config=types.GenerateContentConfig(),
             deadline=_now() + timeout,
@@ -189,6 +286,7 @@ class GeminiEngine:
 def _generate(
     *,
     model: str,
+    setting: str,
     contents: list,
     config: types.GenerateContentConfig,
     deadline: float,
@@ -200,7 +298,8 @@ def _generate(
     so a job canceled while a call failed pays for no second one.
 
     Raises DeadlineExceeded when the deadline has passed, EngineUnavailableError when
-    transient failures persist, EngineRejectedError for any other HTTP error.
+    transient failures persist, EngineModelUnavailableError for a 404 (the model, named by
+    the setting ``setting``, is not served), EngineRejectedError for any other HTTP error.
     """
     if deadline - _now() <= 0:
         raise DeadlineExceeded()
@@ -226,6 +325,11 @@ def _generate(
         return _retrying(deadline)(attempt)
     except errors.APIError as exc:
         summary = _api_error_summary(exc)
+        if exc.code == 404:  # a shut-down (or misspelt) model: retrying cannot help
+            raise EngineModelUnavailableError(
+                f"The model {model} is not served ({summary}). Set {setting} to a current model "
+                "(python manage.py check_engine asks the provider)."
+            ) from exc
         if exc.code not in TRANSIENT_STATUS:
             raise EngineRejectedError(f"The image engine rejected the request ({summary}).") from exc
         if deadline - _now() <= 0:
@@ -334,6 +438,21 @@ def _takes_image_config(model: str) -> bool:
     return bool(_IMAGE_CONFIG_MODELS.match(model))
 
 
+def takes_image_size(model: str) -> bool:
+    """Whether ``model`` takes ``image_config.image_size`` (the model table says so; older models reject it)."""
+    known = known_model(model)
+    return bool(known and known.takes_image_size)
+
+
+def image_size_for(canvas_size: tuple[int, int]) -> str:
+    """The output resolution to ask for: "2K" when the canvas's long side is over 1024 px, else "1K".
+
+    Without it a 3.x image model answers at about 1 megapixel, and a 2048 px photo's steps
+    would be scaled up from that.
+    """
+    return "2K" if max(canvas_size) > 1024 else "1K"
+
+
 def nearest_aspect_ratio(size: tuple[int, int]) -> str:
     """The supported aspect ratio nearest to ``size``'s (compared on a log scale, so 2:1 and
     1:2 are equally far from 1:1), sent with the blank canvas of the same size."""
@@ -419,4 +538,4 @@ def _usage(response: types.GenerateContentResponse) -> dict[str, int]:
     return {name: count for name, count in counts.items() if count is not None}
 
 
-__all__ = ["GeminiEngine", "get_client", "reset_client"]
+__all__ = ["GeminiEngine", "ModelProbe", "get_client", "log_model_probe", "probe_models", "reset_client"]

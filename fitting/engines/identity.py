@@ -38,6 +38,11 @@ def gemini_identity() -> EngineIdentity:
     return EngineIdentity("gemini", settings.GEMINI_IMAGE_MODEL, prompts.PROMPT_VERSION)
 
 
+def gemini_models() -> list[tuple[str, str]]:
+    """(setting, model) of every provider model the Gemini engine calls: image steps, then the message."""
+    return [("GEMINI_IMAGE_MODEL", settings.GEMINI_IMAGE_MODEL), ("GEMINI_TEXT_MODEL", settings.GEMINI_TEXT_MODEL)]
+
+
 def identity_of(name: str) -> EngineIdentity:
     """The identity the engine called ``name`` has in this process (with its settings)."""
     if name == "gemini":

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from fitting import costs
+from fitting.engines import catalog
 from fitting.models import Status
 from tests.factories import make_job, make_user, run_now, start_job
 
@@ -29,8 +30,18 @@ def test_a_model_without_a_price_has_no_cost(user, photo, catalogue):
 
 def test_the_job_records_its_steps_tokens(fake_gemini, user, photo, catalogue):
     job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"]))
+    assert job.model == "gemini-3.1-flash-image"  # the default image model, priced by the model table
     assert (job.input_tokens, job.output_tokens) == (2 * 1290, 2 * 1290)  # the fake's usage per image
-    assert costs.job_cost(job) == (Decimal("0.30") * 2580 + Decimal(30) * 2580) / 1_000_000
+    assert costs.job_cost(job) == (Decimal("0.50") * 2580 + Decimal(60) * 2580) / 1_000_000
+
+
+def test_every_token_priced_model_of_the_table_has_a_default_price(settings):
+    for model in catalog.MODELS:
+        if model.input_price is not None and model.output_price is not None:
+            assert costs.model_price(model.name) == costs.Price(
+                input=Decimal(str(model.input_price)), output=Decimal(str(model.output_price))
+            )
+    assert costs.model_price("gemini-3.5-flash") == costs.Price(input=Decimal("1.5"), output=Decimal("9.0"))
 
 
 def test_cost_per_day_and_per_user(user, other_user, photo, catalogue):

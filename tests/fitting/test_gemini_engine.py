@@ -222,7 +222,7 @@ def test_retries_never_run_past_the_deadline(engine, fake_gemini, settings, cloc
     assert len(clock.sleeps) >= 4
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404])
+@pytest.mark.parametrize("status", [400, 401, 403])  # 404: test_model_unavailable.py
 def test_client_error_is_rejected_without_retry(engine, fake_gemini, status):
     fake_gemini.script_image(fg.fail(status, "Request contains an invalid argument."))
     with pytest.raises(EngineRejectedError) as raised:

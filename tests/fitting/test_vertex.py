@@ -132,7 +132,9 @@ def test_each_image_call_sends_the_photos_aspect_ratio(fake_gemini, settings, us
 
     run_a_job(user, photo, catalogue)
 
-    assert [r.generation_config.get("imageConfig") for r in fake_gemini.image_requests] == [{"aspectRatio": "9:16"}] * 2
+    # The default image model (a 3.x one) also gets the output resolution: a small canvas, 1K.
+    expected = {"aspectRatio": "9:16", "imageSize": "1K"}
+    assert [r.generation_config.get("imageConfig") for r in fake_gemini.image_requests] == [expected] * 2
     canvas = fake_gemini.image_requests[0].images[-1]
     assert canvas.size == (90, 160)  # the blank canvas still goes with it
     assert "imageConfig" not in fake_gemini.text_requests[0].generation_config
