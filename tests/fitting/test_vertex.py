@@ -147,7 +147,12 @@ def test_a_model_without_image_config_is_not_sent_one(fake_gemini, settings, use
 
 
 # --- settings: one clear line at start ----------------------------------------------------------
-PRODUCTION = {"DJANGO_SECRET_KEY": "x" * 64, "DJANGO_ALLOWED_HOSTS": "h", "FITTING_ENGINE": "gemini"}
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": "x" * 64,
+    "DJANGO_ALLOWED_HOSTS": "h",
+    "FITTING_ENGINE": "gemini",
+    "SERVE_MEDIA": "true",
+}
 
 
 def test_vertex_without_project_location_or_key_stops_at_start_in_one_line():
