@@ -22,8 +22,12 @@ from core.files import files_delete_orphans
 from core.media import media_name
 from fitting.models import FittingResult
 from tests.factories import image_bytes, make_item, make_photo, make_user, run_now, start_job
-from tests.test_deploy_check import PRODUCTION, ROOT
+from tests.test_deploy_check import PRODUCTION as ONE_MACHINE
+from tests.test_deploy_check import ROOT
 from users.models import UserImage
+
+# Production on the bucket: the app does not serve media itself.
+PRODUCTION = {k: v for k, v in ONE_MACHINE.items() if k != "SERVE_MEDIA"}
 
 
 def files_in(directory) -> list[str]:
