@@ -12,6 +12,7 @@ real one.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from pathlib import Path
@@ -97,11 +98,13 @@ def model_round_trip(image: Image.Image, *, seed: int = 0) -> Image.Image:
     size = image.size
     scale = math.sqrt(1_000_000 / (size[0] * size[1]))
     model_size = (round(size[0] * scale), round(size[1] * scale))
-    rgb = np.asarray(image.resize(model_size, Image.Resampling.LANCZOS)).astype(np.float32)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    rgb = cv2.resize(np.asarray(image), model_size, interpolation=interpolation)
     shift = 0.004 * max(model_size)
     matrix = np.float32([[1, 0, shift], [0, 1, -shift / 2]])
-    rgb = cv2.warpAffine(rgb, matrix, model_size, borderMode=cv2.BORDER_REPLICATE)
-    rgb = rgb * np.float32([1.03, 1.01, 0.98]) + 2 + rng.normal(0, 2.5, rgb.shape).astype(np.float32)
+    rgb = cv2.warpAffine(rgb, matrix, model_size, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    rgb *= np.float32([1.03, 1.01, 0.98])
+    rgb += 2 + 2.5 * rng.standard_normal(rgb.shape, dtype=np.float32)
     buffer = io.BytesIO()
     Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=85)
     return to_canvas(Image.open(io.BytesIO(buffer.getvalue())), size)
@@ -114,7 +117,7 @@ def garment_mask(person: Image.Image, good: Image.Image) -> np.ndarray:
 
 def face_box(image: Image.Image) -> tuple[int, int, int, int]:
     """The local engine's best face (left, top, right, bottom) on ``image``, at its size."""
-    scale = min(1.0, 640 / max(image.size))
+    scale = min(1.0, 384 / max(image.size))  # the size the quality checks detect at
     small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BOX)
     candidates = face_candidates(np.asarray(small.convert("L")))
     if not candidates:
@@ -136,23 +139,23 @@ def _face_ellipse(size: tuple[int, int], box: tuple[int, int, int, int]) -> np.n
 def replace_face(image: Image.Image) -> Image.Image:
     """Another person's face (from the other test photo) blended over the face."""
     box = face_box(image)
-    stranger_photo = Image.open(PHOTOS / "grace_hopper.jpg").convert("RGB")
-    if _same_person(image, box):
-        stranger_photo = Image.open(PHOTOS / "astronaut.png").convert("RGB")
-    stranger = stranger_photo.crop(face_box(stranger_photo)).resize(
-        (box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS
-    )
+    stranger = _stranger_face("astronaut.png" if _is_hopper(image, box) else "grace_hopper.jpg")
     layer = image.copy()
-    layer.paste(stranger, box[:2])
+    layer.paste(stranger.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS), box[:2])
     mask = _face_ellipse(image.size, box)
     blended = np.asarray(layer, np.float32) * mask + np.asarray(image, np.float32) * (1 - mask)
     return Image.fromarray(blended.round().astype(np.uint8))
 
 
-def _same_person(image: Image.Image, box: tuple[int, int, int, int]) -> bool:
+@functools.cache
+def _stranger_face(name: str) -> Image.Image:
+    photo = Image.open(PHOTOS / name).convert("RGB")
+    return photo.crop(face_box(photo))
+
+
+def _is_hopper(image: Image.Image, box: tuple[int, int, int, int]) -> bool:
     """Whether ``image`` is Grace Hopper's photo: her face would not make a stranger."""
-    hopper = Image.open(PHOTOS / "grace_hopper.jpg").convert("L")
-    theirs = np.asarray(hopper.crop(face_box(hopper.convert("RGB"))).resize((32, 32)), np.float32)
+    theirs = np.asarray(_stranger_face("grace_hopper.jpg").convert("L").resize((32, 32)), np.float32)
     ours = np.asarray(image.convert("L").crop(box).resize((32, 32)), np.float32)
     return float(np.corrcoef(theirs.ravel(), ours.ravel())[0, 1]) > 0.7
 
@@ -161,14 +164,24 @@ def distort_face(image: Image.Image) -> Image.Image:
     """The face warped: features pushed about by a wave of a tenth of the face's width."""
     left, top, right, bottom = face_box(image)
     width = right - left
-    rgb = np.asarray(image, np.float32)
-    ys, xs = np.mgrid[0 : image.height, 0 : image.width].astype(np.float32)
+    margin = width // 2  # only the face and around it is warped: the rest is kept as it is
+    region = (
+        max(0, left - margin),
+        max(0, top - margin),
+        min(image.width, right + margin),
+        min(image.height, bottom + margin),
+    )
+    rgb = np.asarray(image.crop(region), np.float32)
+    ys, xs = np.mgrid[0 : rgb.shape[0], 0 : rgb.shape[1]].astype(np.float32)
     amplitude, period = 0.12 * width, 0.5 * width
     map_x = xs + amplitude * np.sin(2 * np.pi * ys / period)
     map_y = ys + amplitude * np.cos(2 * np.pi * xs / period)
     warped = cv2.remap(rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    mask = _face_ellipse(image.size, (left, top, right, bottom))
-    return Image.fromarray((warped * mask + rgb * (1 - mask)).round().astype(np.uint8))
+    box = (left - region[0], top - region[1], right - region[0], bottom - region[1])
+    mask = _face_ellipse((rgb.shape[1], rgb.shape[0]), box)
+    result = image.copy()
+    result.paste(Image.fromarray((warped * mask + rgb * (1 - mask)).round().astype(np.uint8)), region[:2])
+    return result
 
 
 def recolour(image: Image.Image, mask: np.ndarray) -> Image.Image:

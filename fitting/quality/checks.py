@@ -415,7 +415,7 @@ def _kmeans(points: np.ndarray, k: int, iterations: int = 12) -> tuple[np.ndarra
 def _product_thumbnails(garment: Image.Image, work_size: tuple[int, int]) -> list[np.ndarray]:
     """The product photo fitted to the canvas the two ways an engine might: cover and contain."""
     size = _product_size(work_size)
-    rgb = np.asarray(garment.convert("RGB"))
+    rgb = _to_work(garment)
     height, width = rgb.shape[:2]
     thumbnails = []
     # Cover, centre-cropped (what ``core.images.to_canvas`` does to an answer of another shape).
