@@ -118,7 +118,7 @@ class Thresholds:
     """
 
     changed: float = 0.15
-    identity: float = 0.7
+    identity: float = 0.65
     scene: float = 0.45
     garment: float = 0.5
     not_product: float = 0.15
