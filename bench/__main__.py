@@ -12,7 +12,7 @@ import time
 
 from bench.common import ROOT, ROWS_MARK, Row
 
-BENCHMARKS = ["pipeline", "api", "queries", "capacity", "pickup", "cache", "memory", "metrics", "events"]
+BENCHMARKS = ["pipeline", "api", "queries", "capacity", "pickup", "cache", "memory", "metrics", "events", "quality"]
 
 
 def _run(name: str) -> list[Row]:
