@@ -3,6 +3,9 @@
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -10,7 +13,7 @@ from fitting import costs
 from fitting.engines import catalog
 from fitting.models import FittingResult, Status, UsageDay
 from fitting.services.lifecycle import fitting_cancel
-from tests.factories import make_job, make_user, run_now, start_job
+from tests.factories import make_job, make_photo, make_user, run_now, start_job
 
 IMAGE_MODEL = "gemini-2.5-flash-image"
 
@@ -130,3 +133,24 @@ def test_admin_shows_the_cost(admin_client, user, photo, catalogue):
     page = admin_client.get("/admin/fitting/fittingresult/costs/?days=7").content.decode()
     assert "$0.1170" in page  # today: both users
     assert "carol" in page and "$0.0780" in page and "alice" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_fills_the_ledger_from_the_existing_jobs(user, other_user, photo, catalogue):
+    engine_made = {"top": {"latency_ms": 900, "prompt_tokens": 1000, "candidates_tokens": 1290}}
+    gemini_job(user, photo, catalogue["top"], input_tokens=1000, output_tokens=1290, step_metrics=engine_made)
+    gemini_job(user, photo, catalogue["top"], cached=True)
+    make_job(user, photo, catalogue["top"], status=Status.CANCELED, started_at=None)  # canceled before it ran
+    gemini_job(other_user, make_photo(other_user), catalogue["top"], created_at=timezone.now() - timedelta(days=1))
+    executor = MigrationExecutor(connection)
+    executor.migrate([("fitting", "0016_model_unavailable_code")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    rows = UsageDay.objects.order_by("day").values_list(
+        "user_id", "day", "jobs_started", "cached_jobs", "engine_jobs", "engine_calls", "input_tokens", "cost"
+    )
+    assert list(rows) == [
+        (other_user.pk, timezone.localdate() - timedelta(days=1), 1, 0, 0, 0, 0, Decimal(0)),
+        (user.pk, timezone.localdate(), 2, 1, 1, 1, 1000, Decimal("0.039")),
+    ]
