@@ -31,8 +31,17 @@ def backfill_usage(apps, schema_editor):
     FittingResult = apps.get_model("fitting", "FittingResult")
     UsageDay = apps.get_model("fitting", "UsageDay")
     days: dict[tuple, dict] = {}
-    fields = ("owner_id", "created_at", "cached", "started_at", "step_metrics", "failed_step", "model",
-              "input_tokens", "output_tokens")  # fmt: skip
+    fields = (
+        "owner_id",
+        "created_at",
+        "cached",
+        "started_at",
+        "step_metrics",
+        "failed_step",
+        "model",
+        "input_tokens",
+        "output_tokens",
+    )
     for job in FittingResult.objects.values(*fields).iterator():
         key = (job["owner_id"], timezone.localtime(job["created_at"]).date())
         day = days.setdefault(
@@ -45,7 +54,7 @@ def backfill_usage(apps, schema_editor):
                 "input_tokens": 0,
                 "output_tokens": 0,
                 "cost": Decimal(0),
-            },  # fmt: skip
+            },
         )
         if job["cached"]:
             day["cached_jobs"] += 1
