@@ -46,7 +46,7 @@ def _step_label(step: str | None) -> str:
 
 
 def _cost_30_days() -> str | None:
-    """The estimated cost of the last 30 days' jobs (fitting.costs); None when a model used has no price."""
+    """The estimated cost of the last 30 days (the usage ledger, fitting.costs); None when a model used has no price."""
     rows = costs.cost_by_day(days=30)
     if any(row.cost is None for row in rows):
         return None
@@ -91,6 +91,12 @@ def dashboard_view(request):
     return TemplateResponse(request, "admin/fitting/dashboard.html", context)
 
 
+def _user_label(user_id: int | None, names: dict[int, str]) -> str:
+    if user_id is None:
+        return _("erased accounts")
+    return names.get(user_id, str(user_id))
+
+
 def costs_view(request: HttpRequest) -> TemplateResponse:
     """Estimated cost per day and per user over the last ``days`` days (default 30, at most 366)."""
     if not admin.site.get_model_admin(FittingResult).has_view_permission(request):
@@ -107,6 +113,6 @@ def costs_view(request: HttpRequest) -> TemplateResponse:
         "title": _("Estimated cost"),
         "days": days,
         "by_day": [(row, costs.format_cost(row.cost)) for row in costs.cost_by_day(days=days)],
-        "by_user": [(row, names.get(row.key, row.key), costs.format_cost(row.cost)) for row in by_user],
+        "by_user": [(row, _user_label(row.key, names), costs.format_cost(row.cost)) for row in by_user],
     }
     return TemplateResponse(request, "admin/fitting/fittingresult/costs.html", context)

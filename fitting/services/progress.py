@@ -37,8 +37,12 @@ def fitting_claim(*, job_id: str, attempt: int) -> bool:
     )
 
 
+@transaction.atomic
 def fitting_step_started(*, job: FittingResult, step: str) -> None:
+    """The step's engine call is about to be made: recorded, and counted in the usage ledger."""
+    first_call = job.current_step is None  # no step started yet in this attempt
     _write_if_current_attempt(job, current_step=step)
+    costs.usage_add(user_id=job.owner_id, engine_calls=1, engine_jobs=int(first_call))
     notify.job_changed_on_commit(job_id=job.id, event=JobEvent.STEP_STARTED)
 
 
@@ -61,6 +65,9 @@ def fitting_step_finished(
                 output_tokens=job.output_tokens + output_tokens,
             )
             row.save()
+            costs.usage_add(
+                user_id=job.owner_id, model=job.model, input_tokens=input_tokens, output_tokens=output_tokens
+            )
             metrics.count_step_finished(
                 job=job, step=step, latency_ms=latency_ms, input_tokens=input_tokens, output_tokens=output_tokens
             )
@@ -86,6 +93,8 @@ def fitting_complete(
     step_metrics = dict(job.step_metrics)
     if message_ms is not None:
         step_metrics["message"] = {"latency_ms": message_ms}
+        if job.current_step is None:  # every step was reused: the message was this attempt's one engine call
+            costs.usage_add(user_id=job.owner_id, engine_jobs=1)
     _write_if_current_attempt(
         job,
         status=Status.COMPLETED,

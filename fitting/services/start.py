@@ -21,6 +21,7 @@ from django_q.tasks import async_task
 from core.errors import QuotaExceededError
 from core.logcontext import log_context
 from core.media import media_name
+from fitting import costs
 from fitting.engines import engine_identity
 from fitting.errors import (
     DuplicateCategoryError,
@@ -211,9 +212,11 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook
     )
     with log_context(job_id=str(job.id), attempt=job.attempt, user_id=user.pk):
         if complete_from_cache(job):
+            costs.usage_add(user_id=job.owner_id, cached_jobs=1)
             logger.info("job %s: completed from the result cache", job.id)
             return job  # free: no engine call, so not counted against the quota
         _check_daily_quota(job)
+        costs.usage_add(user_id=job.owner_id, jobs_started=1)  # still under the owner's lock
         reuse_prefix(job, photo=photo, items=ordered)
         fitting_enqueue_on_commit(job=job)
         logger.info("job %s: accepted", job.id)
@@ -223,10 +226,12 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook
 def _check_daily_quota(job: FittingResult) -> None:
     """Refuse ``job`` (QUOTA_EXCEEDED) when its owner already started their day's quota of jobs.
 
-    Counted: the owner's jobs created since the start of the day (in TIME_ZONE) that were not
-    whole-result cache hits, i.e. that call the engine (a job whose every step is reused still
-    asks for its message). The owner's row is the lock: two starts at once count one after
-    the other. Raised inside the start's transaction, so the refused job is rolled back.
+    Counted: the jobs the owner started since the start of the day (in TIME_ZONE) that were
+    not whole-result cache hits, i.e. that call the engine (a job whose every step is reused
+    still asks for its message), as the usage ledger (``UsageDay``) has them: deleting jobs
+    does not give the slots back. The owner's row is the lock: two starts at once count one
+    after the other (the caller adds this job to the ledger before the lock is released).
+    Raised inside the start's transaction, so the refused job is rolled back.
     """
     quota = user_daily_job_quota(user=job.owner)
     if not quota:
@@ -236,11 +241,7 @@ def _check_daily_quota(job: FittingResult) -> None:
     get_user_model().objects.select_for_update(no_key=True).filter(pk=job.owner_id).exists()
     now = timezone.localtime()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    used = (
-        FittingResult.objects.filter(owner_id=job.owner_id, created_at__gte=day_start, cached=False)
-        .exclude(id=job.id)
-        .count()
-    )
+    used = costs.usage_jobs_started(user_id=job.owner_id)
     if used < quota:
         return
     logger.info("user %s: daily quota of %s jobs reached", job.owner_id, quota)
