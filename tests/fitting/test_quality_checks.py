@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from fitting.demo.make_images import PERSON_LANDMARKS
+from demo.samples.make_images import PERSON_LANDMARKS
 from fitting.quality import CHECKS, Assessment, Outcome, Thresholds, assess, assess_answer, prepare
 from tests.quality_modes import BAD_MODES, MODES, answers, model_round_trip
 
