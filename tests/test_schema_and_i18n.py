@@ -84,3 +84,13 @@ def test_category_conflict_message_follows_accept_language(api, photo, catalogue
         "/api/virtual-fitting", {"userPhotoUrl": photo.image.url, "items": items}, format="json", **headers
     )
     assert response.json()["error"] == {"code": "CATEGORY_CONFLICT", "message": expected, "field": "items[1].category"}
+
+
+def test_the_job_schema_discloses_what_made_the_images(client, db):
+    schemas = yaml.safe_load(client.get("/api/schema/").content)["components"]["schemas"]
+    job = schemas["Job"]
+    assert {"aiGenerated", "engine"} <= set(job["required"])
+    assert job["properties"]["aiGenerated"]["type"] == "boolean"
+    assert "AI-generated" in job["properties"]["aiGenerated"]["description"]
+    assert job["properties"]["engine"]["allOf"][0]["$ref"].endswith("/JobEngine")
+    assert set(schemas["JobEngine"]["required"]) == {"name", "model"}

@@ -390,3 +390,32 @@ def test_category_conflict_comes_after_invalid_category_and_before_invalid_item_
 def test_items_filter_by_dress_and_shoes(api, catalogue, one_piece):
     assert [i["id"] for i in api.get("/api/items?category=dress").json()] == [one_piece["dress"].id]
     assert [i["id"] for i in api.get("/api/items?category=shoes").json()] == [one_piece["shoes"].id]
+
+
+# --- disclosure: what made the images (issue 23) ---------------------------------------------
+def test_a_local_preview_is_not_labelled_ai_generated_and_names_its_engine(api, photo, catalogue):
+    from fitting.pipeline import run_job
+
+    job_id = post(api, body(photo, catalogue["top"])).json()["jobId"]
+    processing = api.get(f"{URL}/{job_id}").json()
+    assert processing["aiGenerated"] is False
+    assert processing["engine"] == {"name": "local", "model": "local-preview-1"}
+    run_job(job_id=job_id, attempt=1)
+    done = api.get(f"{URL}/{job_id}").json()
+    assert (done["status"], done["aiGenerated"], done["engine"]) == (
+        "completed",
+        False,
+        {"name": "local", "model": "local-preview-1"},
+    )
+    assert api.get(URL).json()["results"][0]["aiGenerated"] is False
+
+
+def test_a_gemini_result_is_labelled_ai_generated_with_its_model(api, photo, catalogue, fake_gemini, settings):
+    from fitting.pipeline import run_job
+
+    job_id = post(api, body(photo, catalogue["top"])).json()["jobId"]
+    run_job(job_id=job_id, attempt=1)
+    job = api.get(f"{URL}/{job_id}").json()
+    assert job["status"] == "completed"
+    assert job["aiGenerated"] is True
+    assert job["engine"] == {"name": "gemini", "model": settings.GEMINI_IMAGE_MODEL}

@@ -265,9 +265,17 @@ def test_the_tryon_engine_starts_on_vertex_ai(auth, tmp_path):
     assert result.stdout.splitlines()[-1] == f"vertex-tryon (model {MODEL}, prompts {TRYON_VERSION})"
 
 
-def test_the_jobs_created_here_show_the_engine(tryon, user, photo, catalogue):
-    job = start_job(user, photo, catalogue["top"])
+def test_the_job_is_labelled_ai_generated_with_the_tryon_engine(tryon, user, photo, catalogue):
+    from rest_framework.test import APIClient
+
+    job = run_now(start_job(user, photo, catalogue["top"]))
     assert FittingResult.objects.get(id=job.id).model == MODEL
+    client = APIClient()
+    client.force_authenticate(user)
+    shown = client.get(f"/api/virtual-fitting/{job.id}").json()
+    assert shown["status"] == "completed"
+    assert shown["aiGenerated"] is True
+    assert shown["engine"] == {"name": "vertex-tryon", "model": MODEL}
 
 
 # --- the fake server checks what it is sent --------------------------------------------------------

@@ -133,6 +133,11 @@
     if (job.status === "completed") {
       $("result-image").src = job.resultImageUrl;
       $("llm-message").textContent = job.llmMessage || "(추천 메시지 없음 · no message)";
+      // Disclosure: say what made the image (aiGenerated, engine).
+      $("disclosure").textContent = job.aiGenerated
+        ? `AI 생성 이미지 · AI-generated (${job.engine.name}, ${job.engine.model})`
+        : `미리보기 합성 · preview composite (${job.engine.name}, ${job.engine.model})`;
+      $("disclosure").dataset.aiGenerated = String(job.aiGenerated);
       $("result").hidden = false;
     }
     if (job.status === "failed" || job.status === "timeout") {
