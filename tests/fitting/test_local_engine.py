@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import regex
+from django.utils import translation
 from PIL import Image, ImageDraw, ImageOps
 
 from core.images import decode
@@ -191,10 +192,14 @@ def test_shoes_go_on_the_feet_and_nowhere_else():
     ids=["photo-to-the-waist", "drawn-to-the-knees", "drawn-to-the-ankles"],
 )
 def test_shoes_on_a_photo_without_the_feet_fail_the_step(photo):
-    with pytest.raises(GarmentNotPlacedError) as caught:
+    with translation.override("en"), pytest.raises(GarmentNotPlacedError) as caught:
         dress(photo(), ("shoes", "shoes_brown_loafers.png"))
     assert caught.value.code == "GARMENT_NOT_PLACED"
-    assert "shoes" in caught.value.message
+    assert caught.value.message == "The shoes could not be placed: the photo does not show that part of the body."
+    # In Korean, without a particle that fits only some names (상의를, but 신발을).
+    with translation.override("ko"), pytest.raises(GarmentNotPlacedError) as caught:
+        dress(photo(), ("shoes", "shoes_brown_loafers.png"))
+    assert caught.value.message == "사진에 그 부위가 보이지 않아 신발 배치에 실패했습니다."
 
 
 def test_later_steps_find_the_same_body_as_the_first():
