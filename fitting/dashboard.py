@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from fitting import costs
 from fitting.charts import Series, horizontal_bars, stacked_bars
-from fitting.models import Category, FittingResult, ImageStep, Status
+from fitting.models import STEP_ORDER, FittingResult, ImageStep, Status
 from fitting.selectors import LATENCY_MAX_JOBS, LATENCY_WINDOW, fitting_dashboard
 
 STATUS_COLOURS = {
@@ -71,7 +71,7 @@ def dashboard_view(request):
         (_step_label(key), [(p50, P50, "p50"), (p95, P95, "p95")]) for key, (p50, p95, _samples) in data.latency.items()
     ]
     latency = horizontal_bars(latency_rows, title=_("Step latency"), unit=" ms")
-    order = [*Category.values, "message"]
+    order = [*STEP_ORDER, "message"]
     latency_table = [(_step_label(key), *data.latency[key]) for key in order if key in data.latency]
     context = {
         **admin.site.each_context(request),

@@ -16,9 +16,15 @@ class Category(models.TextChoices):
     TOP = "top", _("top")
     BOTTOM = "bottom", _("bottom")
     OUTER = "outer", _("outerwear")
+    DRESS = "dress", _("dress")  # one-piece: replaces top and bottom (CATEGORY_CONFLICT with either)
+    SHOES = "shoes", _("shoes")
 
 
-STEP_ORDER = [Category.TOP, Category.BOTTOM, Category.OUTER]
+# The fixed step order: a dress is where a top would be (it never comes with one), the outer
+# goes over the top or the dress, and the shoes come last.
+STEP_ORDER = [Category.TOP, Category.DRESS, Category.BOTTOM, Category.OUTER, Category.SHOES]
+# A dress is a top and a bottom in one: a request with both is refused (CATEGORY_CONFLICT).
+DRESS_REPLACES = (Category.TOP, Category.BOTTOM)
 
 
 class Status(models.TextChoices):
@@ -47,6 +53,8 @@ class ImageStep(models.TextChoices):
     TOP = "top", _("top")
     BOTTOM = "bottom", _("bottom")
     OUTER = "outer", _("outerwear")
+    DRESS = "dress", _("dress")
+    SHOES = "shoes", _("shoes")
     FINAL = "final", _("final")
 
 
@@ -221,7 +229,7 @@ class FittingResult(models.Model):
         return self.status in Status.terminal()
 
     def step_items(self) -> list[FittingResultItem]:
-        """The job's garments in step order (top, bottom, outer), one step each; prefetch ``items``."""
+        """The job's garments in step order (``STEP_ORDER``), one step each; prefetch ``items``."""
         return sorted(self.items.all(), key=lambda job_item: STEP_ORDER.index(job_item.category))
 
     def first_unfinished_step(self) -> str | None:

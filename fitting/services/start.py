@@ -16,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django_q.tasks import async_task
 
 from core.errors import QuotaExceededError
@@ -24,6 +25,7 @@ from core.media import media_name
 from fitting import costs
 from fitting.engines import engine_identity
 from fitting.errors import (
+    CategoryConflictError,
     DuplicateCategoryError,
     IdempotencyKeyReusedError,
     InsufficientItemsError,
@@ -34,6 +36,7 @@ from fitting.errors import (
 )
 from fitting.models import (
     DEFAULT_WEBHOOK_EVENTS,
+    DRESS_REPLACES,
     STEP_ORDER,
     Category,
     FittingResult,
@@ -48,9 +51,6 @@ from users.models import UserImage
 from users.selectors import photo_get_by_url, user_daily_job_quota
 
 logger = logging.getLogger(__name__)
-
-
-MAX_ITEMS = 3
 
 
 RUN_TASK = "fitting.tasks.run_fitting"
@@ -86,8 +86,10 @@ def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: li
         raise PhotoRequiredError(field="userPhotoUrl")
     if len(items) < 1:
         raise InsufficientItemsError(field="items")
-    if len(items) > MAX_ITEMS:
-        raise TooManyItemsError(field="items")
+    max_items = settings.FITTING_MAX_ITEMS
+    if len(items) > max_items:
+        message = ngettext("Pick at most %(count)d item.", "Pick at most %(count)d items.", max_items)
+        raise TooManyItemsError(message % {"count": max_items}, field="items")
     seen: set[str] = set()
     for index, requested in enumerate(items):
         if requested.category in seen:
@@ -96,6 +98,10 @@ def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: li
     for index, requested in enumerate(items):
         if requested.category not in Category.values:
             raise InvalidCategoryError(field=f"items[{index}].category")
+    if Category.DRESS in seen:
+        for index, requested in enumerate(items):
+            if requested.category in DRESS_REPLACES:
+                raise CategoryConflictError(field=f"items[{index}].category")
     found = Item.objects.in_bulk([r.item_id for r in items])
     for index, requested in enumerate(items):
         item = found.get(requested.item_id)
