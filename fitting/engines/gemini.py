@@ -477,6 +477,9 @@ def _image_part(image: Image.Image, *, png: bool = False) -> types.Part:
         image = image.resize(_input_size(image.size), Image.Resampling.LANCZOS)
     if png or image.mode in ("RGBA", "LA", "P"):
         return types.Part.from_bytes(data=images.encode_png(image), mime_type="image/png")
+    stored = images.result_bytes(image)  # a step's image: sent as it was stored, not encoded again
+    if stored is not None:
+        return types.Part.from_bytes(data=stored, mime_type=f"image/{images.RESULT_FORMAT.lower()}")
     buffer = io.BytesIO()
     (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=92)
     return types.Part.from_bytes(data=buffer.getvalue(), mime_type="image/jpeg")
