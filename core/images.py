@@ -138,7 +138,28 @@ def _decode_with_pillow(image: Image.Image, max_side: int | None) -> Image.Image
 
 # What makes Pillow's decode change a PNG's pixels: an ICC profile (iCCP), EXIF (eXIf, or
 # ImageMagick's "Raw profile type exif" text chunk) and XMP, whose orientation is applied.
-_PNG_PIXEL_METADATA = (b"iCCP", b"eXIf", b"Raw profile type", b"XML:com.adobe.xmp")
+_PNG_PIXEL_CHUNKS = (b"iCCP", b"eXIf")
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+_PNG_PIXEL_KEYWORDS = (b"Raw profile type", b"XML:com.adobe.xmp")
+
+
+def _png_has_pixel_metadata(data: bytes) -> bool:
+    """Whether any chunk of the PNG, before or after the pixels, is one Pillow's path acts on.
+
+    Walks the chunk headers (a few hundred for a megapixel answer), never the compressed data.
+    """
+    position = 8  # the signature
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        if kind in _PNG_PIXEL_CHUNKS:
+            return True
+        if kind in _PNG_TEXT_CHUNKS and data[position + 8 : position + 8 + length].startswith(_PNG_PIXEL_KEYWORDS):
+            return True
+        if kind == b"IEND":
+            return False
+        position += 12 + length
+    return True  # cut short: let Pillow judge it
 
 
 def _decode_plain_png(image: Image.Image, data: bytes) -> Image.Image | None:
@@ -147,12 +168,11 @@ def _decode_plain_png(image: Image.Image, data: bytes) -> Image.Image | None:
 
     An engine's answer is such a PNG, decoded at every step. Plain means nothing Pillow's path
     would act on: no ICC profile, no EXIF or XMP (an orientation), no transparency key, no
-    palette or 16-bit samples. The markers are looked for in the whole file, since a chunk may
-    follow the pixels; one found by chance in the compressed data only sends the file to Pillow.
+    palette or 16-bit samples.
     """
     if image.format != "PNG" or image.mode not in ("RGB", "RGBA") or "transparency" in image.info:
         return None
-    if any(marker in data for marker in _PNG_PIXEL_METADATA):
+    if _png_has_pixel_metadata(data):
         return None
     vips = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
     bands = 4 if image.mode == "RGBA" else 3
