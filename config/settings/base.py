@@ -507,5 +507,6 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}},
+    # httpx: a line per request; pyvips: libvips' notes on each operation ("threadpool completed").
+    "loggers": {"httpx": {"level": "WARNING"}, "pyvips": {"level": "WARNING"}},
 }

@@ -512,6 +512,9 @@ def encode_input(image: Image.Image, *, png: bool = False) -> tuple[bytes, str]:
         image = image.resize(_input_size(image.size), Image.Resampling.LANCZOS)
     if png or image.mode in ("RGBA", "LA", "P"):
         return images.encode_png(image), "image/png"
+    stored = images.result_bytes(image)  # a step's image: sent as it was stored, not encoded again
+    if stored is not None:
+        return stored, f"image/{images.RESULT_FORMAT.lower()}"
     buffer = io.BytesIO()
     (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=92)
     return buffer.getvalue(), "image/jpeg"
