@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_q.tasks import async_task
@@ -24,6 +25,7 @@ from core.media import media_name
 from fitting.engines import engine_identity
 from fitting.errors import (
     DuplicateCategoryError,
+    FailureCode,
     IdempotencyKeyReusedError,
     InsufficientItemsError,
     InvalidCategoryError,
@@ -220,6 +222,22 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook
     return job
 
 
+# Failures that give the job's daily-quota slot back: nothing usable was made (issue 22).
+QUOTA_GIVEN_BACK_CODES = (FailureCode.QUALITY_CHECK_FAILED,)
+
+
+def quota_jobs_counted(*, owner_id, since) -> QuerySet[FittingResult]:
+    """The owner's jobs since ``since`` that use a slot of the daily quota.
+
+    Not counted: whole-result cache hits (no engine call) and jobs that failed with a code
+    of ``QUOTA_GIVEN_BACK_CODES`` (the slot is given back). The one place the quota's count
+    is defined: a usage ledger replacing it re-points the give-back here.
+    """
+    return FittingResult.objects.filter(owner_id=owner_id, created_at__gte=since, cached=False).exclude(
+        error_code__in=QUOTA_GIVEN_BACK_CODES
+    )
+
+
 def _check_daily_quota(job: FittingResult) -> None:
     """Refuse ``job`` (QUOTA_EXCEEDED) when its owner already started their day's quota of jobs.
 
@@ -236,11 +254,7 @@ def _check_daily_quota(job: FittingResult) -> None:
     get_user_model().objects.select_for_update(no_key=True).filter(pk=job.owner_id).exists()
     now = timezone.localtime()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    used = (
-        FittingResult.objects.filter(owner_id=job.owner_id, created_at__gte=day_start, cached=False)
-        .exclude(id=job.id)
-        .count()
-    )
+    used = quota_jobs_counted(owner_id=job.owner_id, since=day_start).exclude(id=job.id).count()
     if used < quota:
         return
     logger.info("user %s: daily quota of %s jobs reached", job.owner_id, quota)
