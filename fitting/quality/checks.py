@@ -35,8 +35,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from core.errors import EngineError
 from fitting.engines.local import CHIN_PER_FACE_BOX, HEAD_PER_FACE_BOX, BodyFrame, cut_out_garment, find_body
+from fitting.errors import EngineError
 
 WORK_SIDE = 512  # every check runs on images of this long side
 # The face detector is most of the time of a call: it runs smaller (a face of a full-length

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from fitting.demo.make_images import PERSON_LANDMARKS
+from demo.samples.make_images import PERSON_LANDMARKS
 from fitting.quality import CHECKS, Assessment, Outcome, Thresholds, assess, assess_answer, prepare
 from tests.quality_modes import BAD_MODES, MODES, answers, model_round_trip
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = ROOT / "tests" / "data" / "photos"
-DEMO = next(path.parent for path in sorted(ROOT.glob("**/demo/top_navy_tshirt.png")) if ".venv" not in path.parts)
+DEMO = ROOT / "demo" / "samples"
 GARMENTS = {
     "top": ["top_navy_tshirt.png", "top_white_shirt.png"],
     "bottom": ["bottom_blue_jeans.png", "bottom_beige_chinos.png"],
