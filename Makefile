@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint bench install clean
 
 # `make run` says which engine the worker will use (FITTING_ENGINE, its model and prompts), and
-# with the Gemini engine whether the provider serves its models (manage.py check_engine).
+# with a Google engine (gemini, vertex-tryon) whether the provider serves its models (manage.py check_engine).
 ENGINE_LINE := from django.conf import settings as s; from fitting.engines import engine_identity as e; \
   print('  Engine:     %s %s' % (e(), 'via ' + (s.GEMINI_BASE_URL or ('Vertex AI' if s.GEMINI_USE_VERTEXAI else 'the Gemini API')) \
-  if s.FITTING_ENGINE == 'gemini' else '- offline preview compositor (FITTING_ENGINE=gemini for Gemini)'))
+  if s.FITTING_ENGINE in ('gemini', 'vertex-tryon') \
+  else '- offline preview compositor (FITTING_ENGINE=gemini or vertex-tryon for Google models)'))
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)

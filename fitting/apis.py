@@ -157,6 +157,7 @@ class FittingListCreateApi(APIView):
                 ErrorCode.TOO_MANY_ITEMS,
                 ErrorCode.DUPLICATE_CATEGORY,
                 ErrorCode.INVALID_CATEGORY,
+                ErrorCode.CATEGORY_CONFLICT,
                 ErrorCode.INVALID_ITEM_ID,
                 ErrorCode.INVALID_WEBHOOK_URL,
                 ErrorCode.VALIDATION_ERROR,

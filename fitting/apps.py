@@ -43,7 +43,7 @@ class FittingConfig(AppConfig):
             # copy on its first task. Only modules: the client is made per worker process.
             # (Not OpenCV: a library with thread pools should not be loaded before a fork.)
             importlib.import_module("fitting.pipeline")
-            if settings.FITTING_ENGINE == "gemini":
+            if settings.FITTING_ENGINE in ("gemini", "vertex-tryon"):  # both call Google through google-genai
                 gemini = importlib.import_module("fitting.engines.gemini")
                 # Once per node, before it takes tasks: the operator sees at start whether the
                 # provider serves the configured models (it logs; it never refuses to start).

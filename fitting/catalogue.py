@@ -8,7 +8,8 @@ checks an upload (``item_image_check``); items are written through ``item_save``
 
 Feed shape: a JSON list of objects (or ``{"items": [...]}``), or CSV with a header row.
 Fields, with the names also accepted: ``external_id`` (``externalId``, ``id``), ``name``,
-``category`` (``top``, ``bottom``, ``outer``), ``image_url`` (``imageUrl``, ``image``).
+``category`` (``top``, ``bottom``, ``outer``, ``dress``, ``shoes``; also ``one-piece``,
+``one-pieces`` and ``dresses`` for a dress, ``footwear`` for shoes), ``image_url`` (``imageUrl``, ``image``).
 
 Each row ends as one of:
 - ``created``: a new item;
@@ -54,6 +55,9 @@ FIELDS = {
     "category": ("category",),
     "image_url": ("image_url", "imageUrl", "image"),
 }
+
+# Other feeds' names of a category (FASHN's "one-pieces", …): stored as ours.
+CATEGORY_ALIASES = {"one-piece": "dress", "one-pieces": "dress", "dresses": "dress", "footwear": "shoes"}
 
 CREATED, UPDATED, UNCHANGED, SKIPPED = "created", "updated", "unchanged", "skipped"
 
@@ -254,8 +258,9 @@ def _validated(row: FeedRow, seen: set[str]) -> tuple[str, str, str, str]:
         raise _Skip("external_id repeated in the feed (the first row counts)")
     if len(name) > NAME_MAX:
         raise _Skip(f"name longer than {NAME_MAX} characters")
+    category = CATEGORY_ALIASES.get(category, category)
     if category not in Category.values:
-        raise _Skip(f"invalid category {category!r} (top, bottom or outer)")
+        raise _Skip(f"invalid category {category!r} ({', '.join(Category.values)})")
     return external_id, name, category, url
 
 

@@ -19,7 +19,7 @@ from django.core.checks import Warning as CheckWarning
 from django.utils import timezone
 
 from fitting.engines.catalog import SHUTDOWN_WARNING_DAYS, known_model
-from fitting.engines.identity import gemini_models
+from fitting.engines.identity import engine_models
 
 CHANGE_HINT = (
     "Set {setting} to a current model (fitting/engines/catalog.py lists them; "
@@ -29,7 +29,7 @@ CHANGE_HINT = (
 
 def configured_models() -> list[tuple[str, str]]:
     """(setting, model) of each provider model the configured engine calls; none for the local engine."""
-    return gemini_models() if settings.FITTING_ENGINE == "gemini" else []
+    return engine_models(settings.FITTING_ENGINE)
 
 
 def model_warnings(*, today: date) -> list[CheckWarning]:

@@ -6,6 +6,11 @@ used beyond its prompt (the image, and any thinking), so an image of about 1,120
 about $0.067 at $60 per million. A step reused from another job
 (``cached``) or a whole-result cache hit used no tokens and costs nothing. Only the image
 steps report their usage; the recommendation message (the text model) is not counted.
+
+What was used is kept in a ledger, ``UsageDay`` (per user and day: jobs started, engine
+calls, tokens, cost), written by ``usage_add`` in the same transaction as what it counts. The
+daily quota and the cost pages read it, never the job rows: deleting a job (or, anonymised,
+the account) changes neither.
 """
 
 from __future__ import annotations
@@ -15,11 +20,10 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import F, Sum
 from django.utils import timezone
 
-from fitting.models import FittingResult
+from fitting.models import FittingResult, UsageDay
 
 MILLION = Decimal(1_000_000)
 
@@ -58,54 +62,105 @@ def job_cost(job: FittingResult) -> Decimal | None:
     return tokens_cost(job.model, job.input_tokens, job.output_tokens)
 
 
+# --- the ledger ---------------------------------------------------------------------------------
+COUNTERS = ("jobs_started", "cached_jobs", "engine_jobs", "engine_calls", "input_tokens", "output_tokens")
+
+
+def usage_add(*, user_id: int, model: str = "", **counts: int) -> None:
+    """Add ``counts`` (``COUNTERS``) to the user's usage of today, in the caller's transaction.
+
+    The tokens are priced now, at ``model``'s price; tokens of a model without a price make
+    the day's cost unknown (NULL) for good. Atomic increments: concurrent writers add up.
+    """
+    unknown = set(counts) - set(COUNTERS)
+    if unknown:
+        raise TypeError(f"not a usage counter: {sorted(unknown)}")
+    changes = {name: F(name) + value for name, value in counts.items() if value}
+    if counts.get("input_tokens") or counts.get("output_tokens"):
+        cost = tokens_cost(model, counts.get("input_tokens", 0), counts.get("output_tokens", 0))
+        changes["cost"] = None if cost is None else F("cost") + cost
+    if not changes:
+        return
+    row, _created = UsageDay.objects.get_or_create(user_id=user_id, day=timezone.localdate())
+    UsageDay.objects.filter(id=row.id).update(**changes)
+
+
+def usage_give_back_job(*, job: FittingResult) -> None:
+    """Give ``job``'s daily-quota slot back (it made nothing usable: QUALITY_CHECK_FAILED).
+
+    Takes one off ``jobs_started`` of the day the job was started (when it counted), in the
+    caller's transaction. Its engine calls and tokens stay: they were paid for.
+    """
+    day = timezone.localdate(job.created_at)
+    UsageDay.objects.filter(user_id=job.owner_id, day=day, jobs_started__gt=0).update(
+        jobs_started=F("jobs_started") - 1
+    )
+
+
+def usage_jobs_started(*, user_id: int) -> int:
+    """Jobs the user started today (TIME_ZONE) that were not whole-result cache hits."""
+    row = UsageDay.objects.filter(user_id=user_id, day=timezone.localdate()).values_list("jobs_started", flat=True)
+    return row.first() or 0
+
+
 # --- aggregates for the admin (and a dashboard) -------------------------------------------------
 @dataclass(frozen=True)
 class CostRow:
-    key: object  # the day, or the user id
-    jobs: int
-    engine_jobs: int  # jobs that called the engine (not whole-result cache hits)
+    key: object  # the day, or the user id (None: the users who erased their account)
+    jobs: int  # jobs started, cache hits included
+    engine_jobs: int  # jobs (attempts) that called the engine: not cache hits, nor canceled before they ran
+    engine_calls: int  # calls of the image model
     input_tokens: int
     output_tokens: int
     cost: Decimal | None  # None when a model used has no price
 
 
-def _rows(jobs: QuerySet[FittingResult], key: str) -> list[CostRow]:
-    grouped = jobs.values(key, "model").annotate(
-        jobs=Count("id"),
-        engine_jobs=Count("id", filter=Q(cached=False)),
-        input_tokens=Sum("input_tokens"),
-        output_tokens=Sum("output_tokens"),
+def _rows(key: str, days: int) -> list[CostRow]:
+    grouped = (
+        UsageDay.objects.filter(day__gte=_since(days))
+        .values(key)
+        .order_by(key)
+        .annotate(**{f"sum_{name}": Sum(name) for name in COUNTERS}, sum_cost=Sum("cost"))
     )
-    totals: dict[object, dict] = {}
-    for row in grouped:
-        total = totals.setdefault(
-            row[key], {"jobs": 0, "engine_jobs": 0, "input_tokens": 0, "output_tokens": 0, "cost": Decimal(0)}
+    # Sum() skips NULLs: a NULL cost among the group's rows makes the group's cost unknown.
+    unknown = set(
+        UsageDay.objects.filter(day__gte=_since(days), cost__isnull=True).values_list(key, flat=True).distinct()
+    )
+    return [
+        CostRow(
+            key=row[key],
+            jobs=(row["sum_jobs_started"] or 0) + (row["sum_cached_jobs"] or 0),
+            engine_jobs=row["sum_engine_jobs"] or 0,
+            engine_calls=row["sum_engine_calls"] or 0,
+            input_tokens=row["sum_input_tokens"] or 0,
+            output_tokens=row["sum_output_tokens"] or 0,
+            cost=None if row[key] in unknown else _money(row["sum_cost"]),
         )
-        for name in ("jobs", "engine_jobs", "input_tokens", "output_tokens"):
-            total[name] += row[name] or 0
-        cost = tokens_cost(row["model"], row["input_tokens"] or 0, row["output_tokens"] or 0)
-        if cost is None and (row["input_tokens"] or row["output_tokens"]):
-            total["cost"] = None
-        elif total["cost"] is not None:
-            total["cost"] += cost or Decimal(0)
-    return [CostRow(key=k, **v) for k, v in totals.items()]
+        for row in grouped
+    ]
 
 
-def _since(days: int):
+def _money(value) -> Decimal:
+    # SQLite sums decimals as floats: back to the column's ten places.
+    return Decimal(str(value or 0)).quantize(Decimal("1e-10"))
+
+
+def _since(days: int) -> date:
     today = timezone.localdate()
     return today - timedelta(days=days - 1)
 
 
 def cost_by_day(*, days: int = 30) -> list[CostRow]:
-    """One row per day (TIME_ZONE) of the last ``days`` days with jobs, newest first."""
-    jobs = FittingResult.objects.filter(created_at__date__gte=_since(days)).annotate(day=TruncDate("created_at"))
-    return sorted(_rows(jobs, "day"), key=lambda r: r.key, reverse=True)
+    """One row per day (TIME_ZONE) of the last ``days`` days with usage, newest first."""
+    return sorted(_rows("day", days), key=lambda r: r.key, reverse=True)
 
 
 def cost_by_user(*, days: int = 30) -> list[CostRow]:
-    """One row per user (key: the user id) with jobs in the last ``days`` days, costliest first."""
-    jobs = FittingResult.objects.filter(created_at__date__gte=_since(days))
-    return sorted(_rows(jobs, "owner_id"), key=lambda r: (r.cost or Decimal(0), r.jobs), reverse=True)
+    """One row per user with usage in the last ``days`` days, costliest first.
+
+    The key is the user id; None for the users who erased their account, all in one row.
+    """
+    return sorted(_rows("user_id", days), key=lambda r: (r.cost or Decimal(0), r.jobs), reverse=True)
 
 
 def cost_of_day(day: date) -> CostRow | None:

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from fitting import costs
 from fitting.charts import Series, horizontal_bars, stacked_bars
-from fitting.models import Category, FittingResult, ImageStep, Status
+from fitting.models import STEP_ORDER, FittingResult, ImageStep, Status
 from fitting.selectors import LATENCY_MAX_JOBS, LATENCY_WINDOW, QUALITY_WINDOW, fitting_dashboard, quality_by_identity
 
 STATUS_COLOURS = {
@@ -46,7 +46,7 @@ def _step_label(step: str | None) -> str:
 
 
 def _cost_30_days() -> str | None:
-    """The estimated cost of the last 30 days' jobs (fitting.costs); None when a model used has no price."""
+    """The estimated cost of the last 30 days (the usage ledger, fitting.costs); None when a model used has no price."""
     rows = costs.cost_by_day(days=30)
     if any(row.cost is None for row in rows):
         return None
@@ -71,7 +71,7 @@ def dashboard_view(request):
         (_step_label(key), [(p50, P50, "p50"), (p95, P95, "p95")]) for key, (p50, p95, _samples) in data.latency.items()
     ]
     latency = horizontal_bars(latency_rows, title=_("Step latency"), unit=" ms")
-    order = [*Category.values, "message"]
+    order = [*STEP_ORDER, "message"]
     latency_table = [(_step_label(key), *data.latency[key]) for key in order if key in data.latency]
     quality_checks, quality_rows = quality_by_identity()
     context = {
@@ -98,6 +98,12 @@ def dashboard_view(request):
     return TemplateResponse(request, "admin/fitting/dashboard.html", context)
 
 
+def _user_label(user_id: int | None, names: dict[int, str]) -> str:
+    if user_id is None:
+        return _("erased accounts")
+    return names.get(user_id, str(user_id))
+
+
 def costs_view(request: HttpRequest) -> TemplateResponse:
     """Estimated cost per day and per user over the last ``days`` days (default 30, at most 366)."""
     if not admin.site.get_model_admin(FittingResult).has_view_permission(request):
@@ -114,6 +120,6 @@ def costs_view(request: HttpRequest) -> TemplateResponse:
         "title": _("Estimated cost"),
         "days": days,
         "by_day": [(row, costs.format_cost(row.cost)) for row in costs.cost_by_day(days=days)],
-        "by_user": [(row, names.get(row.key, row.key), costs.format_cost(row.cost)) for row in by_user],
+        "by_user": [(row, _user_label(row.key, names), costs.format_cost(row.cost)) for row in by_user],
     }
     return TemplateResponse(request, "admin/fitting/fittingresult/costs.html", context)

@@ -47,7 +47,7 @@ class InsufficientItemsError(ValidationFailed):
 
 class TooManyItemsError(ValidationFailed):
     code = ErrorCode.TOO_MANY_ITEMS
-    default_message = _("Pick at most three items.")
+    default_message = _("Pick at most three items.")  # the default FITTING_MAX_ITEMS; the service says its own
 
 
 class DuplicateCategoryError(ValidationFailed):
@@ -57,7 +57,14 @@ class DuplicateCategoryError(ValidationFailed):
 
 class InvalidCategoryError(ValidationFailed):
     code = ErrorCode.INVALID_CATEGORY
-    default_message = _("The category must be top, bottom or outer, and the item's own.")
+    default_message = _("The category must be top, bottom, outer, dress or shoes, and the item's own.")
+
+
+class CategoryConflictError(ValidationFailed):
+    """A dress (one-piece) with a top or a bottom: the dress already is both."""
+
+    code = ErrorCode.CATEGORY_CONFLICT
+    default_message = _("A dress replaces the top and the bottom: pick a dress, or a top and a bottom.")
 
 
 class InvalidItemIdError(ValidationFailed):

@@ -16,9 +16,15 @@ class Category(models.TextChoices):
     TOP = "top", _("top")
     BOTTOM = "bottom", _("bottom")
     OUTER = "outer", _("outerwear")
+    DRESS = "dress", _("dress")  # one-piece: replaces top and bottom (CATEGORY_CONFLICT with either)
+    SHOES = "shoes", _("shoes")
 
 
-STEP_ORDER = [Category.TOP, Category.BOTTOM, Category.OUTER]
+# The fixed step order: a dress is where a top would be (it never comes with one), the outer
+# goes over the top or the dress, and the shoes come last.
+STEP_ORDER = [Category.TOP, Category.DRESS, Category.BOTTOM, Category.OUTER, Category.SHOES]
+# A dress is a top and a bottom in one: a request with both is refused (CATEGORY_CONFLICT).
+DRESS_REPLACES = (Category.TOP, Category.BOTTOM)
 
 
 class Status(models.TextChoices):
@@ -47,6 +53,8 @@ class ImageStep(models.TextChoices):
     TOP = "top", _("top")
     BOTTOM = "bottom", _("bottom")
     OUTER = "outer", _("outerwear")
+    DRESS = "dress", _("dress")
+    SHOES = "shoes", _("shoes")
     FINAL = "final", _("final")
 
 
@@ -222,7 +230,7 @@ class FittingResult(models.Model):
         return self.status in Status.terminal()
 
     def step_items(self) -> list[FittingResultItem]:
-        """The job's garments in step order (top, bottom, outer), one step each; prefetch ``items``."""
+        """The job's garments in step order (``STEP_ORDER``), one step each; prefetch ``items``."""
         return sorted(self.items.all(), key=lambda job_item: STEP_ORDER.index(job_item.category))
 
     def first_unfinished_step(self) -> str | None:
@@ -458,3 +466,42 @@ class StreamCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.process}: {self.open_streams}"
+
+
+class UsageDay(models.Model):
+    """What one user used on one day (TIME_ZONE): the ledger the daily quota and the cost pages read.
+
+    Written in the same transaction as what it counts, and never by deleting: deleting a job
+    leaves it as it is (the quota cannot be reset that way, and the costs stay true), and
+    erasing the account only takes the user off it (``user`` becomes NULL: anonymised).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    day = models.DateField(_("day"))
+    # Accepted jobs that were not whole-result cache hits: what the daily quota counts.
+    jobs_started = models.PositiveIntegerField(_("jobs started"), default=0)
+    cached_jobs = models.PositiveIntegerField(_("jobs from the result cache"), default=0)
+    # Job attempts that made at least one engine call (counted at their first one).
+    engine_jobs = models.PositiveIntegerField(_("jobs calling the engine"), default=0)
+    # Calls of the image model (one per step the engine made; reused steps make none).
+    engine_calls = models.PositiveIntegerField(_("engine calls"), default=0)
+    input_tokens = models.PositiveBigIntegerField(_("input tokens"), default=0)
+    output_tokens = models.PositiveBigIntegerField(_("output tokens"), default=0)
+    # USD at the price of the time (FITTING_PRICES); NULL once tokens of a model without a price were used.
+    cost = models.DecimalField(_("estimated cost (USD)"), max_digits=20, decimal_places=10, null=True, default=0)
+
+    class Meta:
+        verbose_name = _("usage of a day")
+        verbose_name_plural = _("usage per day")
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="usage_user_day_unique")]
+        indexes = [models.Index(fields=["day"], name="usage_day")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.day}"

@@ -129,10 +129,10 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
             if step in done:
                 continue
             with log_context(step=step):
-                fitting_step_started(job=job, step=step)
                 left = _seconds_left(job.deadline_at)
                 if left <= 0:
                     raise DeadlineExceeded()
+                fitting_step_started(job=job, step=step)  # counts the engine call that follows
                 started = time.monotonic()
                 kept = _gated_step(engine, job, person=current, garment=garment, step=step, canvas_size=canvas_size)
                 latency_ms = round((time.monotonic() - started) * 1000)

@@ -10,7 +10,8 @@ import regex
 
 # v2: the image calls also ask for the canvas's aspect ratio (``image_config``).
 # v3: and, to the 3.x image models, the output resolution (``image_config.image_size``).
-PROMPT_VERSION = "v3"
+# v4: dresses (one-piece, worn from the shoulders to its own length) and shoes (on the feet).
+PROMPT_VERSION = "v4"
 
 # The seed's prompt, word for word.
 MESSAGE_PROMPT = (
@@ -37,6 +38,18 @@ _GARMENT_WORDING = {
         "may show where the outerwear is open. Keep the top and the trousers or skirt "
         "exactly as they are.",
     ),
+    "dress": (
+        "a one-piece dress",
+        "It replaces both the top and the trousers or skirt the person is wearing: dress them in "
+        "it from the shoulders down to the dress's own length (a short dress ends above the knee, "
+        "a long one at the ankle), showing the legs below its hem. Keep the shoes exactly as they are.",
+    ),
+    "shoes": (
+        "a pair of shoes",
+        "Put them on the person's feet, replacing any shoes they wear, one shoe on each foot, "
+        "sized and angled to the feet and the pose. Keep every garment above the feet exactly "
+        "as it is.",
+    ),
 }
 
 _STEP_PROMPT = """You are a virtual fitting tool. You receive three images, in this order:
@@ -58,7 +71,7 @@ photo itself."""
 
 
 def step_prompt(category: str) -> str:
-    """The prompt for one fitting step; ``category`` is ``top``, ``bottom`` or ``outer``."""
+    """The prompt for one fitting step; ``category`` is one of ``fitting.engines.base.CATEGORIES``."""
     garment, placement = _GARMENT_WORDING[category]
     return _STEP_PROMPT.format(garment=garment, placement=placement)
 

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from core.media import media_url
+from fitting.engines.identity import GENERATIVE_ENGINES
 from fitting.errors import job_error_message
 from fitting.models import ImageStep, Status, WebhookEvent
 
@@ -42,6 +43,14 @@ class JobStepSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_serializer(component_name="JobEngine")
+class JobEngineSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The engine: `local`, `gemini` or `vertex-tryon`.")
+    model = serializers.CharField(
+        help_text="The model that makes the images (`local-preview-1` for the local compositor)."
+    )
+
+
 @extend_schema_serializer(component_name="Job")
 class JobOutputSerializer(serializers.Serializer):
     """The job as clients see it; also the payload of each event of the event stream."""
@@ -52,6 +61,14 @@ class JobOutputSerializer(serializers.Serializer):
     failedStep = serializers.CharField(source="failed_step", allow_null=True)
     llmMessage = serializers.CharField(source="llm_message", allow_null=True)
     cached = serializers.BooleanField()
+    aiGenerated = serializers.SerializerMethodField(
+        help_text=(
+            "True when the job's images (the result and the steps) are made by a generative AI model "
+            "(engines `gemini` and `vertex-tryon`): label them as AI-generated. False for the local "
+            "preview compositor, which pastes the catalogue photos onto the person photo."
+        )
+    )
+    engine = serializers.SerializerMethodField(help_text="The engine and model the job is pinned to.")
     resultImageUrl = serializers.SerializerMethodField()
     items = serializers.SerializerMethodField()
     steps = serializers.SerializerMethodField()
@@ -63,6 +80,13 @@ class JobOutputSerializer(serializers.Serializer):
     webhookEvents = serializers.ListField(
         source="webhook_events", child=serializers.ChoiceField(choices=WebhookEvent.choices)
     )
+
+    def get_aiGenerated(self, job) -> bool:
+        return job.engine in GENERATIVE_ENGINES
+
+    @extend_schema_field(JobEngineSerializer)
+    def get_engine(self, job) -> dict:
+        return {"name": job.engine, "model": job.model}
 
     def get_webhookUrl(self, job) -> str | None:
         return job.webhook_url or None

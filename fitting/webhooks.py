@@ -3,11 +3,14 @@
 A job made with a ``webhookUrl`` gets a POST for each event it subscribed to
 (``webhookEvents``; by default the terminal ones). How it goes:
 
-1. ``notify.job_changed`` (after the job's change commits) calls ``webhook_event``: if the
-   job subscribed to the event, a ``WebhookDelivery`` row freezes the payload — the job as
-   ``GET /api/virtual-fitting/<jobId>`` shows it at that moment — with a new ``msg_…`` id,
-   and a django-q2 task ``fitting.tasks.webhook_deliver`` is enqueued. Nothing is sent in
-   the job's step or in a web request.
+1. ``notify.job_changed_on_commit``, called in the transaction of each change of a job,
+   calls ``webhook_record``: if the job subscribed to the event, a ``WebhookDelivery`` row
+   freezes the payload — the job as ``GET /api/virtual-fitting/<jobId>`` shows it at that
+   moment — with a new ``msg_…`` id, in that same transaction: the row exists if and only if
+   the change committed. After the commit ``webhook_enqueue`` enqueues a django-q2 task
+   ``fitting.tasks.webhook_deliver``; should that be lost (a crash right after the commit),
+   the sweep (3.) enqueues the row once it is due. Nothing is sent in the job's step or in
+   a web request.
 2. The task (``webhook_deliver``) claims the attempt with a conditional update, POSTs the
    frozen body signed the Standard Webhooks way with the owner's current secret (a new
    ``webhook-timestamp`` per attempt, the same ``webhook-id``), through ``core.outbound``
@@ -129,8 +132,9 @@ def webhook_payload(*, job: FittingResult, event: str, at: datetime) -> str:
     return JSONRenderer().render(body).decode()
 
 
-def webhook_event(*, job_id: str, event: str) -> WebhookDelivery | None:
-    """Called after every committed change of a job: a delivery if the job subscribed to ``event``."""
+def webhook_record(*, job_id: str, event: str) -> WebhookDelivery | None:
+    """A delivery of ``event`` if the job subscribed to it, written in the caller's transaction
+    (the change's own); ``webhook_enqueue`` it once that commits."""
     if event not in WebhookEvent.values:
         return None
     subscription = FittingResult.objects.filter(id=job_id).values("webhook_url", "webhook_events").first()
@@ -149,8 +153,12 @@ def webhook_event(*, job_id: str, event: str) -> WebhookDelivery | None:
         next_attempt_at=now + REQUEUE_AFTER,  # the sweep's fallback should this message be lost
         retry_until=now + timedelta(hours=settings.FITTING_WEBHOOK_RETRY_HOURS),
     )
-    _enqueue(delivery_id=delivery.id, number=1)
     return delivery
+
+
+def webhook_enqueue(*, delivery_id: int) -> None:
+    """Enqueue the first attempt of a committed delivery."""
+    _enqueue(delivery_id=delivery_id, number=1)
 
 
 def _enqueue(*, delivery_id: int, number: int) -> None:

@@ -11,13 +11,20 @@ Vertex AI's paths are answered the same way:
 the models it serves. A model the test ``retire()``s is answered as the real API answers a
 shut-down model: 404 ``NOT_FOUND``, "models/<name> is not found for API version v1beta, or is
 not supported for generateContent." (its generateContent calls are recorded like any other,
-without taking a scripted behaviour). ``POST /token`` stands in for Google's OAuth token endpoint, so
+without taking a scripted behaviour). ``POST …/models/{model}:predict`` (Vertex AI only: the Virtual Try-On model's
+``recontext_image``) is answered as Vertex AI does, ``{"predictions": [{"bytesBase64Encoded",
+"mimeType"}]}`` or ``[{"raiFilteredReason"}]`` for a filtered image, after checking the request's
+shape: ``instances[0].personImage.image`` and ``instances[0].productImages[].image`` (one product,
+as the model takes), ``parameters.sampleCount`` 1 to 4 and ``parameters.seed`` a uint32 when sent.
+A request of another shape is a 400 and lands in ``errors``. ``POST /token`` stands in for
+Google's OAuth token endpoint, so
 stand-in application default credentials (an ``authorized_user`` file whose ``token_uri``
 is ``fake.token_url``) get an access token without calling out.
 
 Each call takes the next scripted behaviour from a queue, one queue for image calls
-(``responseModalities`` includes IMAGE) and one for text calls; an empty queue answers
-``ok()`` or ``text()``:
+(``responseModalities`` includes IMAGE, and every ``:predict``) and one for text calls; an
+empty queue answers ``ok()`` or ``text()``. On ``:predict``, ``block(reason)`` is a prediction
+with ``raiFilteredReason``, ``text_only()`` an answer without predictions:
 
     fake.script_image(fail(503), ok())
     fake.script_text(delay(5))
@@ -168,14 +175,22 @@ class RecordedRequest:
     project: str | None = None
     location: str | None = None
     publisher: str | None = None
+    # :predict (the try-on model): its decoded person and product images; ``images`` holds both.
+    person_image: Image.Image | None = None
+    product_images: list[Image.Image] = field(default_factory=list)
 
     @property
     def generation_config(self) -> dict[str, Any]:
         return self.body.get("generationConfig") or {}
 
     @property
+    def parameters(self) -> dict[str, Any]:
+        """A :predict request's ``parameters`` (sampleCount, seed, addWatermark, …)."""
+        return self.body.get("parameters") or {}
+
+    @property
     def wants_image(self) -> bool:
-        return "IMAGE" in (self.generation_config.get("responseModalities") or [])
+        return self.action == "predict" or "IMAGE" in (self.generation_config.get("responseModalities") or [])
 
 
 def _decode_parts(body: dict[str, Any], *, images: bool = True) -> tuple[list[str], list[Image.Image], list[str]]:
@@ -195,6 +210,39 @@ def _decode_parts(body: dict[str, Any], *, images: bool = True) -> tuple[list[st
                 image.load()
                 decoded.append(image)
     return texts, decoded, mimes
+
+
+def _decode_image(blob: Any, where: str) -> Image.Image:
+    if not isinstance(blob, dict) or not blob.get("bytesBase64Encoded"):
+        raise ValueError(f"{where} must be an image with bytesBase64Encoded")
+    if not str(blob.get("mimeType") or "").startswith("image/"):
+        raise ValueError(f"{where}.mimeType must be an image type")
+    image = Image.open(io.BytesIO(_b64decode(blob["bytesBase64Encoded"])))
+    image.load()
+    return image
+
+
+def _decode_predict(body: dict[str, Any]) -> tuple[Image.Image, list[Image.Image]]:
+    """The person and product images of a Virtual Try-On request; ValueError for another shape."""
+    instances = body.get("instances")
+    if not isinstance(instances, list) or len(instances) != 1:
+        raise ValueError("instances must hold exactly one instance")
+    instance = instances[0]
+    person = _decode_image((instance.get("personImage") or {}).get("image"), "instances[0].personImage.image")
+    products = instance.get("productImages")
+    if not isinstance(products, list) or len(products) != 1:
+        raise ValueError("instances[0].productImages must hold exactly one product image")
+    garments = [
+        _decode_image((p or {}).get("image"), f"instances[0].productImages[{i}].image") for i, p in enumerate(products)
+    ]
+    parameters = body.get("parameters") or {}
+    count = parameters.get("sampleCount", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 4:
+        raise ValueError(f"parameters.sampleCount must be an integer from 1 to 4, not {count!r}")
+    seed = parameters.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+        raise ValueError(f"parameters.seed must be an unsigned 32-bit integer, not {seed!r}")
+    return person, garments
 
 
 def _b64decode(data: str) -> bytes:
@@ -274,6 +322,8 @@ class FakeGemini:
 
     def _respond(self, request: RecordedRequest, behaviour: Behaviour) -> tuple[int, dict | None]:
         """The status and JSON body for ``behaviour``; None means hang up."""
+        if request.action == "predict" and behaviour.kind in ("ok", "block", "text_only", "text", "bad_image"):
+            return 200, self._predictions(request, behaviour)
         if behaviour.kind == "delay":
             if self._stopping.wait(behaviour.delay):
                 return 503, _error_body(503, "shutting down", None)
@@ -331,6 +381,24 @@ class FakeGemini:
             self._image_calls += 1
             self.outputs.append(image)
         return image
+
+    def _predictions(self, request: RecordedRequest, behaviour: Behaviour) -> dict:
+        """Vertex AI's answer to a :predict call, one prediction per ``sampleCount``."""
+        if behaviour.kind in ("text", "text_only"):
+            return {}  # nothing made, nothing said
+        if behaviour.kind == "block":
+            return {"predictions": [{"raiFilteredReason": behaviour.reason}]}
+        if behaviour.kind == "bad_image":
+            junk = base64.b64encode(b"definitely not a PNG").decode()
+            return {"predictions": [{"bytesBase64Encoded": junk, "mimeType": "image/png"}]}
+        predictions = []
+        for _ in range(request.parameters.get("sampleCount", 1)):
+            buffer = io.BytesIO()
+            self._make_image(request, behaviour.size).save(buffer, "PNG")
+            predictions.append(
+                {"bytesBase64Encoded": base64.b64encode(buffer.getvalue()).decode(), "mimeType": "image/png"}
+            )
+        return {"predictions": predictions}
 
     def _make_image(self, request: RecordedRequest, size: tuple[int, int] | None) -> Image.Image:
         with self._lock:
@@ -401,14 +469,18 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
                 fake.token_requests.append(dict(parse_qsl(raw.decode())))
                 self._send(200, {"access_token": ACCESS_TOKEN, "expires_in": 3600, "token_type": "Bearer"})
                 return
+            match = _PATH.match(self.path.split("?")[0])
+            person, products = None, []
             try:
                 body = json.loads(raw or b"{}")
                 texts, decoded, mimes = _decode_parts(body, images=fake.decode_images)
+                if match and match["action"] == "predict":
+                    person, products = _decode_predict(body)
+                    decoded = [person, *products]
             except Exception as exc:  # as the real API does with a broken request
                 fake.errors.append(f"{type(exc).__name__}: {exc}")
                 self._send(400, _error_body(400, f"fake server cannot read the request: {exc}", None))
                 return
-            match = _PATH.match(self.path.split("?")[0])
             request = RecordedRequest(
                 method="POST",
                 path=self.path,
@@ -423,8 +495,12 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
                 texts=texts,
                 images=decoded,
                 mime_types=mimes,
+                person_image=person,
+                product_images=products,
             )
-            if not match or match["action"] != "generateContent":
+            # :predict is Vertex AI's only (the Gemini API has no try-on model).
+            vertex = bool(match and (match["publisher"] or match["project"]))
+            if not match or not (match["action"] == "generateContent" or (match["action"] == "predict" and vertex)):
                 self._send(404, _error_body(404, f"no route {self.path}", None))
                 return
             if request.model in fake.retired:

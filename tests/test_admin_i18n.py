@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from fitting.models import FittingResult, Item, Status
+from fitting.models import FittingResult, Item, Status, WebhookAttempt, WebhookDelivery
 from tests.factories import make_job, make_user
 
 User = get_user_model()
@@ -175,3 +175,24 @@ def test_a_staff_member_switches_the_admin_to_english_and_back(korean_staff):
     assert "Virtual fitting administration" in html and 'data-testid="language-ko"' in html
     korean_staff.post(reverse("set_language"), {"language": "ko", "next": index})
     assert "가상 피팅 관리" in korean_staff.get(index).content.decode()
+
+
+@pytest.mark.parametrize("language", ["ko", "en"])
+def test_the_job_pages_webhook_columns_have_distinct_heads(korean_staff, language):
+    """Issue 25, 12(f): the attempt count and the attempt log were both headed "시도"."""
+    job = FittingResult.objects.order_by("created_at").first()
+    delivery = WebhookDelivery.objects.create(
+        job=job, event="fitting.completed", webhook_id="msg_1", url="https://hooks.example.com/in", payload="{}",
+        retry_until=timezone.now(), attempt_count=1,
+    )  # fmt: skip
+    WebhookAttempt.objects.create(
+        delivery=delivery, number=1, started_at=timezone.now(), duration_ms=12, status_code=500, outcome="retry"
+    )
+    page = korean_staff.get(
+        reverse("admin:fitting_fittingresult_change", args=[job.id]), HTTP_ACCEPT_LANGUAGE=language
+    ).content.decode()
+    group = re.search(r'(?s)id="webhook_deliveries-group".*?</thead>', page).group(0)
+    heads = [" ".join(re.sub(r"(?s)<[^>]+>", " ", h).split()) for h in re.findall(r"(?s)<th\b[^>]*>(.*?)</th>", group)]
+    heads = [h for h in heads if h]
+    assert len(heads) == 7
+    assert len(set(heads)) == len(heads), heads

@@ -126,7 +126,7 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
     # Before any job, the final image's placeholder is not shown (it was, as a broken image).
     expect(page.get_by_test_id("result")).to_be_hidden()
     expect(page.get_by_test_id("result-image")).to_be_hidden()
-    expect(page.locator("[data-testid=catalogue] img")).to_have_count(6)
+    expect(page.locator("[data-testid=catalogue] img")).to_have_count(8)  # with a dress and a pair of shoes
     for img in page.locator("[data-testid=catalogue] img, label.choice img").all():
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -142,12 +142,19 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
     assert "/media/" in checked_photo.input_value()
 
     # Nothing picked: the API's 400 is shown.
-    for category in ("top", "bottom", "outer"):
+    for category in ("top", "dress", "bottom", "outer", "shoes"):
         expect(page.get_by_test_id(f"item-{category}-none")).to_be_checked()
     page.click("[data-testid=start]")
     expect(page.get_by_test_id("error")).to_contain_text("INSUFFICIENT_ITEMS")
     assert [p for p in page.problems if "400" not in p] == []  # the browser logs the 400 itself
     page.problems.clear()
+
+    # A dress clears the top and the bottom, and a top clears the dress: never a CATEGORY_CONFLICT.
+    page.get_by_test_id("category-top").locator("input[type=radio]").nth(1).check()
+    page.get_by_test_id("category-dress").locator("input[type=radio]").nth(1).check()
+    expect(page.get_by_test_id("item-top-none")).to_be_checked()
+    page.get_by_test_id("category-top").locator("input[type=radio]").nth(1).check()
+    expect(page.get_by_test_id("item-dress-none")).to_be_checked()
 
     # One garment per category, every thumbnail loaded.
     for category in ("top", "bottom", "outer"):
@@ -175,6 +182,9 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=result.element_handle())
     assert result.evaluate("img => [img.naturalWidth, img.naturalHeight]") == list(_size(PHOTO))
     expect(page.get_by_test_id("llm-message")).not_to_be_empty()
+    # The local engine composites: the result is labelled a preview, not AI-generated.
+    expect(page.get_by_test_id("disclosure")).to_have_attribute("data-ai-generated", "false")
+    expect(page.get_by_test_id("disclosure")).to_contain_text("local-preview-1")
     message = page.get_by_test_id("llm-message").inner_text()
     assert 0 < len(message) <= 50 and "no message" not in message
 

@@ -76,7 +76,9 @@ PRODUCTION = {
 def test_production_refuses_to_start_without_an_explicit_engine():
     result = manage("check", DJANGO_SECRET_KEY="x" * 64, DJANGO_ALLOWED_HOSTS="h")  # FITTING_ENGINE unset
     assert result.returncode != 0
-    assert result.stderr == "configuration error: FITTING_ENGINE must be set in production ('local' or 'gemini')\n"
+    assert result.stderr == (
+        "configuration error: FITTING_ENGINE must be set in production ('local', 'gemini' or 'vertex-tryon')\n"
+    )
 
 
 def test_production_refuses_private_feed_addresses():

@@ -8,21 +8,29 @@ import threading
 from io import StringIO
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
+from django_q.conf import Conf as QConf
+from django_q.models import OrmQ, Success, Task
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from fitting.engines.local import LocalEngine
 from fitting.errors import JobPhotoDeletedError
-from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Status
+from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Status, WebhookDelivery
 from fitting.pipeline import run_job
 from fitting.services.lifecycle import fitting_reprocess
-from tests.factories import make_job, make_photo, make_token, run_now, start_job
+from tests.factories import image_bytes, make_job, make_photo, make_token, run_now, start_job
+from tests.helpers import body
 from users.models import UserImage
 
 
@@ -350,3 +358,115 @@ def test_delete_on_a_malformed_id_answers_the_json_404(user):
         response = client.delete(path)
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
+# --- the traces an account leaves (issue 25, item 10) -----------------------------------------
+def login(username: str, password: str, address: str) -> int:
+    return (
+        Client()
+        .post(
+            "/api/auth/token",
+            {"username": username, "password": password},
+            content_type="application/json",
+            REMOTE_ADDR=address,
+            HTTP_USER_AGENT="phone-app/1.0",
+        )
+        .status_code
+    )
+
+
+def erase(user) -> None:
+    client = APIClient()
+    client.force_authenticate(user)
+    assert client.delete("/api/users/me").status_code == 204
+
+
+def test_erasure_removes_the_login_attempts_under_the_username(settings, user, other_user):
+    settings.AXES_ENABLE_ACCESS_FAILURE_LOG = True  # on here, so that its rows exist to be erased
+    settings.AXES_DISABLE_ACCESS_LOG = False
+    for username in ("alice", "bob"):
+        assert login(username, "wrong", "10.0.0.7") == 400
+        assert login(username, "pw-for-tests-123", "10.0.0.8") == 200
+    for model in (AccessAttempt, AccessFailureLog, AccessLog):
+        assert set(model.objects.values_list("username", flat=True)) == {"alice", "bob"}, model
+    assert AccessAttempt.objects.filter(username="alice", ip_address="10.0.0.7", user_agent="phone-app/1.0").exists()
+    erase(user)
+    for model in (AccessAttempt, AccessFailureLog, AccessLog):
+        assert set(model.objects.values_list("username", flat=True)) == {"bob"}, model
+
+
+def test_erasure_removes_the_admin_log_entries_about_the_user_and_their_objects(
+    user, other_user, photo, catalogue, staff_user
+):
+    job = make_job(user, photo, catalogue["top"], status=Status.COMPLETED, webhook_url="https://hooks.example.com")
+    delivery = WebhookDelivery.objects.create(
+        job=job, event="fitting.completed", webhook_id="msg_a", url=job.webhook_url, payload="{}",
+        retry_until=timezone.now(),
+    )  # fmt: skip
+    theirs = make_job(other_user, make_photo(other_user), catalogue["top"], status=Status.COMPLETED)
+    for obj in (user, photo, job, delivery, other_user, theirs):
+        LogEntry.objects.log_actions(
+            user_id=staff_user.pk, queryset=[obj], action_flag=CHANGE, change_message="looked", single_object=True
+        )
+    kept = {(type(obj), str(obj.pk)) for obj in (other_user, theirs)}
+    erase(user)
+    left = {(entry.content_type.model_class(), entry.object_id) for entry in LogEntry.objects.all()}
+    assert left == kept
+
+
+def test_erasure_of_a_staff_member_removes_the_entries_they_made(user, other_user, staff_user):
+    """Decided: what a staff member did in the admin goes with their account (Django's CASCADE)."""
+    LogEntry.objects.log_actions(
+        user_id=staff_user.pk, queryset=[other_user], action_flag=CHANGE, change_message="x", single_object=True
+    )
+    LogEntry.objects.log_actions(
+        user_id=user.pk, queryset=[other_user], action_flag=CHANGE, change_message="y", single_object=True
+    )
+    erase(get_user_model().objects.get(pk=staff_user.pk))
+    assert list(LogEntry.objects.values_list("user_id", flat=True)) == [user.pk]
+
+
+def test_erasure_removes_the_queues_task_rows_of_the_users_jobs(
+    monkeypatch, settings, user, other_user, photo, catalogue, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(QConf, "SYNC", True)  # django-q2 runs a task at once and stores its result row
+    with django_capture_on_commit_callbacks(execute=True):
+        done = start_job(user, photo, catalogue["top"])
+        theirs = start_job(other_user, make_photo(other_user), catalogue["top"])
+    monkeypatch.setattr(QConf, "SYNC", False)
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = start_job(user, make_photo(user), catalogue["bottom"])
+        queued_theirs = start_job(other_user, make_photo(other_user), catalogue["bottom"])
+    assert {t.name for t in Task.objects.all()} == {f"fitting-{done.id}-1", f"fitting-{theirs.id}-1"}
+    assert Success.objects.filter(name=f"fitting-{done.id}-1").exists()
+    assert sorted(row.task["name"] for row in OrmQ.objects.all()) == sorted(
+        [f"fitting-{queued.id}-1", f"fitting-{queued_theirs.id}-1"]
+    )
+    erase(user)
+    assert [t.name for t in Task.objects.all()] == [f"fitting-{theirs.id}-1"]
+    assert [row.task["name"] for row in OrmQ.objects.all()] == [f"fitting-{queued_theirs.id}-1"]
+
+
+def test_erasure_removes_the_users_rate_counters(
+    user, other_user, photo, catalogue, django_capture_on_commit_callbacks
+):
+    def keys(user_id: int) -> list[str]:
+        names = [f"throttle_{scope}_{user_id}" for scope in ("fitting_start", "photo_upload")]
+        return [name for key in names for name in (key, f"{key}_started")]
+
+    alice, bob = user.pk, other_user.pk  # the user's instance loses its pk when deleted
+
+    cache.clear()
+    for someone in (user, other_user):
+        client = APIClient()
+        client.force_authenticate(someone)
+        upload = SimpleUploadedFile("me.jpg", image_bytes(fmt="JPEG"), content_type="image/jpeg")
+        assert client.post("/api/users/me/photos", {"image": upload}, format="multipart").status_code == 201
+        own_photo = UserImage.objects.filter(owner=someone).latest("id")
+        assert client.post("/api/virtual-fitting", body(own_photo, catalogue["top"]), format="json").status_code == 202
+        assert all(cache.get(key) is not None for key in keys(someone.pk)), keys(someone.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        erase(user)
+    assert [key for key in keys(alice) if cache.get(key) is not None] == []
+    assert all(cache.get(key) is not None for key in keys(bob))
+    cache.clear()

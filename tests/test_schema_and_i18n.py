@@ -15,10 +15,15 @@ def test_openapi_schema_documents_the_error_codes(client, db):
         "TOO_MANY_ITEMS",
         "DUPLICATE_CATEGORY",
         "INVALID_CATEGORY",
+        "CATEGORY_CONFLICT",
         "INVALID_ITEM_ID",
         "VALIDATION_ERROR",
     ):
         assert code in post["responses"]["400"]["description"]
+    # Listed in the order they are checked.
+    description = post["responses"]["400"]["description"]
+    assert description.index("INVALID_CATEGORY") < description.index("CATEGORY_CONFLICT")
+    assert description.index("CATEGORY_CONFLICT") < description.index("INVALID_ITEM_ID")
     assert post["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
     assert "/api/virtual-fitting/{job_id}" in schema["paths"]
     assert "/api/users/me/photos" in schema["paths"]
@@ -61,3 +66,31 @@ def test_job_error_message_is_translated_for_the_client(api, photo, catalogue):
     en = api.get(f"/api/virtual-fitting/{job.id}", HTTP_ACCEPT_LANGUAGE="en").json()["error"]
     assert ko == {"code": "ENGINE_BLOCKED", "message": "안전 또는 정책상의 이유로 이미지 엔진이 요청을 거부했습니다."}
     assert en["message"] == "The image engine refused the request for safety or policy reasons."
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (None, "원피스는 상의와 하의를 대신합니다. 원피스 또는 상의와 하의 중 하나를 고르세요."),
+        ("en", "A dress replaces the top and the bottom: pick a dress, or a top and a bottom."),
+    ],
+)
+def test_category_conflict_message_follows_accept_language(api, photo, catalogue, language, expected):
+    from tests.factories import make_item
+
+    headers = {"HTTP_ACCEPT_LANGUAGE": language} if language else {}
+    items = [{"itemId": make_item("dress").id, "category": "dress"}, {"itemId": catalogue["top"].id, "category": "top"}]
+    response = api.post(
+        "/api/virtual-fitting", {"userPhotoUrl": photo.image.url, "items": items}, format="json", **headers
+    )
+    assert response.json()["error"] == {"code": "CATEGORY_CONFLICT", "message": expected, "field": "items[1].category"}
+
+
+def test_the_job_schema_discloses_what_made_the_images(client, db):
+    schemas = yaml.safe_load(client.get("/api/schema/").content)["components"]["schemas"]
+    job = schemas["Job"]
+    assert {"aiGenerated", "engine"} <= set(job["required"])
+    assert job["properties"]["aiGenerated"]["type"] == "boolean"
+    assert "AI-generated" in job["properties"]["aiGenerated"]["description"]
+    assert job["properties"]["engine"]["allOf"][0]["$ref"].endswith("/JobEngine")
+    assert set(schemas["JobEngine"]["required"]) == {"name", "model"}

@@ -324,8 +324,8 @@ PHOTO_QUOTA = env.int("PHOTO_QUOTA", default=200)
 
 # --- the fitting job ----------------------------------------------------------------------
 FITTING_ENGINE = env("FITTING_ENGINE", default="local")
-if FITTING_ENGINE not in ("local", "gemini"):
-    config_error(f"FITTING_ENGINE must be 'local' or 'gemini', not {FITTING_ENGINE!r}")
+if FITTING_ENGINE not in ("local", "gemini", "vertex-tryon"):
+    config_error(f"FITTING_ENGINE must be 'local', 'gemini' or 'vertex-tryon', not {FITTING_ENGINE!r}")
 GEMINI_API_KEY = env("GEMINI_API_KEY", default="") or env("GOOGLE_API_KEY", default="")
 # --- Vertex AI: the same google-genai client, on Google Cloud ---------------------------------
 # GOOGLE_GENAI_USE_VERTEXAI=true with GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION
@@ -346,7 +346,29 @@ GEMINI_TEXT_MODEL = env("GEMINI_TEXT_MODEL", default="gemini-3.5-flash")
 GEMINI_RETRY_ATTEMPTS = env.int("GEMINI_RETRY_ATTEMPTS", default=5)
 GEMINI_RETRY_INITIAL_DELAY = env.float("GEMINI_RETRY_INITIAL_DELAY", default=1.0)
 GEMINI_RETRY_MAX_DELAY = env.float("GEMINI_RETRY_MAX_DELAY", default=8.0)
-if FITTING_ENGINE == "gemini" and GEMINI_USE_VERTEXAI:
+# --- Vertex AI Virtual Try-On (FITTING_ENGINE=vertex-tryon) ---------------------------------------
+# Google's try-on model, one garment per call (client.models.recontext_image); Vertex AI only.
+# Its message is written by GEMINI_TEXT_MODEL through the same Vertex AI client.
+VERTEX_TRYON_MODEL = env("VERTEX_TRYON_MODEL", default="virtual-try-on-001")
+# Denoising steps per image (more: better and slower); 0 leaves the model's default.
+VERTEX_TRYON_BASE_STEPS = env.int("VERTEX_TRYON_BASE_STEPS", default=0)
+if VERTEX_TRYON_BASE_STEPS < 0:
+    config_error("VERTEX_TRYON_BASE_STEPS must be 0 (the model's default) or more")
+# An invisible SynthID watermark in every generated image: on unless deliberately turned off.
+VERTEX_TRYON_WATERMARK = env.bool("VERTEX_TRYON_WATERMARK", default=True)
+VERTEX_TRYON_SAFETY_FILTER_LEVEL = env("VERTEX_TRYON_SAFETY_FILTER_LEVEL", default="BLOCK_MEDIUM_AND_ABOVE")
+_SAFETY_LEVELS = ("BLOCK_LOW_AND_ABOVE", "BLOCK_MEDIUM_AND_ABOVE", "BLOCK_ONLY_HIGH", "BLOCK_NONE")
+if VERTEX_TRYON_SAFETY_FILTER_LEVEL not in _SAFETY_LEVELS:
+    config_error(f"VERTEX_TRYON_SAFETY_FILTER_LEVEL must be one of {', '.join(_SAFETY_LEVELS)}")
+VERTEX_TRYON_PERSON_GENERATION = env("VERTEX_TRYON_PERSON_GENERATION", default="ALLOW_ADULT")
+if VERTEX_TRYON_PERSON_GENERATION not in ("DONT_ALLOW", "ALLOW_ADULT", "ALLOW_ALL"):
+    config_error("VERTEX_TRYON_PERSON_GENERATION must be DONT_ALLOW, ALLOW_ADULT or ALLOW_ALL")
+if FITTING_ENGINE == "vertex-tryon" and not GEMINI_USE_VERTEXAI:
+    config_error(
+        "FITTING_ENGINE=vertex-tryon runs only on Vertex AI: set GOOGLE_GENAI_USE_VERTEXAI=true with "
+        "GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION, or with GEMINI_API_KEY (express mode)"
+    )
+if FITTING_ENGINE in ("gemini", "vertex-tryon") and GEMINI_USE_VERTEXAI:
     if bool(GOOGLE_CLOUD_PROJECT) != bool(GOOGLE_CLOUD_LOCATION):
         config_error("GOOGLE_GENAI_USE_VERTEXAI=true needs both GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION")
     if not GOOGLE_CLOUD_PROJECT and not GEMINI_API_KEY:
@@ -357,6 +379,11 @@ if FITTING_ENGINE == "gemini" and GEMINI_USE_VERTEXAI:
 elif FITTING_ENGINE == "gemini" and not GEMINI_API_KEY:
     config_error("FITTING_ENGINE=gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY)")
 FITTING_JOB_TIMEOUT = env.int("FITTING_JOB_TIMEOUT", default=300)
+# Garments one job may have (400 TOO_MANY_ITEMS above it). One per category, and a dress
+# stands for a top and a bottom, so no outfit has more than four (top, bottom, outer, shoes).
+FITTING_MAX_ITEMS = env.int("FITTING_MAX_ITEMS", default=3)
+if not 1 <= FITTING_MAX_ITEMS <= 4:
+    config_error(f"FITTING_MAX_ITEMS must be between 1 and 4, not {FITTING_MAX_ITEMS}")
 FITTING_MESSAGE_TIMEOUT = env.int("FITTING_MESSAGE_TIMEOUT", default=15)
 # A job past its deadline plus this grace is ended as `timeout` by the sweep.
 FITTING_SWEEP_GRACE = env.int("FITTING_SWEEP_GRACE", default=60)

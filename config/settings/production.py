@@ -12,7 +12,7 @@ ALLOWED_HOSTS = [host.strip() for host in required("DJANGO_ALLOWED_HOSTS").split
 # No silent default: a worker that quietly fell back to the local engine would fail every
 # Gemini job as ENGINE_MISMATCH (and a web process would start local jobs nobody wanted).
 if not env.str("FITTING_ENGINE", default=""):
-    config_error("FITTING_ENGINE must be set in production ('local' or 'gemini')")
+    config_error("FITTING_ENGINE must be set in production ('local', 'gemini' or 'vertex-tryon')")
 if FITTING_IMPORT_ALLOW_PRIVATE:  # noqa: F405
     config_error("FITTING_IMPORT_ALLOW_PRIVATE cannot be set in production: feeds come from public addresses")
 SERVE_MEDIA = env.bool("SERVE_MEDIA", default=False)

@@ -456,6 +456,83 @@ def black_jacket() -> Image.Image:
     )
 
 
+def burgundy_dress() -> Image.Image:
+    """A one-piece: cap sleeves, a fitted bodice, a waist seam and an A-line skirt to mid-calf."""
+    colour: RGB = (128, 32, 52)
+    body = [
+        (250, 52),
+        (300, 84),
+        (350, 52),  # scoop neck
+        (412, 62),
+        (446, 92),
+        (462, 150),
+        (410, 160),  # right cap sleeve
+        (398, 262),
+        (392, 280),  # bodice to the waist
+        (452, 520),
+        (478, 668),
+        (300, 680),
+        (122, 668),
+        (148, 520),  # the skirt's hem
+        (208, 280),
+        (202, 262),
+        (190, 160),
+        (138, 150),
+        (154, 92),
+        (188, 62),  # left cap sleeve
+    ]
+
+    def details(draw: ImageDraw.ImageDraw) -> None:
+        dark = _shade(colour, 0.7)
+        _lines(draw, [[(250, 52), (300, 84), (350, 52)]], _shade(colour, 1.3), 5)  # neckline binding
+        _lines(draw, [[(208, 280), (300, 288), (392, 280)]], dark, 3)  # waist seam
+        _lines(draw, [[(410, 160), (412, 62)], [(190, 160), (188, 62)]], dark, 2)  # armholes
+        _lines(draw, [[(250, 300), (214, 660)], [(300, 300), (300, 672)], [(350, 300), (386, 660)]], dark, 2)  # folds
+        _lines(draw, [[(274, 300), (256, 664)], [(326, 300), (344, 664)]], _shade(colour, 1.2), 3)  # light on folds
+        _dashed(draw, (128, 652), (472, 652), dark)
+
+    return _product_photo(
+        background=WHITE_BACKGROUND,
+        polygons=[body],
+        colour=colour,
+        center_x=300,
+        half_width=170,
+        seed=7,
+        details=details,
+    )
+
+
+def _shoe(x: float) -> list[Point]:
+    """One shoe of a pair, seen from the front: the opening at the top, the sole at the bottom."""
+    return [(x - 64, 300), (x + 64, 300), (x + 88, 392), (x + 98, 440), (x - 98, 440), (x - 88, 392)]
+
+
+def brown_loafers() -> Image.Image:
+    """A pair of penny loafers side by side, seen from the front."""
+    colour: RGB = (118, 78, 46)
+    left, right = 192, 408
+
+    def details(draw: ImageDraw.ImageDraw) -> None:
+        for x in (left, right):
+            draw.ellipse(_scaled([(x - 58, 292), (x + 58, 326)]), fill=(44, 30, 22))  # the opening
+            draw.rectangle(_scaled([(x - 98, 430), (x + 98, 440)]), fill=(40, 28, 20))  # the sole
+            _lines(draw, [[(x - 74, 350), (x + 74, 350)]], _shade(colour, 0.7), 6)  # the penny strap
+            _dots(draw, [(x, 350)], 5, _shade(colour, 0.6), _shade(colour, 0.5))
+            _lines(draw, [[(x - 40, 396), (x - 10, 420)], [(x + 30, 380), (x + 54, 410)]], _shade(colour, 1.35), 4)
+            _dashed(draw, (x - 90, 422), (x + 90, 422), _shade(colour, 0.65), dash=5)
+
+    return _product_photo(
+        background=WHITE_BACKGROUND,
+        polygons=[_shoe(left), _shoe(right)],
+        colour=colour,
+        center_x=300,
+        half_width=220,
+        seed=8,
+        texture=0.03,
+        details=details,
+    )
+
+
 # --- the person ----------------------------------------------------------------------------
 SKIN: RGB = (226, 186, 154)
 HAIR: RGB = (58, 40, 30)
@@ -597,6 +674,8 @@ IMAGES: dict[str, Callable[[], Image.Image]] = {
     "bottom_blue_jeans.png": blue_jeans,
     "outer_khaki_trench.png": khaki_trench_coat,
     "outer_black_jacket.png": black_jacket,
+    "dress_burgundy_midi.png": burgundy_dress,
+    "shoes_brown_loafers.png": brown_loafers,
     "person_drawn.png": drawn_person,
 }
 

@@ -32,6 +32,7 @@ from fitting.errors import (
     NotReprocessableError,
 )
 from fitting.models import (
+    STEP_ORDER,
     Category,
     FittingResult,
     FittingResultImage,
@@ -51,6 +52,20 @@ STATUS_COLOURS = {
     Status.TIMEOUT: "#d27f0a",
     Status.CANCELED: "#6c757d",
 }
+
+
+class GarmentFilter(admin.SimpleListFilter):
+    """Jobs with a garment of one category (a dress, shoes, …), in step order."""
+
+    title = _("garment")
+    parameter_name = "garment"
+
+    def lookups(self, request, model_admin):
+        return [(category.value, category.label) for category in STEP_ORDER]
+
+    def queryset(self, request, queryset):
+        # One garment per category and job (jobitem_one_per_category): no duplicate rows.
+        return queryset.filter(items__category=self.value()) if self.value() else queryset
 
 
 def _format_duration(delta: timedelta) -> str:
@@ -232,7 +247,14 @@ class FittingResultAdmin(admin.ModelAdmin):
         "cost",
         "created_at",
     )
-    list_filter = ("status", "failed_step", "error_code", "engine", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "status",
+        "failed_step",
+        GarmentFilter,
+        "error_code",
+        "engine",
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("owner__username", "owner__email", "llm_message")
     search_help_text = _("A job id or its first digits, a username, an e-mail or words of the message.")
     date_hierarchy = "created_at"

@@ -59,7 +59,7 @@ class WebhookDeliveryInline(JobInline):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("attempts")
 
-    @admin.display(description=_("attempts"))
+    @admin.display(description=_("attempt log"))  # not "attempts": that heads attempt_count's column
     def attempt_log(self, obj: WebhookDelivery) -> SafeString | str:
         return _attempts_table(obj)
 

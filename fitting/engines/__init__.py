@@ -27,13 +27,17 @@ def _build_engine(name: str, base_url: str, model: str) -> Engine:
         from fitting.engines.gemini import GeminiEngine
 
         return GeminiEngine()
+    if name == "vertex-tryon":
+        from fitting.engines.vertex_tryon import VertexTryOnEngine
+
+        return VertexTryOnEngine()
     from fitting.engines.local import LocalEngine
 
     return LocalEngine()
 
 
 def get_engine(name: str | None = None) -> Engine:
-    """The engine called ``name`` (default: FITTING_ENGINE). The Gemini engine keeps one ``genai.Client``."""
+    """The engine called ``name`` (default: FITTING_ENGINE). The Google engines share one ``genai.Client``."""
     name = name or settings.FITTING_ENGINE
     identity_of(name)  # an unknown name is refused, never built as the local engine
     return _build_engine(name, settings.GEMINI_BASE_URL, settings.GEMINI_IMAGE_MODEL)

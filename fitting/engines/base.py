@@ -18,7 +18,7 @@ from PIL import Image
 
 from fitting.engines.identity import EngineIdentity
 
-CATEGORIES = ("top", "bottom", "outer")  # also the fixed step order
+CATEGORIES = ("top", "dress", "bottom", "outer", "shoes")  # also the fixed step order (fitting.models.STEP_ORDER)
 # Starting an attempt with less time than this left is pointless: no model answers so fast.
 MIN_ATTEMPT_SECONDS = 0.25
 

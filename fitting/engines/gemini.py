@@ -19,7 +19,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 import tenacity
@@ -33,7 +35,7 @@ from core.errors import ServiceError
 from fitting import prompts
 from fitting.engines.base import MIN_ATTEMPT_SECONDS, KeepGoing, Outfit, StepAbandoned, StepResult
 from fitting.engines.catalog import known_model
-from fitting.engines.identity import EngineIdentity, gemini_identity, gemini_models
+from fitting.engines.identity import EngineIdentity, engine_models, gemini_identity
 from fitting.errors import (
     DeadlineExceeded,
     EngineBadImageError,
@@ -156,7 +158,7 @@ WORKER_PROBE_TIMEOUT = 5.0
 class ModelProbe:
     """The provider's answer about one configured model."""
 
-    setting: str  # GEMINI_IMAGE_MODEL or GEMINI_TEXT_MODEL
+    setting: str  # GEMINI_IMAGE_MODEL, VERTEX_TRYON_MODEL or GEMINI_TEXT_MODEL
     model: str
     served: bool
     status: int | None = None  # the HTTP status of a refusal; None when nothing answered
@@ -181,14 +183,14 @@ def endpoint() -> str:
 
 
 def probe_models(*, timeout: float = PROBE_TIMEOUT) -> list[ModelProbe]:
-    """Ask the provider for each configured model (``models.get``, through the engine's client).
+    """Ask the provider for each model the configured engine calls (``models.get``, through the engine's client).
 
     Never raises: a refusal is recorded with its HTTP status, anything else (no connection,
     no credentials) as no answer.
     """
     options = types.GetModelConfig(http_options=types.HttpOptions(timeout=max(1, int(timeout * 1000))))
     probes = []
-    for setting, model in gemini_models():
+    for setting, model in engine_models(settings.FITTING_ENGINE):
         try:
             get_client().models.get(model=model, config=options)
         except errors.APIError as exc:
@@ -301,12 +303,8 @@ def _generate(
     Before each retry (after its backoff) ``keep_going`` is asked: False raises StepAbandoned,
     so a job canceled while a call failed pays for no second one.
 
-    Raises DeadlineExceeded when the deadline has passed, EngineUnavailableError when
-    transient failures persist, EngineModelUnavailableError for a 404 (the model, named by
-    the setting ``setting``, is not served), EngineRejectedError for any other HTTP error.
+    Raises as ``call_with_retries`` does.
     """
-    if deadline - _now() <= 0:
-        raise DeadlineExceeded()
     # Nothing may send a second request behind our back, outside the deadline.
     config = config.model_copy(
         update={
@@ -315,15 +313,46 @@ def _generate(
         }
     )
     client = get_client()
+
+    def call(http_options: types.HttpOptions) -> types.GenerateContentResponse:
+        per_attempt = config.model_copy(update={"http_options": http_options})
+        return client.models.generate_content(model=model, contents=contents, config=per_attempt)
+
+    return call_with_retries(call, model=model, setting=setting, deadline=deadline, keep_going=keep_going)
+
+
+Answer = TypeVar("Answer")
+
+
+def call_with_retries(
+    call: Callable[[types.HttpOptions], Answer],
+    *,
+    model: str,
+    setting: str,
+    deadline: float,
+    keep_going: KeepGoing | None = None,
+) -> Answer:
+    """Make one provider call, ``call(http_options)``, retrying transient failures until ``deadline``.
+
+    Every Google engine's calls go through here (``generate_content``, ``recontext_image``):
+    each attempt gets the time left as its HTTP timeout; before each retry (after its
+    backoff) ``keep_going`` is asked, and False raises StepAbandoned, so a job canceled while
+    a call failed pays for no second one.
+
+    Raises DeadlineExceeded when the deadline has passed, EngineUnavailableError when
+    transient failures persist, EngineModelUnavailableError for a 404 (the model, named by
+    the setting ``setting``, is not served), EngineRejectedError for any other HTTP error.
+    """
+    if deadline - _now() <= 0:
+        raise DeadlineExceeded()
     sent = 0
 
-    def attempt() -> types.GenerateContentResponse:
+    def attempt() -> Answer:
         nonlocal sent
         if sent and keep_going is not None and not keep_going():
             raise StepAbandoned()
         sent += 1
-        per_attempt = config.model_copy(update={"http_options": types.HttpOptions(timeout=_ms_left(deadline))})
-        return client.models.generate_content(model=model, contents=contents, config=per_attempt)
+        return call(types.HttpOptions(timeout=_ms_left(deadline)))
 
     try:
         return _retrying(deadline)(attempt)
@@ -477,13 +506,19 @@ def _canvas_part(size: tuple[int, int]) -> types.Part:
 
 def _image_part(image: Image.Image, *, png: bool = False) -> types.Part:
     """An inline image: JPEG for photos (a fraction of PNG's size), PNG when alpha matters."""
+    data, mime_type = encode_input(image, png=png)
+    return types.Part.from_bytes(data=data, mime_type=mime_type)
+
+
+def encode_input(image: Image.Image, *, png: bool = False) -> tuple[bytes, str]:
+    """An input image as sent (bytes, MIME type): at most MAX_INPUT_SIDE; JPEG, or PNG when alpha matters."""
     if image.size != _input_size(image.size):
         image = image.resize(_input_size(image.size), Image.Resampling.LANCZOS)
     if png or image.mode in ("RGBA", "LA", "P"):
-        return types.Part.from_bytes(data=images.encode_png(image), mime_type="image/png")
+        return images.encode_png(image), "image/png"
     buffer = io.BytesIO()
     (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=92)
-    return types.Part.from_bytes(data=buffer.getvalue(), mime_type="image/jpeg")
+    return buffer.getvalue(), "image/jpeg"
 
 
 def _enum_name(value: object) -> str:
@@ -542,4 +577,13 @@ def _usage(response: types.GenerateContentResponse) -> dict[str, int]:
     return {name: count for name, count in counts.items() if count is not None}
 
 
-__all__ = ["GeminiEngine", "ModelProbe", "get_client", "log_model_probe", "probe_models", "reset_client"]
+__all__ = [
+    "GeminiEngine",
+    "ModelProbe",
+    "call_with_retries",
+    "encode_input",
+    "get_client",
+    "log_model_probe",
+    "probe_models",
+    "reset_client",
+]

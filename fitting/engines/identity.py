@@ -16,12 +16,14 @@ from django.conf import settings
 
 from fitting import prompts
 
-ENGINE_NAMES = ("local", "gemini")
+ENGINE_NAMES = ("local", "gemini", "vertex-tryon")
+# The engines that generate their images with a provider's model (the local one composites).
+GENERATIVE_ENGINES = ("gemini", "vertex-tryon")
 
 
 @dataclass(frozen=True)
 class EngineIdentity:
-    name: str  # "local" or "gemini"
+    name: str  # one of ENGINE_NAMES
     model: str  # the image model (or the local compositor's version)
     prompt_version: str  # change it whenever the output for the same inputs changes
 
@@ -43,10 +45,36 @@ def gemini_models() -> list[tuple[str, str]]:
     return [("GEMINI_IMAGE_MODEL", settings.GEMINI_IMAGE_MODEL), ("GEMINI_TEXT_MODEL", settings.GEMINI_TEXT_MODEL)]
 
 
+# The try-on model takes no prompt: its version stands for how the engine calls it (one
+# garment per call, its parameters). tryon-1: the first.
+TRYON_VERSION = "tryon-1"
+
+
+def vertex_tryon_identity() -> EngineIdentity:
+    """The Vertex AI Virtual Try-On engine's identity: its model is a setting."""
+    return EngineIdentity("vertex-tryon", settings.VERTEX_TRYON_MODEL, TRYON_VERSION)
+
+
+def vertex_tryon_models() -> list[tuple[str, str]]:
+    """(setting, model) of every provider model the try-on engine calls: the steps, then the message."""
+    return [("VERTEX_TRYON_MODEL", settings.VERTEX_TRYON_MODEL), ("GEMINI_TEXT_MODEL", settings.GEMINI_TEXT_MODEL)]
+
+
+def engine_models(name: str) -> list[tuple[str, str]]:
+    """(setting, model) of every provider model the engine called ``name`` calls; none for the local one."""
+    if name == "gemini":
+        return gemini_models()
+    if name == "vertex-tryon":
+        return vertex_tryon_models()
+    return []
+
+
 def identity_of(name: str) -> EngineIdentity:
     """The identity the engine called ``name`` has in this process (with its settings)."""
     if name == "gemini":
         return gemini_identity()
+    if name == "vertex-tryon":
+        return vertex_tryon_identity()
     if name == "local":
         return LOCAL_IDENTITY
     raise ValueError(f"unknown engine {name!r}: one of {', '.join(ENGINE_NAMES)}")

@@ -5,7 +5,10 @@ with OpenCV's bundled detectors (frontal-face Haar cascade, then the HOG people 
 then fixed proportions), and pastes the garment on the body region of its category.
 Body regions are measured in *head units* below the chin, the way figure drawing does.
 
-Steps 2 and 3 receive the previous step's output, with garments already pasted below the
+A dress goes over the torso and the legs, from the shoulders to its own length; shoes go
+at the feet, and a photo that does not show the feet fails the step (``GARMENT_NOT_PLACED``).
+
+Later steps receive the previous step's output, with garments already pasted below the
 neck. The face is found first and garments never cover it, so every step finds the same
 body; nothing is cached between calls, so a resumed job gives the same pixels.
 """
@@ -254,13 +257,16 @@ class Placement:
     The garment is scaled so its *body* (measured on the cut-out, without sleeves or
     legs) is ``body_width`` wide, then its length is nudged towards ``length`` by at most
     ``max_stretch`` so unusual product-photo proportions still sit on the right band.
+    ``measure_at`` None measures the whole cut-out's width (a pair of shoes has no middle).
+    At least ``min_visible`` of the garment must land on the photo, or the step fails.
     """
 
     body_width: float
     top: float  # of the garment's top edge, in heads below the chin
     length: float | None
-    measure_at: tuple[float, float]  # rows of the cut-out (fractions of its height) to measure
+    measure_at: tuple[float, float] | None  # rows of the cut-out (fractions of its height) to measure
     max_stretch: float = 0.15
+    min_visible: float = 0.05
 
 
 PLACEMENTS = {
@@ -268,11 +274,23 @@ PLACEMENTS = {
     "bottom": Placement(body_width=1.45, top=1.9, length=4.4, measure_at=(0.04, 0.1)),
     # Outerwear goes over the top: wider, starting a little higher, its length its own.
     "outer": Placement(body_width=2.1, top=0.05, length=None, measure_at=(0.35, 0.45)),
+    # A dress is measured across its bodice, just below the armholes, and keeps its own length:
+    # a mini dress ends above the knee, a maxi dress at the ankle.
+    "dress": Placement(body_width=1.75, top=0.12, length=None, measure_at=(0.2, 0.28)),
+    # Shoes: the pair, side by side, across the feet at the ankles (about 6.3 heads below the
+    # chin on a 7.5-head figure). Half of them must be in the photo: shoes cut off at the
+    # frame's edge mean the feet are not in it.
+    "shoes": Placement(body_width=1.3, top=6.1, length=0.5, measure_at=None, max_stretch=0.3, min_visible=0.5),
 }
-CATEGORY_LABELS = {"top": _("top"), "bottom": _("bottom"), "outer": _("outerwear")}
-# A garment of which less than this share is on the canvas (or that covers less than this
-# share of the canvas) was not placed: the step fails with GARMENT_NOT_PLACED.
-MIN_VISIBLE_GARMENT = 0.05
+CATEGORY_LABELS = {
+    "top": _("top"),
+    "bottom": _("bottom"),
+    "outer": _("outerwear"),
+    "dress": _("dress"),
+    "shoes": _("shoes"),
+}
+# A garment that covers less than this share of the canvas was not placed (nor one of which
+# less than its placement's ``min_visible`` is on the canvas): the step fails with GARMENT_NOT_PLACED.
 MIN_VISIBLE_CANVAS = 0.005
 
 
@@ -280,7 +298,7 @@ def place_garment(person: Image.Image, cut_out: Image.Image, category: str, fram
     """``person`` with ``cut_out`` alpha-composited on the body region of ``category``."""
     placement = PLACEMENTS[category]
     alpha = np.asarray(cut_out)[:, :, 3]
-    garment_body_width = _body_width(alpha, placement.measure_at)
+    garment_body_width = _body_width(alpha, placement.measure_at) if placement.measure_at else float(alpha.shape[1])
     scale = placement.body_width * frame.head / garment_body_width
     width = round(cut_out.width * scale)
     height = round(cut_out.height * scale)
@@ -296,11 +314,11 @@ def place_garment(person: Image.Image, cut_out: Image.Image, category: str, fram
     top = round(frame.below_chin(placement.top))
     layer = Image.new("RGBA", person.size, (0, 0, 0, 0))
     layer.paste(resized, (left, top))  # parts off the canvas are simply clipped
-    _check_placed(np.asarray(resized)[:, :, 3], np.asarray(layer)[:, :, 3], category)
+    _check_placed(np.asarray(resized)[:, :, 3], np.asarray(layer)[:, :, 3], category, placement.min_visible)
     return Image.alpha_composite(person.convert("RGBA"), layer).convert("RGB")
 
 
-def _check_placed(garment_alpha: np.ndarray, layer_alpha: np.ndarray, category: str) -> None:
+def _check_placed(garment_alpha: np.ndarray, layer_alpha: np.ndarray, category: str, min_visible: float) -> None:
     """Raise ``GarmentNotPlacedError`` when too little of the garment lands on the photo.
 
     A bottom on a head-and-shoulders photo falls below the frame; passing the step with the
@@ -308,7 +326,7 @@ def _check_placed(garment_alpha: np.ndarray, layer_alpha: np.ndarray, category: 
     """
     garment = np.count_nonzero(garment_alpha >= OPAQUE)
     visible = np.count_nonzero(layer_alpha >= OPAQUE)
-    if visible < MIN_VISIBLE_GARMENT * garment or visible < MIN_VISIBLE_CANVAS * layer_alpha.size:
+    if visible < min_visible * garment or visible < MIN_VISIBLE_CANVAS * layer_alpha.size:
         raise GarmentNotPlacedError(
             _("The %(category)s could not be placed: the photo does not show that part of the body.")
             % {"category": CATEGORY_LABELS[category]}
@@ -359,25 +377,48 @@ COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
     "옐로": (242, 210, 64),
     "퍼플": (110, 62, 150),
 }
-CATEGORY_NAMES = {"top": "상의", "bottom": "하의", "outer": "아우터"}
+CATEGORY_NAMES = {"top": "상의", "bottom": "하의", "outer": "아우터", "dress": "원피스", "shoes": "신발"}
 MAX_MESSAGE_GRAPHEMES = 50
 
+
+class Phrase(str):
+    """A "<colour> <category>" phrase that takes the right Korean particle as its format spec.
+
+    ``"{0:가}".format(Phrase("블랙 신발"))`` is "블랙 신발이", and with "상의" "… 상의가": the
+    particle follows the final syllable (with a final consonant: 이, 과; without: 가, 와).
+    """
+
+    PARTICLES = {"가": ("가", "이"), "와": ("와", "과")}
+
+    def __format__(self, spec: str) -> str:
+        if not spec:
+            return str(self)
+        without_final, with_final = self.PARTICLES[spec]
+        last = self[-1]
+        has_final = "가" <= last <= "힣" and (ord(last) - ord("가")) % 28 != 0
+        return f"{self}{with_final if has_final else without_final}"
+
+
 # Longest first; the first that fits in 50 graphemes is used. {0}, {1}, {2} are
-# "<colour> <category>" phrases; every Korean category name ends in a vowel, so the
-# particles (와, 에, 가) are fixed.
+# "<colour> <category>" phrases (``Phrase``); "{0:가}" and "{0:와}" add the particle that fits.
 MESSAGE_TEMPLATES: dict[int, tuple[str, ...]] = {
     1: (
         "{0} 하나로도 스타일이 깔끔하게 살아나요! ✨",
-        "{0}가 잘 어울려요! ✨",
+        "{0:가} 잘 어울려요! ✨",
     ),
     2: (
-        "{0}와 {1} 조합이 산뜻하게 잘 어울려요! ✨",
-        "{0}와 {1}가 잘 어울려요! ✨",
+        "{0:와} {1} 조합이 산뜻하게 잘 어울려요! ✨",
+        "{0:와} {1:가} 잘 어울려요! ✨",
     ),
     3: (
         "{0}, {1}에 {2}까지 더해 세련된 룩이 완성됐어요! 👍",
         "{0}, {1}, {2} 조합이 멋져요! 👍",
         "{0}, {1}, {2} 굿! 👍",
+    ),
+    # FITTING_MAX_ITEMS=4: top, bottom, outer and shoes.
+    4: (
+        "{0}, {1}, {2}에 {3}까지 완벽한 룩이에요! 👍",
+        "{0}, {1}, {2}, {3} 굿! 👍",
     ),
 }
 
@@ -414,7 +455,7 @@ def compose_message(phrases: list[str]) -> str:
     """One sentence from one to three "<colour> <category>" phrases, within 50 graphemes."""
     templates = MESSAGE_TEMPLATES[len(phrases)]
     for template in templates:
-        message = template.format(*phrases)
+        message = template.format(*map(Phrase, phrases))
         if grapheme_count(message) <= MAX_MESSAGE_GRAPHEMES:
             return message
     return "코디가 잘 어울려요! ✨"
@@ -456,7 +497,7 @@ class LocalEngine:
         """A templated message from the garments' categories and colours; the image is unused."""
         if timeout <= 0:
             raise DeadlineExceeded()
-        if not 1 <= len(outfit.garments) <= 3:
+        if len(outfit.garments) not in MESSAGE_TEMPLATES:
             return None
         phrases = [
             f"{colour_name(dominant_colour(cut_out_garment(garment.image)))} {CATEGORY_NAMES[garment.category]}"

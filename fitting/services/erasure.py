@@ -5,17 +5,24 @@ from __future__ import annotations
 import logging
 from importlib import import_module
 
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import QuerySet
+from django.contrib.contenttypes.models import ContentType
+from django.core.cache import cache
+from django.db import router, transaction
+from django.db.models import Q, QuerySet
+from django.db.models.deletion import Collector
+from django_q.models import OrmQ, Task
+from rest_framework.throttling import UserRateThrottle
 
 from core.files import files_delete_unreferenced
 from core.logcontext import log_context
 from fitting import notify
 from fitting.errors import PhotoInUseError
-from fitting.models import FittingResult, FittingResultImage, JobEvent, Status, StepAttempt
+from fitting.models import FittingResult, FittingResultImage, JobEvent, Status, StepAttempt, WebhookDelivery
 from users.models import UserImage
 
 logger = logging.getLogger(__name__)
@@ -78,17 +85,78 @@ def photo_delete(*, photo: UserImage) -> None:
     files_delete_unreferenced([name])
 
 
+# The per-user request rates (core.throttling) whose counters are keyed by the user's id.
+USER_THROTTLE_SCOPES = ("fitting_start", "photo_upload")
+
+
 @transaction.atomic
 def user_delete(*, user: AbstractBaseUser) -> None:
-    """Erase a user: jobs (running ones too), photos, their files, API token, sessions, account.
+    """Erase a user: jobs (running ones too), photos, their files, API token, sessions, account,
+    and the traces they left: login attempts under their username, the admin's log entries
+    about them and their objects, the queue's task rows of their jobs, their rate counters.
 
-    A file another user's row still names (a shared cached result) stays for that user.
+    A file another user's row still names (a shared cached result) stays for that user. The
+    usage ledger keeps their figures without them (``UsageDay.user`` is set NULL).
     Here in fitting, not in users, because it deletes the user's jobs first.
     """
+    logged_about = _objects_of(user)  # before anything is deleted
+    task_names = _task_names(user)
     jobs_delete(FittingResult.objects.filter(owner=user))
     photos_delete(UserImage.objects.filter(owner=user))
     _sessions_delete(user)
-    user.delete()  # the API token and the admin's log entries of this user go with it (CASCADE)
+    username, user_id = user.get_username(), user.pk
+    user.delete()  # the API token and the admin's log entries BY this user go with it (CASCADE)
+    LogEntry.objects.filter(logged_about).delete()
+    _tasks_delete(task_names)
+    for model in (AccessAttempt, AccessFailureLog, AccessLog):
+        model.objects.filter(username=username).delete()
+    # The cache is no part of the transaction: cleared once the erasure is sure to stand.
+    transaction.on_commit(lambda: _rate_counters_delete(user_id), robust=True)
+
+
+def _objects_of(user: AbstractBaseUser) -> Q:
+    """The admin log entries about ``user`` and every row that is deleted with them."""
+    collector = Collector(using=router.db_for_write(type(user)), origin=user)
+    collector.collect([user])
+    ids: dict[type, set[str]] = {}
+    for model, instances in collector.data.items():
+        ids.setdefault(model, set()).update(str(obj.pk) for obj in instances)
+    for rows in collector.fast_deletes:
+        ids.setdefault(rows.model, set()).update(str(pk) for pk in rows.values_list("pk", flat=True))
+    about = Q(pk__in=[])
+    for model, pks in ids.items():
+        if model is not LogEntry and pks:
+            about |= Q(content_type=ContentType.objects.get_for_model(model), object_id__in=pks)
+    return about
+
+
+def _task_names(user: AbstractBaseUser) -> set[str]:
+    """The names the queue's tasks of the user's jobs and webhook deliveries were given
+    (``fitting.services.start.fitting_enqueue``, ``fitting.webhooks._enqueue``)."""
+    names = set()
+    for job_id, attempts in FittingResult.objects.filter(owner=user).values_list("id", "attempt"):
+        names.update(f"fitting-{job_id}-{number}" for number in range(1, attempts + 1))
+    deliveries = WebhookDelivery.objects.filter(job__owner=user).values_list("id", "attempt_count")
+    for delivery_id, count in deliveries:
+        names.update(f"webhook-{delivery_id}-{number}" for number in range(1, count + 2))
+    return names
+
+
+def _tasks_delete(names: set[str]) -> None:
+    """The queue's rows of these tasks: results (done, failed) and, on the ORM broker, queued ones."""
+    if not names:
+        return
+    Task.objects.filter(name__in=names).delete()  # Success and Failure are views of these rows
+    queued = [row.pk for row in OrmQ.objects.all() if row.task.get("name") in names]
+    OrmQ.objects.filter(pk__in=queued).delete()
+
+
+def _rate_counters_delete(user_id) -> None:
+    keys = []
+    for scope in USER_THROTTLE_SCOPES:
+        key = UserRateThrottle.cache_format % {"scope": scope, "ident": user_id}
+        keys += [key, f"{key}_started"]  # core.throttling.AtomicUserRateThrottle's period start
+    cache.delete_many(keys)
 
 
 def _sessions_delete(user: AbstractBaseUser) -> None:

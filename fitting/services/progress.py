@@ -15,6 +15,9 @@ from fitting.errors import FailureCode
 from fitting.models import AttemptResult, FittingResult, FittingResultImage, ImageStep, JobEvent, Status, StepAttempt
 from fitting.services.reuse import step_prefix_key
 
+# Failures that give the job's daily-quota slot back: nothing usable was made (issue 22).
+QUOTA_GIVEN_BACK_CODES = (FailureCode.QUALITY_CHECK_FAILED,)
+
 
 class JobSuperseded(Exception):
     """The job is no longer this attempt's to write (ended by the sweep, or reprocessed)."""
@@ -96,14 +99,26 @@ def fitting_attempt_rejected(*, job: FittingResult, step: str, attempt: AttemptM
             )
             row.save()
             metrics.count_step_attempt(job=job, outcome=AttemptResult.REJECTED, checks=attempt.check_outcomes)
+            # fitting_step_started counted the step's first call; each retry is one more.
+            costs.usage_add(
+                user_id=job.owner_id,
+                model=job.model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                engine_calls=int(attempt.number > 1),
+            )
     except BaseException:
         file_delete_quietly(row.image.storage, row.image.name)
         raise
     return row
 
 
+@transaction.atomic
 def fitting_step_started(*, job: FittingResult, step: str) -> None:
+    """The step's engine call is about to be made: recorded, and counted in the usage ledger."""
+    first_call = job.current_step is None  # no step started yet in this attempt
     _write_if_current_attempt(job, current_step=step)
+    costs.usage_add(user_id=job.owner_id, engine_calls=1, engine_jobs=int(first_call))
     notify.job_changed_on_commit(job_id=job.id, event=JobEvent.STEP_STARTED)
 
 
@@ -151,6 +166,15 @@ def fitting_step_finished(
                 metrics.count_step_attempt(job=job, outcome=outcome[attempt.passed], checks=attempt.check_outcomes)
             if best is not None:
                 StepAttempt.objects.filter(id=best.id).update(outcome=AttemptResult.BEST)
+            # fitting_step_started counted the step's first call; a retry that passed is one more.
+            retried = int(attempt is not None and attempt.number > 1)
+            costs.usage_add(
+                user_id=job.owner_id,
+                model=job.model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                engine_calls=retried,
+            )
             metrics.count_step_finished(
                 job=job, step=step, latency_ms=latency_ms, input_tokens=input_tokens, output_tokens=output_tokens
             )
@@ -176,6 +200,8 @@ def fitting_complete(
     step_metrics = dict(job.step_metrics)
     if message_ms is not None:
         step_metrics["message"] = {"latency_ms": message_ms}
+        if job.current_step is None:  # every step was reused: the message was this attempt's one engine call
+            costs.usage_add(user_id=job.owner_id, engine_jobs=1)
     _write_if_current_attempt(
         job,
         status=Status.COMPLETED,
@@ -201,4 +227,6 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
         finished_at=timezone.now(),
     )
     metrics.count_job_ended(job=job, status=status, code=code)
+    if code in QUOTA_GIVEN_BACK_CODES:
+        costs.usage_give_back_job(job=job)
     notify.job_changed_on_commit(job_id=job.id, event=JobEvent.TIMEOUT if status == Status.TIMEOUT else JobEvent.FAILED)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from fitting import metrics, notify
 from fitting.engines.identity import EngineIdentity
-from fitting.models import FittingResult, FittingResultImage, Item, JobEvent, Status
+from fitting.models import FittingResult, FittingResultImage, ImageStep, Item, JobEvent, Status
 from users.models import UserImage
 
 logger = logging.getLogger(__name__)
@@ -161,10 +161,17 @@ def complete_from_cache(job: FittingResult) -> bool:
         FittingResultImage(job=job, step=image.step, image=image.image.name, width=image.width, height=image.height)
         for image in source.images.all()
     )
+    # Every step is reused: marked as reuse_prefix marks one (the job's steps say cached: true).
+    reused = {
+        image.step: {"cached": True, "source_job": str(source.id), "latency_ms": 0}
+        for image in source.images.all()
+        if image.step != ImageStep.FINAL
+    }
     now = timezone.now()
     FittingResult.objects.filter(id=job.id).update(
         status=Status.COMPLETED,
         cached=True,
+        step_metrics=reused,
         llm_message=source.llm_message,
         started_at=now,
         finished_at=now,

@@ -14,18 +14,19 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django_q.tasks import async_task
 
 from core.errors import QuotaExceededError
 from core.logcontext import log_context
 from core.media import media_name
+from fitting import costs
 from fitting.engines import engine_identity
 from fitting.errors import (
+    CategoryConflictError,
     DuplicateCategoryError,
-    FailureCode,
     IdempotencyKeyReusedError,
     InsufficientItemsError,
     InvalidCategoryError,
@@ -35,6 +36,7 @@ from fitting.errors import (
 )
 from fitting.models import (
     DEFAULT_WEBHOOK_EVENTS,
+    DRESS_REPLACES,
     STEP_ORDER,
     Category,
     FittingResult,
@@ -49,9 +51,6 @@ from users.models import UserImage
 from users.selectors import photo_get_by_url, user_daily_job_quota
 
 logger = logging.getLogger(__name__)
-
-
-MAX_ITEMS = 3
 
 
 RUN_TASK = "fitting.tasks.run_fitting"
@@ -87,8 +86,10 @@ def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: li
         raise PhotoRequiredError(field="userPhotoUrl")
     if len(items) < 1:
         raise InsufficientItemsError(field="items")
-    if len(items) > MAX_ITEMS:
-        raise TooManyItemsError(field="items")
+    max_items = settings.FITTING_MAX_ITEMS
+    if len(items) > max_items:
+        message = ngettext("Pick at most %(count)d item.", "Pick at most %(count)d items.", max_items)
+        raise TooManyItemsError(message % {"count": max_items}, field="items")
     seen: set[str] = set()
     for index, requested in enumerate(items):
         if requested.category in seen:
@@ -97,6 +98,10 @@ def fitting_validate(*, user: AbstractBaseUser, photo_url: str | None, items: li
     for index, requested in enumerate(items):
         if requested.category not in Category.values:
             raise InvalidCategoryError(field=f"items[{index}].category")
+    if Category.DRESS in seen:
+        for index, requested in enumerate(items):
+            if requested.category in DRESS_REPLACES:
+                raise CategoryConflictError(field=f"items[{index}].category")
     found = Item.objects.in_bulk([r.item_id for r in items])
     for index, requested in enumerate(items):
         item = found.get(requested.item_id)
@@ -213,38 +218,26 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook
     )
     with log_context(job_id=str(job.id), attempt=job.attempt, user_id=user.pk):
         if complete_from_cache(job):
+            costs.usage_add(user_id=job.owner_id, cached_jobs=1)
             logger.info("job %s: completed from the result cache", job.id)
             return job  # free: no engine call, so not counted against the quota
         _check_daily_quota(job)
+        costs.usage_add(user_id=job.owner_id, jobs_started=1)  # still under the owner's lock
         reuse_prefix(job, photo=photo, items=ordered)
         fitting_enqueue_on_commit(job=job)
         logger.info("job %s: accepted", job.id)
     return job
 
 
-# Failures that give the job's daily-quota slot back: nothing usable was made (issue 22).
-QUOTA_GIVEN_BACK_CODES = (FailureCode.QUALITY_CHECK_FAILED,)
-
-
-def quota_jobs_counted(*, owner_id, since) -> QuerySet[FittingResult]:
-    """The owner's jobs since ``since`` that use a slot of the daily quota.
-
-    Not counted: whole-result cache hits (no engine call) and jobs that failed with a code
-    of ``QUOTA_GIVEN_BACK_CODES`` (the slot is given back). The one place the quota's count
-    is defined: a usage ledger replacing it re-points the give-back here.
-    """
-    return FittingResult.objects.filter(owner_id=owner_id, created_at__gte=since, cached=False).exclude(
-        error_code__in=QUOTA_GIVEN_BACK_CODES
-    )
-
-
 def _check_daily_quota(job: FittingResult) -> None:
     """Refuse ``job`` (QUOTA_EXCEEDED) when its owner already started their day's quota of jobs.
 
-    Counted: the owner's jobs created since the start of the day (in TIME_ZONE) that were not
-    whole-result cache hits, i.e. that call the engine (a job whose every step is reused still
-    asks for its message). The owner's row is the lock: two starts at once count one after
-    the other. Raised inside the start's transaction, so the refused job is rolled back.
+    Counted: the jobs the owner started since the start of the day (in TIME_ZONE) that were
+    not whole-result cache hits, i.e. that call the engine (a job whose every step is reused
+    still asks for its message), as the usage ledger (``UsageDay``) has them: deleting jobs
+    does not give the slots back. The owner's row is the lock: two starts at once count one
+    after the other (the caller adds this job to the ledger before the lock is released).
+    Raised inside the start's transaction, so the refused job is rolled back.
     """
     quota = user_daily_job_quota(user=job.owner)
     if not quota:
@@ -254,7 +247,7 @@ def _check_daily_quota(job: FittingResult) -> None:
     get_user_model().objects.select_for_update(no_key=True).filter(pk=job.owner_id).exists()
     now = timezone.localtime()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    used = quota_jobs_counted(owner_id=job.owner_id, since=day_start).exclude(id=job.id).count()
+    used = costs.usage_jobs_started(user_id=job.owner_id)
     if used < quota:
         return
     logger.info("user %s: daily quota of %s jobs reached", job.owner_id, quota)

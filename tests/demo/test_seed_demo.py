@@ -37,8 +37,9 @@ def test_seed_demo_is_idempotent(db):
         client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         assert client.get("/api/users/me/photos").status_code == 200
     assert AuthToken.objects.filter(user__username="demo").count() == 2
-    counts = {c: Item.objects.filter(category=c).count() for c in ("top", "bottom", "outer")}
-    assert counts == {"top": 2, "bottom": 2, "outer": 2}
+    counts = {c: Item.objects.filter(category=c).count() for c in ("top", "bottom", "outer", "dress", "shoes")}
+    assert counts == {"top": 2, "bottom": 2, "outer": 2, "dress": 1, "shoes": 1}
+    assert Item.objects.count() == 8
     assert UserImage.objects.filter(owner__username="demo").count() == 1
     assert get_user_model().objects.get(username="demo").check_password("demo-password")
 

@@ -324,3 +324,98 @@ def test_a_crash_shows_users_a_generic_message_and_staff_the_details(api, photo,
     staff.force_login(make_user("support", is_staff=True, is_superuser=True))
     page = staff.get(f"/admin/fitting/fittingresult/{job_id}/change/")
     assert "No space left on device" in page.content.decode()
+
+
+# --- dresses and shoes (issue 23) -------------------------------------------------------------
+@pytest.fixture
+def one_piece(db):
+    return {"dress": make_item("dress", "Linen dress", (150, 40, 60)), "shoes": make_item("shoes", "Loafers")}
+
+
+@pytest.mark.parametrize("other", ["top", "bottom"])
+def test_a_dress_with_a_top_or_a_bottom_is_a_category_conflict(api, photo, catalogue, one_piece, other):
+    assert_error(
+        post(api, body(photo, one_piece["dress"], catalogue[other])), 400, "CATEGORY_CONFLICT", "items[1].category"
+    )
+    assert_error(
+        post(api, body(photo, catalogue[other], one_piece["dress"])), 400, "CATEGORY_CONFLICT", "items[0].category"
+    )
+    assert_nothing_written()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dress_with_outerwear_and_shoes_runs_in_step_order(api, photo, catalogue, one_piece):
+    response = post(api, body(photo, one_piece["shoes"], catalogue["outer"], one_piece["dress"]))
+    assert response.status_code == 202, response.content
+    job = FittingResult.objects.get(id=response.json()["jobId"])
+    assert [(i.category, i.order) for i in job.items.all()] == [("dress", 1), ("outer", 2), ("shoes", 3)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_item_limit_is_a_setting(api, photo, catalogue, one_piece, settings):
+    four = body(photo, one_piece["shoes"], catalogue["outer"], catalogue["bottom"], catalogue["top"])
+    error = assert_error(post(api, four), 400, "TOO_MANY_ITEMS", "items")
+    assert "3" in error["message"]
+    settings.FITTING_MAX_ITEMS = 4
+    response = post(api, four)
+    assert response.status_code == 202, response.content
+    job = FittingResult.objects.get(id=response.json()["jobId"])
+    assert [i.category for i in job.items.all()] == ["top", "bottom", "outer", "shoes"]
+    settings.FITTING_MAX_ITEMS = 1
+    error = assert_error(post(api, body(photo, catalogue["top"], catalogue["bottom"])), 400, "TOO_MANY_ITEMS")
+    assert "1" in error["message"]
+
+
+def test_category_conflict_comes_after_invalid_category_and_before_invalid_item_id(api, photo, one_piece):
+    """In the seed's order: the categories must be known first, the items are looked up after."""
+    url = photo.image.url
+
+    def items(*pairs):
+        return {"userPhotoUrl": url, "items": [{"itemId": item_id, "category": c} for item_id, c in pairs]}
+
+    # Too many, duplicated and unknown categories all answer before the conflict.
+    assert_error(post(api, items((1, "dress"), (2, "top"), (3, "outer"), (4, "shoes"))), 400, "TOO_MANY_ITEMS")
+    assert_error(post(api, items((1, "dress"), (2, "top"), (3, "top"))), 400, "DUPLICATE_CATEGORY")
+    assert_error(post(api, items((1, "dress"), (2, "top"), (3, "hat"))), 400, "INVALID_CATEGORY", "items[2].category")
+    # The conflict answers before the (missing) items are looked up, and before their own categories.
+    assert_error(post(api, items((999999, "dress"), (999998, "bottom"))), 400, "CATEGORY_CONFLICT")
+    shoes_as_dress = items((one_piece["shoes"].id, "dress"), (one_piece["dress"].id, "top"))
+    assert_error(post(api, shoes_as_dress), 400, "CATEGORY_CONFLICT")
+    # Without the conflict, the same requests reach the later rules.
+    assert_error(post(api, items((999999, "dress"), (999998, "outer"))), 400, "INVALID_ITEM_ID")
+    assert_error(post(api, items((one_piece["shoes"].id, "dress"))), 400, "INVALID_CATEGORY", "items[0].category")
+    assert_nothing_written()
+
+
+def test_items_filter_by_dress_and_shoes(api, catalogue, one_piece):
+    assert [i["id"] for i in api.get("/api/items?category=dress").json()] == [one_piece["dress"].id]
+    assert [i["id"] for i in api.get("/api/items?category=shoes").json()] == [one_piece["shoes"].id]
+
+
+# --- disclosure: what made the images (issue 23) ---------------------------------------------
+def test_a_local_preview_is_not_labelled_ai_generated_and_names_its_engine(api, photo, catalogue):
+    from fitting.pipeline import run_job
+
+    job_id = post(api, body(photo, catalogue["top"])).json()["jobId"]
+    processing = api.get(f"{URL}/{job_id}").json()
+    assert processing["aiGenerated"] is False
+    assert processing["engine"] == {"name": "local", "model": "local-preview-1"}
+    run_job(job_id=job_id, attempt=1)
+    done = api.get(f"{URL}/{job_id}").json()
+    assert (done["status"], done["aiGenerated"], done["engine"]) == (
+        "completed",
+        False,
+        {"name": "local", "model": "local-preview-1"},
+    )
+    assert api.get(URL).json()["results"][0]["aiGenerated"] is False
+
+
+def test_a_gemini_result_is_labelled_ai_generated_with_its_model(api, photo, catalogue, fake_gemini, settings):
+    from fitting.pipeline import run_job
+
+    job_id = post(api, body(photo, catalogue["top"])).json()["jobId"]
+    run_job(job_id=job_id, attempt=1)
+    job = api.get(f"{URL}/{job_id}").json()
+    assert job["status"] == "completed"
+    assert job["aiGenerated"] is True
+    assert job["engine"] == {"name": "gemini", "model": settings.GEMINI_IMAGE_MODEL}

@@ -44,6 +44,9 @@ def test_repeat_request_completes_from_cache_without_the_engine(cache_on, fake_g
     assert second["llmMessage"] == original["llmMessage"]
     assert [s["imageUrl"] for s in second["steps"]] == [s["imageUrl"] for s in original["steps"]]
     assert len({row.image.name for row in FittingResultImage.objects.all()}) == 2
+    # Every step of a whole-result hit is reused, and says so (issue 25, 12(e)).
+    assert [(s["category"], s["cached"]) for s in second["steps"]] == [("top", True), ("bottom", True)]
+    assert [s["cached"] for s in original["steps"]] == [False, False]
 
 
 def test_cache_key_includes_photo_content_and_engine(cache_on, api, photo, user, catalogue, settings):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from fitting.models import Status
+from fitting import costs
+from fitting.models import Status, UsageDay
 from fitting.selectors import fitting_dashboard
 from tests.factories import make_job, make_user
 
@@ -93,23 +95,20 @@ def test_the_dashboard_is_for_staff_who_may_see_jobs(client, db):
     assert client.get(url).status_code == 200
 
 
-def test_the_dashboard_shows_the_estimated_cost_of_30_days(staff, settings, user, photo, catalogue):
+def test_the_dashboard_shows_the_estimated_cost_of_30_days(staff, settings, user):
+    """Read from the usage ledger (fitting.costs), as the cost page does."""
     settings.FITTING_PRICES = {"priced-model": {"input": 1, "output": 30}}
     for days_ago in (0, 29, 31):
-        created = timezone.now() - timedelta(days=days_ago)
-        make_job(
-            user,
-            photo,
-            catalogue["top"],
-            status=Status.COMPLETED,
-            created_at=created,
-            finished_at=created,
-            model="priced-model",
+        UsageDay.objects.create(
+            user=user,
+            day=timezone.localdate() - timedelta(days=days_ago),
+            jobs_started=1,
             input_tokens=1_000_000,
             output_tokens=100_000,
+            cost=Decimal(4),
         )
     html = staff.get(reverse("admin:dashboard")).content.decode()
-    assert 'data-testid="cost"><div class="value">$8.00</div>' in html  # (1 + 3) × 2 jobs; 31 days ago is out
-    make_job(user, photo, catalogue["top"], status=Status.COMPLETED, model="unpriced", output_tokens=1)
+    assert 'data-testid="cost"><div class="value">$8.00</div>' in html  # (1 + 3) × 2 days; 31 days ago is out
+    costs.usage_add(user_id=user.pk, model="unpriced", output_tokens=1)
     html = staff.get(reverse("admin:dashboard")).content.decode()
     assert 'data-testid="cost"><div class="value">—</div>' in html  # a model without a price: no figure

@@ -138,7 +138,7 @@ def test_a_json_feed_creates_items_skips_bad_rows_and_a_second_run_changes_nothi
     out, err = run(url)
     assert summary(out) == "created 3, updated 0, unchanged 0, skipped 7, deactivated 0"
     skipped = dict(line.split(": ", 1) for line in out.strip().splitlines()[:-1])
-    assert skipped["skipped bad-cat"] == "invalid category 'hat' (top, bottom or outer)"
+    assert skipped["skipped bad-cat"] == "invalid category 'hat' (top, bottom, outer, dress, shoes)"
     assert skipped["skipped bad-404"] == "image download failed: HTTP 404"
     assert skipped["skipped bad-big"] == "image larger than 1000000 bytes"
     assert skipped["skipped bad-text"] == "not an acceptable image (IMAGE_INVALID)"
@@ -193,11 +193,29 @@ def test_a_csv_file_with_other_field_names(tmp_path, images):
         writer.writerow(["id", "name", "category", "imageUrl"])
         writer.writerow(["c-1", "린넨 셔츠", "top", images["top"]])
         writer.writerow(["c-2", "Wide pants", "bottom", images["bottom"]])
-        writer.writerow(["c-3", "Bad", "shoes", images["top"]])
+        writer.writerow(["c-3", "Bad", "hat", images["top"]])
     out, _ = run(str(feed))
     assert summary(out) == "created 2, updated 0, unchanged 0, skipped 1, deactivated 0"
-    assert out.startswith("skipped c-3: invalid category 'shoes'")
+    assert out.startswith("skipped c-3: invalid category 'hat'")
     assert dict(Item.objects.values_list("external_id", "name")) == {"c-1": "린넨 셔츠", "c-2": "Wide pants"}
+
+
+@pytest.mark.django_db
+def test_dresses_and_shoes_are_imported_under_their_own_and_other_feeds_names(host, images):
+    rows = [
+        {"external_id": "d-1", "name": "Linen dress", "category": "dress", "image_url": images["top"]},
+        {"external_id": "d-2", "name": "Slip dress", "category": "one-pieces", "image_url": images["bottom"]},
+        {"external_id": "s-1", "name": "Sneakers", "category": "shoes", "image_url": images["outer"]},
+        {"external_id": "s-2", "name": "Loafers", "category": "footwear", "image_url": images["top"]},
+    ]
+    out, _ = run(host.put_json("feed.json", rows))
+    assert summary(out) == "created 4, updated 0, unchanged 0, skipped 0, deactivated 0"
+    assert dict(Item.objects.values_list("external_id", "category")) == {
+        "d-1": "dress",
+        "d-2": "dress",
+        "s-1": "shoes",
+        "s-2": "shoes",
+    }
 
 
 @pytest.mark.django_db

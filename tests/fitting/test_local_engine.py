@@ -13,12 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import regex
+from django.utils import translation
 from PIL import Image, ImageDraw, ImageOps
 
 from core.images import decode
 from demo.samples.make_images import BODY_UNIT, PERSON_LANDMARKS
 from fitting.engines.base import AppliedGarment, Outfit
-from fitting.engines.local import COLOUR_NAMES, LocalEngine, compose_message, face_candidates, find_body
+from fitting.engines.local import (
+    CATEGORY_NAMES,
+    COLOUR_NAMES,
+    LocalEngine,
+    Phrase,
+    compose_message,
+    face_candidates,
+    find_body,
+)
 from fitting.errors import DeadlineExceeded, EngineError, GarmentNotPlacedError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +41,8 @@ DENIM = (58, 92, 146)
 KHAKI = (128, 121, 78)
 BLACK = (34, 34, 37)
 WHITE = (247, 247, 245)
+BURGUNDY = (128, 32, 52)
+BROWN = (118, 78, 46)
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom
 
@@ -45,6 +56,8 @@ DRAWN_LEGS: Box = (
     _cx + round(0.6 * BODY_UNIT),
     _lm["knee_y"] + 80,
 )
+# The feet: the drawn shoes, from just above the ankle to the floor.
+DRAWN_FEET: Box = (_cx - round(0.6 * BODY_UNIT), _lm["ankle_y"] - 4, _cx + round(0.6 * BODY_UNIT), _lm["ankle_y"] + 30)
 # The astronaut photo is 512x512 and ends at her waist: face and chest are in frame.
 ASTRONAUT_FACE: Box = (185, 75, 265, 160)
 ASTRONAUT_TORSO: Box = (140, 300, 310, 420)
@@ -142,6 +155,51 @@ def test_outer_goes_over_the_top_and_wider(person, torso):
     top_width = garment_width(original, with_top, WHITE, chest_row)
     assert top_width > 0
     assert garment_width(original, with_outer, KHAKI, chest_row) > top_width
+
+
+def test_a_dress_covers_the_torso_and_the_legs_to_its_own_length():
+    before = drawn_person()
+    after = dress(before, ("dress", "dress_burgundy_midi.png"))
+    assert garment_share(before, after, BURGUNDY, DRAWN_TORSO) > 0.8
+    assert garment_share(before, after, BURGUNDY, DRAWN_LEGS) > 0.5  # a midi dress: past the knees
+    assert garment_share(before, after, BURGUNDY, DRAWN_FACE) == 0
+    assert garment_share(before, after, BURGUNDY, DRAWN_FEET) < 0.05  # and above the ankles
+
+
+def test_shoes_go_on_the_feet_and_nowhere_else():
+    before = drawn_person()
+    after = dress(before, ("shoes", "shoes_brown_loafers.png"))
+    assert garment_share(before, after, BROWN, DRAWN_FEET) > 0.4
+    assert garment_share(before, after, BROWN, DRAWN_LEGS) == 0
+    assert garment_share(before, after, BROWN, DRAWN_TORSO) == 0
+    # Over a dress and outerwear, they still land on the same feet.
+    outfit_after = dress(
+        before,
+        ("dress", "dress_burgundy_midi.png"),
+        ("outer", "outer_black_jacket.png"),
+        ("shoes", "shoes_brown_loafers.png"),
+    )
+    assert garment_share(before, outfit_after, BROWN, DRAWN_FEET) > 0.4
+
+
+@pytest.mark.parametrize(
+    "photo",
+    [
+        lambda: astronaut(),  # she ends at the waist
+        lambda: drawn_person().crop((0, 0, 768, _lm["knee_y"] + 60)),  # cut at the knees
+        lambda: drawn_person().crop((0, 0, 768, _lm["ankle_y"] - 10)),  # cut just above the feet
+    ],
+    ids=["photo-to-the-waist", "drawn-to-the-knees", "drawn-to-the-ankles"],
+)
+def test_shoes_on_a_photo_without_the_feet_fail_the_step(photo):
+    with translation.override("en"), pytest.raises(GarmentNotPlacedError) as caught:
+        dress(photo(), ("shoes", "shoes_brown_loafers.png"))
+    assert caught.value.code == "GARMENT_NOT_PLACED"
+    assert caught.value.message == "The shoes could not be placed: the photo does not show that part of the body."
+    # In Korean, without a particle that fits only some names (상의를, but 신발을).
+    with translation.override("ko"), pytest.raises(GarmentNotPlacedError) as caught:
+        dress(photo(), ("shoes", "shoes_brown_loafers.png"))
+    assert caught.value.message == "사진에 그 부위가 보이지 않아 신발 배치에 실패했습니다."
 
 
 def test_later_steps_find_the_same_body_as_the_first():
@@ -312,8 +370,13 @@ def assert_one_korean_sentence_with_emoji(message: str) -> None:
             ],
             ["네이비", "베이지", "블랙"],
         ),
+        (
+            [("dress", "dress_burgundy_midi.png"), ("shoes", "shoes_brown_loafers.png")],
+            ["버건디 원피스와", "브라운 신발"],
+        ),
+        ([("shoes", "shoes_brown_loafers.png")], ["브라운 신발"]),
     ],
-    ids=["one", "two", "three", "three-black"],
+    ids=["one", "two", "three", "three-black", "dress-shoes", "shoes"],
 )
 def test_message_names_the_colours_in_one_short_korean_sentence(garments, words):
     engine = LocalEngine()
@@ -326,12 +389,27 @@ def test_message_names_the_colours_in_one_short_korean_sentence(garments, words)
     assert message == engine.write_message(outfit=worn, timeout=5)
 
 
-def test_every_colour_combination_fits_in_fifty_characters():
-    categories = ["상의", "하의", "아우터"]
-    for count in (1, 2, 3):
-        for colours in itertools.product(COLOUR_NAMES, repeat=count):
-            message = compose_message([f"{c} {k}" for c, k in zip(colours, categories, strict=False)])
+@pytest.mark.parametrize(
+    "categories",
+    [("top", "bottom", "outer", "shoes"), ("dress", "outer", "shoes")],
+    ids=["separates", "dress"],
+)
+def test_every_colour_combination_fits_in_fifty_characters(categories):
+    names = [CATEGORY_NAMES[c] for c in categories]
+    for count in range(1, len(names) + 1):
+        # Four garments: only the longest colour names can overflow (every combination takes seconds).
+        pool = list(COLOUR_NAMES) if count < 4 else sorted(COLOUR_NAMES, key=len)[-4:]
+        for colours in itertools.product(pool, repeat=count):
+            message = compose_message([f"{c} {k}" for c, k in zip(colours, names[-count:], strict=False)])
             assert_one_korean_sentence_with_emoji(message)
+
+
+def test_the_particles_follow_the_last_syllable():
+    # 신발 ends in a final consonant (이, 과); 원피스 and 아우터 do not (가, 와).
+    assert "{:가} {:와}".format(Phrase("블랙 신발"), Phrase("레드 원피스")) == "블랙 신발이 레드 원피스와"
+    assert "{0:가} {0:와} {0}".format(Phrase("카키 아우터")) == "카키 아우터가 카키 아우터와 카키 아우터"
+    assert "{:와}".format(Phrase("네이비 상의")) == "네이비 상의와"
+    assert compose_message(["스카이블루 아우터", "스카이블루 신발"]).startswith("스카이블루 아우터와 스카이블루 신발")
 
 
 # --- the face choice on real photos --------------------------------------------------------

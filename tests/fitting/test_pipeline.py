@@ -235,3 +235,26 @@ def test_only_failed_or_timed_out_jobs_are_reprocessed(user, photo, catalogue):
     job = run_now(start_job(user, photo, catalogue["top"]))
     with pytest.raises(NotReprocessableError):
         fitting_reprocess(job=job)
+
+
+def test_a_dress_outerwear_and_shoes_run_in_step_order(user, photo, catalogue):
+    dress, shoes = make_item("dress", color=(150, 40, 60)), make_item("shoes", color=(118, 78, 46))
+    job = run_now(start_job(user, photo, shoes, catalogue["outer"], dress))
+    assert job.status == "completed", job.error_message
+    assert list(job.images.order_by("id").values_list("step", flat=True)) == ["dress", "outer", "shoes", "final"]
+    assert job.llm_message
+
+
+def test_shoes_on_a_photo_without_feet_fail_their_step_after_the_others(user, catalogue):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from demo.samples.make_images import HERE
+    from users.services import photo_create
+
+    # The drawn figure cut at the hips: her face is found, her feet are below the frame.
+    buffer = io.BytesIO()
+    Image.open(HERE / "person_drawn.png").convert("RGB").crop((0, 0, 768, 576)).save(buffer, "PNG")
+    portrait = photo_create(owner=user, upload=SimpleUploadedFile("hips.png", buffer.getvalue()))
+    job = run_now(start_job(user, portrait, catalogue["top"], make_item("shoes")))
+    assert (job.status, job.failed_step, job.error_code) == ("failed", "shoes", "GARMENT_NOT_PLACED")
+    assert list(job.images.values_list("step", flat=True)) == ["top"]

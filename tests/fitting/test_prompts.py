@@ -37,7 +37,11 @@ def test_step_prompts_name_their_category():
     assert "upper-body" in step_prompt("top")
     assert "trousers" in step_prompt("bottom") and "skirt" in step_prompt("bottom")
     assert "over the top" in step_prompt("outer")
-    assert len({step_prompt(c) for c in CATEGORIES}) == 3
+    assert "one-piece dress" in step_prompt("dress")
+    assert "from the shoulders down to the dress's own length" in step_prompt("dress")
+    assert "replaces both the top and the trousers or skirt" in step_prompt("dress")
+    assert "shoes" in step_prompt("shoes") and "feet" in step_prompt("shoes")
+    assert len({step_prompt(c) for c in CATEGORIES}) == len(CATEGORIES) == 5
 
 
 def test_step_prompt_rejects_an_unknown_category():

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.utils import translation
 from PIL import Image
 
 from fitting.models import FittingResult, Item, MetricCounter, StepAttempt
@@ -108,8 +109,12 @@ def test_all_bad_answers_fail_the_job_after_one_plus_retries_calls_and_give_the_
     assert all("changed" in a.failed_checks for a in attempts)
     assert all(a.image and a.image.storage.exists(a.image.name) for a in attempts)
     assert not job.images.exists()
-    body = JobOutputSerializer(FittingResult.objects.get(id=job.id)).data
+    with translation.override("en"):
+        body = JobOutputSerializer(FittingResult.objects.get(id=job.id)).data
     assert body["error"] == {"code": "QUALITY_CHECK_FAILED", "message": "The result did not meet the quality bar."}
+    with translation.override("ko"):
+        korean = JobOutputSerializer(FittingResult.objects.get(id=job.id)).data["error"]["message"]
+    assert korean == "결과 이미지가 품질 기준을 충족하지 못했습니다."
     assert body["steps"][0]["attempts"] == 3 and body["steps"][0]["qualityPassed"] is False
     assert job.input_tokens == 3 * 1290  # the failed attempts are paid for
     # Nothing usable was made: the day's only slot is free again.

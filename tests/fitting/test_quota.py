@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from fitting.models import FittingResult, Status
+from fitting.models import FittingResult, Status, UsageDay
 from fitting.services import start
 from tests.factories import make_job, make_photo, run_now, start_job
 from tests.helpers import body
@@ -41,7 +41,22 @@ def test_over_the_quota_is_refused_with_the_reset_time(quota, api, user, photo, 
 def test_earlier_days_do_not_count(quota, api, user, photo, catalogue):
     for _ in range(3):
         make_job(user, photo, catalogue["top"], status=Status.COMPLETED, created_at=timezone.now() - timedelta(days=1))
+    UsageDay.objects.create(user=user, day=timezone.localdate() - timedelta(days=1), jobs_started=3)
     assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 202
+
+
+def test_deleting_jobs_does_not_give_back_the_days_quota(quota, api, user, photo, catalogue):
+    """The quota reads the usage ledger, which deleting a job leaves as it is (issue 25, item 1)."""
+    for _ in range(2):
+        response = api.post(URL, body(photo, catalogue["top"]), format="json")
+        assert response.status_code == 202
+        run_now(FittingResult.objects.get(id=response.json()["jobId"]))
+        assert api.delete(f"{URL}/{response.json()['jobId']}").status_code == 204
+    assert not FittingResult.objects.filter(owner=user).exists()
+    response = api.post(URL, body(photo, catalogue["bottom"]), format="json")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "QUOTA_EXCEEDED"
+    assert UsageDay.objects.get(user=user, day=timezone.localdate()).jobs_started == 2
 
 
 def test_result_cache_hits_are_free(quota, api, user, photo, catalogue):
@@ -64,7 +79,7 @@ def test_staff_override_raises_one_users_quota(quota, api, user, other_user, pho
 def test_zero_means_no_limit(settings, api, user, photo, catalogue):
     settings.FITTING_DAILY_QUOTA = 0
     for _ in range(3):
-        make_job(user, photo, catalogue["top"], status=Status.COMPLETED)
+        start_job(user, photo, catalogue["top"])
     assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 202
     settings.FITTING_DAILY_QUOTA = 3
     assert api.post(URL, body(photo, catalogue["top"]), format="json").status_code == 429

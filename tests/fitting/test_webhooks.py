@@ -11,6 +11,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.models import OrmQ
@@ -18,8 +19,10 @@ from rest_framework.test import APIClient
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from fitting import tasks
-from fitting.models import AttemptOutcome, DeliveryStatus, FittingResult, WebhookAttempt, WebhookDelivery
+from fitting.models import AttemptOutcome, DeliveryStatus, FittingResult, Status, WebhookAttempt, WebhookDelivery
+from fitting.services.lifecycle import fitting_cancel
 from fitting.webhooks import REQUEUE_AFTER, webhook_backoff
+from tests.factories import make_job, run_now
 from tests.helpers import body
 from tests.servers import Reply, fake_dns, recording_server, tarpit
 
@@ -563,3 +566,51 @@ def test_webhook_problem_never_breaks_the_job(api, photo, catalogue, monkeypatch
         tasks.webhook_sweep()
         run_queue()
     assert len(receiver.received) == 1
+
+
+# --- the delivery row commits with the change it reports (issue 25, 12(c)) ---------------------
+class Rollback(Exception):
+    pass
+
+
+def subscribed_job(user, photo, item, *events: str) -> FittingResult:
+    return make_job(
+        user,
+        photo,
+        item,
+        status=Status.PROCESSING,
+        webhook_url="https://hooks.example.com/in",
+        webhook_events=list(events),
+    )
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_delivery_rolls_back_with_the_change_it_reports(user, photo, catalogue):
+    job = subscribed_job(user, photo, catalogue["top"], "fitting.canceled")
+    with pytest.raises(Rollback), transaction.atomic():
+        fitting_cancel(job=job)
+        [delivery] = deliveries(job.id)  # written with the change, before any commit
+        assert delivery.event == "fitting.canceled"
+        assert json.loads(delivery.payload)["data"]["status"] == "canceled"
+        raise Rollback  # the change's transaction does not commit
+    assert deliveries(job.id) == []
+    job.refresh_from_db()
+    assert job.status == Status.PROCESSING
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_committed_change_has_its_delivery_without_any_on_commit_hook(
+    user, photo, catalogue, django_capture_on_commit_callbacks
+):
+    """A crash between the commit and its hooks loses no webhook: the row is there, and the sweep sends it."""
+    job = subscribed_job(user, photo, catalogue["top"], "fitting.step_finished", "fitting.completed")
+    with django_capture_on_commit_callbacks(execute=False) as hooks:
+        run_now(job)  # each change commits (inside the test's transaction); no hook runs
+    assert hooks  # the event streams' notices and the enqueueing, never run
+    assert [d.event for d in deliveries(job.id)] == ["fitting.step_finished", "fitting.completed"]
+    assert not OrmQ.objects.exists()  # nothing was enqueued
+    for delivery in deliveries(job.id):
+        assert delivery.status == DeliveryStatus.PENDING
+        make_due(delivery)
+    assert tasks.webhook_sweep() == {"enqueued": 2, "givenUp": 0}
+    assert OrmQ.objects.count() == 2

@@ -25,6 +25,8 @@ CATALOGUE = {
     "bottom_blue_jeans": "블루 진",
     "outer_khaki_trench": "카키 트렌치코트",
     "outer_black_jacket": "블랙 재킷",
+    "dress_burgundy_midi": "버건디 미디 원피스",
+    "shoes_brown_loafers": "브라운 로퍼",
 }
 DEMO_USER = ("demo", "demo-password")
 STAFF_USER = ("admin", "admin-password")

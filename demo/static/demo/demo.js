@@ -3,7 +3,10 @@
 "use strict";
 
 (function () {
-  const CATEGORIES = [["top", "상의 top"], ["bottom", "하의 bottom"], ["outer", "아우터 outer"]];
+  // In step order. A dress replaces the top and the bottom (the API answers CATEGORY_CONFLICT).
+  const CATEGORIES = [["top", "상의 top"], ["dress", "원피스 dress"], ["bottom", "하의 bottom"],
+                      ["outer", "아우터 outer"], ["shoes", "신발 shoes"]];
+  const DRESS_REPLACES = ["top", "bottom"];
   const STATES = {pending: "대기 pending", processing: "진행 중 processing", completed: "완료 completed",
                   failed: "실패 failed"};
   const JOB_STATES = {processing: "진행 중 · processing", completed: "완료 · completed",
@@ -89,6 +92,11 @@
     const input = el("input", {type: "radio", name: `item-${category}`, value: item ? item.id : "",
                                "data-testid": item ? `item-${item.id}` : `item-${category}-none`});
     if (!item) input.checked = true;
+    // Picking a dress clears the top and the bottom, and picking either of them clears the dress.
+    if (item) input.addEventListener("change", () => {
+      const cleared = category === "dress" ? DRESS_REPLACES : DRESS_REPLACES.includes(category) ? ["dress"] : [];
+      for (const other of cleared) document.querySelector(`input[name="item-${other}"][value=""]`).checked = true;
+    });
     const picture = item ? el("img", {src: thumb(item.imageUrl), alt: item.name}) : el("span", {class: "none", text: "없음 none"});
     return el("label", {class: "choice"}, [picture, el("span", {text: item ? item.name : "선택 안 함"}), input]);
   }
@@ -125,6 +133,11 @@
     if (job.status === "completed") {
       $("result-image").src = job.resultImageUrl;
       $("llm-message").textContent = job.llmMessage || "(추천 메시지 없음 · no message)";
+      // Disclosure: say what made the image (aiGenerated, engine).
+      $("disclosure").textContent = job.aiGenerated
+        ? `AI 생성 이미지 · AI-generated (${job.engine.name}, ${job.engine.model})`
+        : `미리보기 합성 · preview composite (${job.engine.name}, ${job.engine.model})`;
+      $("disclosure").dataset.aiGenerated = String(job.aiGenerated);
       $("result").hidden = false;
     }
     if (job.status === "failed" || job.status === "timeout") {

@@ -5,19 +5,21 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from fitting.engines.identity import GENERATIVE_ENGINES
+
 
 class Command(BaseCommand):
     help = (
         "Ask the provider (the Gemini API, Vertex AI or GEMINI_BASE_URL) for each model the configured "
-        "engine calls (models.get) and print one line per model: served, or not served with the HTTP "
-        "status. Exit status 0 when every model is served, 1 otherwise, naming the setting to change. "
-        "The local engine calls no provider: nothing to ask."
+        "engine (gemini or vertex-tryon) calls (models.get) and print one line per model: served, or "
+        "not served with the HTTP status. Exit status 0 when every model is served, 1 otherwise, naming "
+        "the setting to change. The local engine calls no provider: nothing to ask."
     )
     # The lifecycle warnings (fitting.W001…) are dates; this command is the provider's answer.
     requires_system_checks = []
 
     def handle(self, *args, **options) -> None:
-        if settings.FITTING_ENGINE != "gemini":
+        if settings.FITTING_ENGINE not in GENERATIVE_ENGINES:
             self.stdout.write(f"FITTING_ENGINE={settings.FITTING_ENGINE}: no provider model to check")
             return
 

@@ -1,0 +1,112 @@
+"""The Vertex AI Virtual Try-On engine: Google's model built for try-on, one garment per call.
+
+Each step is one ``client.models.recontext_image`` call (``…/models/<VERTEX_TRYON_MODEL>:predict``
+on Vertex AI) with the current person image and one product image: the service's sequential
+design, since the model takes one product image per call. The message is the Gemini engine's
+(the Gemini text model, through the same Vertex AI client), and so are the client, the retries
+of transient failures within the job's deadline and the mapping of HTTP errors
+(``gemini.call_with_retries``).
+
+The model runs only on Vertex AI (a project and a location, or an express-mode key): the
+settings refuse any other configuration at start. Every image it makes carries Google's
+invisible SynthID watermark unless VERTEX_TRYON_WATERMARK is turned off.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from google.genai import types
+from PIL import Image
+
+from core import images
+from core.errors import ServiceError
+from fitting.engines import gemini
+from fitting.engines.base import KeepGoing, StepResult
+from fitting.engines.gemini import GeminiEngine, call_with_retries, encode_input, get_client
+from fitting.engines.identity import EngineIdentity, vertex_tryon_identity
+from fitting.errors import EngineBadImageError, EngineBlockedError, EngineNoImageError
+
+# Lossless between steps: each step's output is the next one's person image.
+OUTPUT_MIME_TYPE = "image/png"
+
+
+class VertexTryOnEngine(GeminiEngine):
+    """Steps by the try-on model; the message, the client and the retries are the Gemini engine's."""
+
+    @property
+    def identity(self) -> EngineIdentity:
+        return vertex_tryon_identity()  # read at each call: the model is a setting
+
+    def apply_garment(
+        self,
+        *,
+        person: Image.Image,
+        garment: Image.Image,
+        category: str,
+        canvas_size: tuple[int, int],
+        timeout: float,
+        keep_going: KeepGoing | None = None,
+        seed: int | None = None,
+    ) -> StepResult:
+        """The try-on model's image of ``person`` wearing ``garment`` (any size: the pipeline fits it).
+
+        The model needs no category or prompt: it finds what the product is and where it goes.
+        ``seed`` (the quality gate's retry) is sent only without the watermark: Vertex AI
+        refuses a seed with ``add_watermark``, so a watermarked retry relies on the model's own
+        randomness.
+        """
+        deadline = gemini._now() + timeout  # the Gemini engine's clock (tests replace it)
+        model = self.identity.model
+        source = types.RecontextImageSource(
+            person_image=_image(person),
+            product_images=[types.ProductImage(product_image=_image(garment))],
+        )
+        config = tryon_config()
+        if seed is not None and not config.add_watermark:
+            config.seed = seed
+        client = get_client()
+
+        def call(http_options: types.HttpOptions) -> types.RecontextImageResponse:
+            per_attempt = config.model_copy(update={"http_options": http_options})
+            return client.models.recontext_image(model=model, source=source, config=per_attempt)
+
+        response = call_with_retries(
+            call, model=model, setting="VERTEX_TRYON_MODEL", deadline=deadline, keep_going=keep_going
+        )
+        # Billed per image, not per token: no token usage to report.
+        return StepResult(read_image(response), usage={})
+
+
+def tryon_config() -> types.RecontextImageConfig:
+    """The call's parameters, from the settings: one image, watermarked unless turned off."""
+    return types.RecontextImageConfig(
+        number_of_images=1,
+        base_steps=settings.VERTEX_TRYON_BASE_STEPS or None,  # None: the model's default
+        person_generation=types.PersonGeneration(settings.VERTEX_TRYON_PERSON_GENERATION),
+        safety_filter_level=types.SafetyFilterLevel(settings.VERTEX_TRYON_SAFETY_FILTER_LEVEL),
+        output_mime_type=OUTPUT_MIME_TYPE,
+        add_watermark=settings.VERTEX_TRYON_WATERMARK,
+    )
+
+
+def _image(image: Image.Image) -> types.Image:
+    data, mime_type = encode_input(image)
+    return types.Image(image_bytes=data, mime_type=mime_type)
+
+
+def read_image(response: types.RecontextImageResponse) -> Image.Image:
+    """The first generated image; ENGINE_BLOCKED when the safety filter took it (``rai_filtered_reason``)."""
+    generated = response.generated_images or []
+    data = next((g.image.image_bytes for g in generated if g.image and g.image.image_bytes), None)
+    if data is None:
+        reasons = [g.rai_filtered_reason for g in generated if g.rai_filtered_reason]
+        if reasons:
+            raise EngineBlockedError(f"The try-on model filtered the image ({' '.join(reasons[0].split())[:200]}).")
+        raise EngineNoImageError("The try-on model answered without an image.")
+    try:
+        return images.decode(data)
+    except ServiceError as exc:
+        raise EngineBadImageError() from exc
+
+
+__all__ = ["VertexTryOnEngine", "read_image", "tryon_config"]
