@@ -246,8 +246,12 @@ class GeminiEngine:
         canvas_size: tuple[int, int],
         timeout: float,
         keep_going: KeepGoing | None = None,
+        seed: int | None = None,
     ) -> StepResult:
-        """The image model's answer, as it came (its own size; the pipeline fits it to the canvas)."""
+        """The image model's answer, as it came (its own size; the pipeline fits it to the canvas).
+
+        ``seed`` goes to ``GenerateContentConfig.seed``: the quality gate's retries send a new one.
+        """
         deadline = _now() + timeout
         contents = [
             types.Part.from_text(text=prompts.step_prompt(category)),
@@ -256,7 +260,7 @@ class GeminiEngine:
             _canvas_part(_input_size(canvas_size)),
         ]
         model = self.identity.model
-        config = types.GenerateContentConfig(response_modalities=["IMAGE"])
+        config = types.GenerateContentConfig(response_modalities=["IMAGE"], seed=seed)
         if _takes_image_config(model):
             config.image_config = types.ImageConfig(aspect_ratio=nearest_aspect_ratio(canvas_size))
             if takes_image_size(model):
