@@ -416,10 +416,7 @@ if FITTING_QUALITY_GATE not in ("on", "off"):
 FITTING_QUALITY_THRESHOLDS = env.json("FITTING_QUALITY_THRESHOLDS", default={})
 _QUALITY_CHECKS = ("changed", "identity", "scene", "garment", "not_product")
 if not isinstance(FITTING_QUALITY_THRESHOLDS, dict) or any(
-    name not in _QUALITY_CHECKS
-    or isinstance(value, bool)
-    or not isinstance(value, int | float)
-    or not 0 <= value <= 1
+    name not in _QUALITY_CHECKS or isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
     for name, value in FITTING_QUALITY_THRESHOLDS.items()
 ):
     config_error(
