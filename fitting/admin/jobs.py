@@ -24,7 +24,7 @@ from core.admin import thumbnail
 from fitting import costs
 from fitting.admin.common import JobInline, job_id_hex
 from fitting.admin.webhooks import WebhookDeliveryInline, deliveries_redeliver
-from fitting.engines import engine_identity
+from fitting.engines import can_run, engine_identity
 from fitting.errors import (
     JobEngineMismatchError,
     JobFinishedError,
@@ -191,6 +191,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         "error",
         "duration",
         "message",
+        "prompt_version",
         "cost",
         "created_at",
     )
@@ -200,6 +201,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         GarmentFilter,
         "error_code",
         "engine",
+        "prompt_version",
         ("created_at", admin.DateFieldListFilter),
     )
     search_fields = ("owner__username", "owner__email", "llm_message")
@@ -423,5 +425,5 @@ class FittingResultAdmin(admin.ModelAdmin):
             and self.has_reprocess_permission(request)
         )
         # Pinned to another engine: only switching to this server's engine is offered.
-        context["other_engine"] = obj is not None and obj.engine_identity != engine_identity()
+        context["other_engine"] = obj is not None and not can_run(obj.engine_identity)
         return super().render_change_form(request, context, add, change, form_url, obj)
