@@ -7,7 +7,6 @@ import json
 
 import pytest
 from django.urls import reverse
-from django.utils import translation
 from rest_framework.test import APIClient
 
 from fitting.models import FittingRating, FittingResult, Status, WebhookDelivery
@@ -75,9 +74,10 @@ def test_anonymous_is_401(completed):
 @pytest.mark.parametrize("status", [Status.PROCESSING, Status.FAILED, Status.TIMEOUT, Status.CANCELED])
 def test_only_a_completed_job_can_be_rated(api, user, photo, catalogue, status):
     job = make_job(user, photo, catalogue["top"], status=status)
-    with translation.override("en"):
-        error = assert_error(put(api, job, {"score": 4}), 409, "JOB_NOT_COMPLETED", None)
-    assert error["message"] == "Only a completed job can be rated."
+    response = api.put(rating_url(job), {"score": 4}, format="json", HTTP_ACCEPT_LANGUAGE="en")
+    assert assert_error(response, 409, "JOB_NOT_COMPLETED", None)["message"] == "Only a completed job can be rated."
+    korean = api.put(rating_url(job), {"score": 4}, format="json", HTTP_ACCEPT_LANGUAGE="ko")
+    assert assert_error(korean, 409, "JOB_NOT_COMPLETED")["message"] == "완료된 피팅만 평가할 수 있어요."
     assert not FittingRating.objects.exists()
 
 
