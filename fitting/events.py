@@ -92,11 +92,10 @@ async def job_events(request: HttpRequest, job_id: UUID) -> HttpResponse:
         return _error(404, ErrorCode.NOT_FOUND, str(exceptions.NotFound.default_detail))
     subscription.seen(job.updated_at)
     stream = _stream(request=request, job=job, subscription=subscription)
-    response = StreamingHttpResponse(stream, content_type="text/event-stream")
     # The stream gives its slot and subscription back in its ``finally`` (the client gone:
     # cancelled at an await), when the response is closed (a server or the test client that
-    # stops reading), or, dropped before its first chunk, when it is collected.
-    response._resource_closers.append(subscription.close)
+    # stops reading; on any thread), or, dropped before its first chunk, when it is collected.
+    response = StreamingHttpResponse(_Content(stream, subscription), content_type="text/event-stream")
     weakref.finalize(stream, subscription.close)
     response["Cache-Control"] = "no-cache"
     # nginx and friends would otherwise hold events back in their buffers.
@@ -153,6 +152,23 @@ def _read_job(*, user: AbstractBaseUser, job_id: UUID) -> FittingResult | None:
 
 
 # --- the stream ---------------------------------------------------------------------------
+class _Content:
+    """The stream as a response's content, with a ``close()``: Django calls the ``close()`` of
+    a streaming response's content when it closes the response, as a WSGI server does an
+    iterable's (pinned by ``test_closing_the_response_gives_the_streams_slot_back``). Django
+    closes it on a thread of its own; ``Subscription.close`` is safe there."""
+
+    def __init__(self, events: AsyncIterator[str], subscription: watcher.Subscription) -> None:
+        self._events = events
+        self._subscription = subscription
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._events
+
+    def close(self) -> None:
+        self._subscription.close()
+
+
 def _release_request_thread() -> None:
     """Let the request's thread go while the stream waits: no thread per open stream.
 
@@ -161,11 +177,20 @@ def _release_request_thread() -> None:
     response ends: for a stream, minutes. Once the stream has started nothing of the request
     needs that thread: its executor is shut down now, which ends the idle thread. A later
     thread-sensitive call of the request (Django closing the response) gets a new one.
+
+    No public API lets the thread go: this reads two class attributes of asgiref's
+    ``SyncToAsync`` (asgiref is pinned in requirements.txt). Should an upgrade move them, the
+    thread is kept until the response ends (the stream still works) and
+    ``test_the_request_thread_is_let_go_through_asgirefs_internals`` fails.
     """
-    context = SyncToAsync.thread_sensitive_context.get(None)
+    context_var = getattr(SyncToAsync, "thread_sensitive_context", None)
+    executors = getattr(SyncToAsync, "context_to_thread_executor", None)
+    if context_var is None or executors is None:
+        return
+    context = context_var.get(None)
     if context is None:
         return
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    executor = executors.pop(context, None)
     if executor is not None:
         executor.shutdown(wait=False)
 

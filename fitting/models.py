@@ -93,6 +93,7 @@ DEFAULT_WEBHOOK_EVENTS = [WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEv
 # Where the app's files live in the media storage (core.media registers them).
 ITEMS_DIR = "items"
 RESULTS_DIR = "results"
+ATTEMPTS_DIR = "attempts"  # images of a step's attempts the quality gate did not keep
 
 
 def item_upload_to(instance: Item, filename: str) -> str:
@@ -330,6 +331,56 @@ class FittingRating(models.Model):
     def reason_labels(self) -> list[str]:
         labels = dict(RatingReason.choices)
         return [str(labels.get(reason, reason)) for reason in self.reasons]
+
+
+def attempt_upload_to(instance: StepAttempt, filename: str) -> str:
+    extension = filename.rsplit(".", 1)[-1].lower()
+    return f"{ATTEMPTS_DIR}/{uuid.uuid4().hex}.{extension}"
+
+
+class AttemptResult(models.TextChoices):
+    """What the quality gate made of one attempt of a step."""
+
+    ACCEPTED = "accepted", _("accepted")  # passed: the step's image
+    REJECTED = "rejected", _("rejected")  # failed a check: asked again, or none passed
+    BEST = "best", _("kept as the best")  # none passed; FITTING_QUALITY_POLICY=accept_best kept it
+    UNCHECKED = "unchecked", _("not checked")  # FITTING_QUALITY_GATE=off
+
+
+class StepAttempt(models.Model):
+    """One engine call of a step, with the quality checks' scores (issue 22).
+
+    Every attempt is kept: the one the step kept names the step image's file (no copy), a
+    rejected one its own file under ``attempts/``; all go with the job.
+    """
+
+    job = models.ForeignKey(
+        FittingResult, on_delete=models.CASCADE, related_name="step_attempts", verbose_name=_("job")
+    )
+    category = models.CharField(_("step"), max_length=10, choices=Category.choices)
+    number = models.PositiveSmallIntegerField(_("attempt"))  # 1, 2, … within the step
+    seed = models.BigIntegerField(_("seed"), null=True, blank=True)
+    # fitting.quality.Assessment.as_json(), plus "judge" when the judge ran; {} when not checked.
+    scores = models.JSONField(_("scores"), default=dict, blank=True)
+    passed = models.BooleanField(_("passed"), null=True)  # None: not checked
+    outcome = models.CharField(_("outcome"), max_length=10, choices=AttemptResult.choices)
+    image = models.ImageField(_("image"), upload_to=attempt_upload_to, blank=True)
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), default=0)
+    usage = models.JSONField(_("engine usage"), default=dict, blank=True)  # tokens, the judge's too
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("step attempt")
+        verbose_name_plural = _("step attempts")
+        ordering = ["id"]
+        indexes = [models.Index(fields=["created_at"], name="stepattempt_created")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.category} #{self.number}"
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return list((self.scores or {}).get("failed") or [])
 
 
 # --- webhooks -------------------------------------------------------------------------------

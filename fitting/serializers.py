@@ -23,6 +23,26 @@ class ItemOutputSerializer(serializers.Serializer):
         return media_url(item.image, self.context["request"])
 
 
+@extend_schema_serializer(component_name="JobStep")
+class JobStepSerializer(serializers.Serializer):
+    """One step of a job, as ``steps`` lists them (documentation: built by ``get_steps``)."""
+
+    category = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "processing", "completed", "failed"])
+    imageUrl = serializers.CharField(allow_null=True)
+    cached = serializers.BooleanField(
+        help_text="Made by an earlier job with the same photo, garments so far and engine."
+    )
+    attempts = serializers.IntegerField(
+        help_text="Engine calls of the step: more than 1 when the quality checks sent it again."
+    )
+    qualityPassed = serializers.BooleanField(
+        allow_null=True,
+        help_text="Whether the kept image passed the quality checks; null when not checked "
+        "(false: FITTING_QUALITY_POLICY=accept_best kept the best of failed attempts).",
+    )
+
+
 @extend_schema_serializer(component_name="JobEngine")
 class JobEngineSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="The engine: `local`, `gemini` or `vertex-tryon`.")
@@ -109,6 +129,7 @@ class JobOutputSerializer(serializers.Serializer):
     def get_items(self, job) -> list[dict]:
         return [{"itemId": i.item_id, "category": i.category, "order": i.order} for i in job.items.all()]
 
+    @extend_schema_field(JobStepSerializer(many=True))
     def get_steps(self, job) -> list[dict]:
         produced = self._images(job)
         steps = []
@@ -122,7 +143,8 @@ class JobOutputSerializer(serializers.Serializer):
                 state = "processing"
             else:
                 state = "pending"
-            reused = bool(image) and bool((job.step_metrics.get(job_item.category) or {}).get("cached"))
+            step_metrics = job.step_metrics.get(job_item.category) or {}
+            reused = bool(image) and bool(step_metrics.get("cached"))
             steps.append(
                 {
                     "category": job_item.category,
@@ -130,6 +152,11 @@ class JobOutputSerializer(serializers.Serializer):
                     "imageUrl": self._url(image) if image else None,
                     # Made by an earlier job with the same photo, garments so far and engine.
                     "cached": reused,
+                    # The quality gate (issue 22): the engine calls the step took (a reused
+                    # step: its source's), and whether the kept one passed the checks (null:
+                    # not checked).
+                    "attempts": step_metrics.get("attempts", 1 if image else 0),
+                    "qualityPassed": step_metrics.get("quality_passed"),
                 }
             )
         return steps

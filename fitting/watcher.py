@@ -22,6 +22,11 @@ with one event loop (uvicorn) has one watcher; tests that run each request in a 
 get one per loop, each gone with its last stream.
 
 The per-user cap (``FITTING_EVENTS_PER_USER``) counts the streams open in this process.
+
+A stream may be closed from any thread (Django closes a response through ``sync_to_async``,
+on a thread of its own): the watcher itself only ever changes on its loop's thread, where a
+removal from elsewhere is handed with ``call_soon_threadsafe``. asyncio allows no other way
+(a task cancelled or created off its loop's thread may never wake up).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from contextvars import Context
 from datetime import datetime
@@ -142,17 +148,22 @@ class Subscription:
         return self.change
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        _release(self.user_id)
-        if self._watcher is not None:
-            self._watcher.remove(self)
-            self._watcher = None
+        """Safe from any thread; the slot is back at once, the watcher is left on its loop."""
+        with _lock:
+            if self.closed:
+                return
+            self.closed = True
+            _release(self.user_id)
+            joined, self._watcher = self._watcher, None
+        if joined is not None:
+            joined.remove(self)
 
 
+# The slots are taken on a loop's thread and given back on any: one lock for both.
+_lock = threading.Lock()
 _open_by_user: dict[int, int] = {}
 _watchers: dict[asyncio.AbstractEventLoop, Watcher] = {}
+_final_reports: set[asyncio.Task] = set()  # a stopped watcher's last count, kept until sent
 
 
 def open_stream_count() -> int:
@@ -161,6 +172,7 @@ def open_stream_count() -> int:
 
 
 def _release(user_id: int) -> None:
+    """Give one of the user's slots back (under ``_lock``)."""
     left = _open_by_user.get(user_id, 0) - 1
     if left > 0:
         _open_by_user[user_id] = left
@@ -174,16 +186,25 @@ def open_stream(*, user_id: int, job_id: str) -> Subscription:
     Raises TooManyStreams when the user has FITTING_EVENTS_PER_USER open (0: no cap).
     """
     cap = settings.FITTING_EVENTS_PER_USER
-    if cap and _open_by_user.get(user_id, 0) >= cap:
-        raise TooManyStreams
-    _open_by_user[user_id] = _open_by_user.get(user_id, 0) + 1
+    with _lock:
+        if cap and _open_by_user.get(user_id, 0) >= cap:
+            raise TooManyStreams
+        _open_by_user[user_id] = _open_by_user.get(user_id, 0) + 1
     subscription = Subscription(user_id=user_id, job_id=str(job_id))
     loop = asyncio.get_running_loop()
-    watcher = _watchers.get(loop)
-    if watcher is None:
-        watcher = _watchers[loop] = Watcher(loop)
+    with _lock:
+        watcher = _watchers.get(loop)
+        if watcher is None:
+            watcher = _watchers[loop] = Watcher(loop)
     watcher.add(subscription)
     return subscription
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def current_watcher() -> Watcher | None:
@@ -238,23 +259,40 @@ class Watcher:
             self._task = self.loop.create_task(self._run(), name="fitting-events-watcher", context=Context())
 
     def remove(self, subscription: Subscription) -> None:
+        """Stop following ``subscription``; from any thread, the change itself on the loop."""
+        if _running_loop() is self.loop:
+            self._remove(subscription)
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._remove, subscription)
+        except RuntimeError:  # the loop is closed: its tasks are gone with it
+            with _lock:
+                if _watchers.get(self.loop) is self:
+                    del _watchers[self.loop]
+
+    def _remove(self, subscription: Subscription) -> None:
         followers = self.subscriptions.get(subscription.job_id)
         if followers is not None:
             followers.discard(subscription)
             if not followers:
                 del self.subscriptions[subscription.job_id]
+        # Checked here, on the loop: a stream that joined since the close was asked keeps it.
         if not self.subscriptions:
             self.stop()
 
     def stop(self) -> None:
-        if _watchers.get(self.loop) is self:
-            del _watchers[self.loop]
+        """The last stream has gone: cancel the tasks. Only on the loop's thread."""
+        with _lock:
+            if _watchers.get(self.loop) is self:
+                del _watchers[self.loop]
         for task in [self._task, *self._refreshes]:
             if task is not None and not task.done():
                 task.cancel()
         self._task = None
         if settings.METRICS_TOKEN:  # the last stream closed: /metrics counts none of this process's
-            self.loop.create_task(self._report(), context=Context())
+            report = self.loop.create_task(self._report(), context=Context())
+            _final_reports.add(report)
+            report.add_done_callback(_final_reports.discard)
 
     def subscription_count(self) -> int:
         return sum(len(s) for s in self.subscriptions.values())
@@ -304,18 +342,16 @@ class Watcher:
 
     # the task
     async def _run(self) -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                if settings.METRICS_TOKEN:  # /metrics is on: it shows the open streams
-                    group.create_task(self._report_every(STREAMS_REPORT_EVERY))
-                if self.backend == "poll":
-                    group.create_task(self._check_every(settings.FITTING_EVENTS_POLL))
-                else:
-                    listen = self._listen_redis if self.backend == "redis" else self._listen_postgres
-                    group.create_task(self._check_every(settings.FITTING_EVENTS_RECHECK))
-                    group.create_task(self._listen_forever(listen))
-        except asyncio.CancelledError:
-            pass
+        """Until ``stop()`` cancels it (the CancelledError goes on up, as asyncio expects)."""
+        async with asyncio.TaskGroup() as group:
+            if settings.METRICS_TOKEN:  # /metrics is on: it shows the open streams
+                group.create_task(self._report_every(STREAMS_REPORT_EVERY))
+            if self.backend == "poll":
+                group.create_task(self._check_every(settings.FITTING_EVENTS_POLL))
+            else:
+                listen = self._listen_redis if self.backend == "redis" else self._listen_postgres
+                group.create_task(self._check_every(settings.FITTING_EVENTS_RECHECK))
+                group.create_task(self._listen_forever(listen))
 
     async def _report(self) -> None:
         """Report this process's open streams for /metrics (all loops of the process together)."""
@@ -356,9 +392,12 @@ class Watcher:
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
     async def _connected(self) -> None:
-        """Listening now: anything that changed before the connection is found by one check."""
-        self.listening.set()
+        """Listening now: anything that changed before the connection is found by one check.
+
+        ``listening`` is set after that check, not before: a change made once it is set comes
+        as a notice (or a later re-check), never by this first check."""
         await self.check()
+        self.listening.set()
 
     async def _listen_redis(self) -> None:
         import redis.asyncio as aioredis

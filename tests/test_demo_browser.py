@@ -16,7 +16,8 @@ import pytest
 
 from tests.e2e import ROOT, Stack
 
-pytestmark = pytest.mark.browser
+# dbagnostic: what a browser shows; the rows behind the pages are tested on both databases.
+pytestmark = [pytest.mark.browser, pytest.mark.dbagnostic]
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is not installed (pip install -r requirements-dev.txt)"

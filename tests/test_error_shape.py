@@ -90,6 +90,50 @@ def test_a_csrf_failure_on_an_api_path_is_json_and_on_a_page_html(db):
     assert page["Content-Type"].startswith("text/html")
 
 
+# --- a body that is not JSON: a plain message, never the parser's internals ----------------------
+NOT_JSON = {
+    "a number of 5000 digits": ("application/json", b'{"userPhotoUrl": ' + b"1" * 5000 + b"}"),
+    "bytes that are not UTF-8": ("application/json", b'\xff\xfe{"items": []}'),
+    "NaN": ("application/json", b'{"items": NaN}'),
+    "UTF-16 without its BOM": ("application/json; charset=utf-16", b'{"items": []}'),
+    "a byte outside the declared charset": ("application/json; charset=punycode", b'\xff{"items": []}'),
+}
+INTERNALS = ("sys.", "set_int_max_str_digits", "codec", "utf-8", "utf-16", "ascii", "BOM", "NaN", "position", "char ")
+
+
+@pytest.mark.parametrize("content_type, body", list(NOT_JSON.values()), ids=list(NOT_JSON))
+def test_a_body_that_is_not_json_gets_a_plain_message(api, content_type, body):
+    response = api.post("/api/virtual-fitting", body, content_type=content_type, HTTP_ACCEPT_LANGUAGE="en")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["message"] == "The request body is not valid JSON."
+    assert error["field"] is None
+    assert not [word for word in INTERNALS if word in response.content.decode()], error["message"]
+
+
+def test_a_json_syntax_error_says_where_and_no_more(api):
+    response = api.post(
+        "/api/virtual-fitting",
+        b'{"items": [\n  {"itemId": 1,}]}',
+        content_type="application/json",
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["message"] == "The request body is not valid JSON (line 2, column 16)."
+
+
+def test_the_plain_message_is_translated(api):
+    response = api.post("/api/virtual-fitting", b"\xff", content_type="application/json", HTTP_ACCEPT_LANGUAGE="ko")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["message"] != "The request body is not valid JSON."
+    assert "JSON" in error["message"]
+
+
+def test_an_unsupported_charset_still_names_the_clients_charset(api):
+    response = api.post("/api/virtual-fitting", b"{}", content_type="application/json; charset=rot13")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert "rot13" in error["message"]
+
+
 # --- Django's own error handlers on API paths ------------------------------------------------
 def test_a_missing_media_file_is_a_json_404(api):
     assert_error(api.get("/media/photos/nope.jpg"), 404, "NOT_FOUND")

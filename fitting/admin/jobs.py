@@ -41,6 +41,7 @@ from fitting.models import (
     FittingResultItem,
     ImageStep,
     Status,
+    StepAttempt,
 )
 from fitting.selectors import fitting_with_id_prefix
 from fitting.services.erasure import fitting_delete
@@ -121,6 +122,58 @@ class FittingResultImageInline(JobInline):
 
     @admin.display(description=_("image"))
     def preview(self, obj: FittingResultImage) -> str:
+        return thumbnail(obj.image)
+
+
+class StepAttemptInline(JobInline):
+    """The quality gate's attempts of each step: scores, the checks that failed, the image."""
+
+    model = StepAttempt
+    fields = ("category", "number", "outcome", "failed", "checks", "judge", "seed", "latency_ms", "preview")
+    readonly_fields = fields
+    verbose_name_plural = _("step attempts (quality checks)")
+
+    @admin.display(description=_("failed checks"))
+    def failed(self, obj: StepAttempt) -> str:
+        if obj.passed is None:
+            return _("not checked")
+        return ", ".join(obj.failed_checks) or "-"
+
+    @admin.display(description=_("scores"))
+    def checks(self, obj: StepAttempt) -> SafeString | str:
+        checks = (obj.scores or {}).get("checks") or {}
+        if not checks:
+            return "-"
+        return format_html_join(
+            "",
+            '<div class="quality-{}">{}: {} <small>({} {})</small></div>',
+            (
+                (check["outcome"], name, f"{check['value']:.2f}", check["outcome"], f"≥ {check['threshold']:.2f}")
+                for name, check in checks.items()
+            ),
+        )
+
+    @admin.display(description=_("judge"))
+    def judge(self, obj: StepAttempt) -> SafeString | str:
+        if "judge" not in (obj.scores or {}):
+            return "-"
+        verdict = obj.scores["judge"]
+        if verdict is None:
+            return _("no answer")
+        flags = ", ".join(
+            name
+            for name in ("same_person", "garment_applied", "garment_faithful", "other_clothes_kept")
+            if not verdict.get(name)
+        )
+        return format_html(
+            "{}/10<br><small>{}</small><br><small>{}</small>",
+            f"{verdict['score']:g}",
+            _("not: %(flags)s") % {"flags": flags} if flags else _("all yes"),
+            "; ".join(verdict.get("artifacts") or []),
+        )
+
+    @admin.display(description=_("image"))
+    def preview(self, obj: StepAttempt) -> str:
         return thumbnail(obj.image)
 
 
@@ -232,7 +285,7 @@ class FittingResultAdmin(admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False  # a COUNT(*) over every job on each page is not worth it
     actions = ("reprocess_resume", "reprocess_restart", "reprocess_switch", "cancel", "redeliver_webhook")
-    inlines = (FittingResultItemInline, FittingResultImageInline, WebhookDeliveryInline)
+    inlines = (FittingResultItemInline, FittingResultImageInline, StepAttemptInline, WebhookDeliveryInline)
     fieldsets = (
         (None, {"fields": ("id", "owner", "user_photo", "status_badge", "current_step", "attempt")}),
         (_("Error"), {"fields": ("failed_step", "error_code", "error_message")}),
@@ -370,6 +423,8 @@ class FittingResultAdmin(admin.ModelAdmin):
             "candidates_tokens": _("response tokens"),
             "total_tokens": _("total tokens"),
             "cached": _("reused"),
+            "attempts": _("attempts"),
+            "quality_passed": _("quality passed"),
         }
         head = format_html_join("", "<th>{}</th>", ((label,) for label in (_("step"), *columns.values())))
         step_names = {**dict(ImageStep.choices), "message": _("message")}

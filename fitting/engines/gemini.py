@@ -255,8 +255,12 @@ class GeminiEngine:
         canvas_size: tuple[int, int],
         timeout: float,
         keep_going: KeepGoing | None = None,
+        seed: int | None = None,
     ) -> StepResult:
-        """The image model's answer, as it came (its own size; the pipeline fits it to the canvas)."""
+        """The image model's answer, as it came (its own size; the pipeline fits it to the canvas).
+
+        ``seed`` goes to ``GenerateContentConfig.seed``: the quality gate's retries send a new one.
+        """
         deadline = _now() + timeout
         contents = [
             types.Part.from_text(text=prompts.step_prompt(category, self.prompt_version)),
@@ -265,7 +269,7 @@ class GeminiEngine:
             _canvas_part(_input_size(canvas_size)),
         ]
         model = self.identity.model
-        config = types.GenerateContentConfig(response_modalities=["IMAGE"])
+        config = types.GenerateContentConfig(response_modalities=["IMAGE"], seed=seed)
         if _takes_image_config(model):
             config.image_config = types.ImageConfig(aspect_ratio=nearest_aspect_ratio(canvas_size))
             if takes_image_size(model):
@@ -524,6 +528,9 @@ def encode_input(image: Image.Image, *, png: bool = False) -> tuple[bytes, str]:
         image = image.resize(_input_size(image.size), Image.Resampling.LANCZOS)
     if png or image.mode in ("RGBA", "LA", "P"):
         return images.encode_png(image), "image/png"
+    stored = images.result_bytes(image)  # a step's image: sent as it was stored, not encoded again
+    if stored is not None:
+        return stored, f"image/{images.RESULT_FORMAT.lower()}"
     buffer = io.BytesIO()
     (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=92)
     return buffer.getvalue(), "image/jpeg"

@@ -54,10 +54,14 @@ class VertexTryOnEngine(GeminiEngine):
         canvas_size: tuple[int, int],
         timeout: float,
         keep_going: KeepGoing | None = None,
+        seed: int | None = None,
     ) -> StepResult:
         """The try-on model's image of ``person`` wearing ``garment`` (any size: the pipeline fits it).
 
         The model needs no category or prompt: it finds what the product is and where it goes.
+        ``seed`` (the quality gate's retry) is sent only without the watermark: Vertex AI
+        refuses a seed with ``add_watermark``, so a watermarked retry relies on the model's own
+        randomness.
         """
         deadline = gemini._now() + timeout  # the Gemini engine's clock (tests replace it)
         model = self.identity.model
@@ -66,6 +70,8 @@ class VertexTryOnEngine(GeminiEngine):
             product_images=[types.ProductImage(product_image=_image(garment))],
         )
         config = tryon_config()
+        if seed is not None and not config.add_watermark:
+            config.seed = seed
         client = get_client()
 
         def call(http_options: types.HttpOptions) -> types.RecontextImageResponse:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import ThreadSensitiveContext, async_to_sync, sync_to_async
 from django.db import connections
 from django.db.backends.signals import connection_created
 from django.test import AsyncClient
@@ -504,6 +504,49 @@ def test_a_client_that_goes_away_ends_the_stream_quietly_and_leaves_the_watcher(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert request_thread_connections, "the view never reached the database from its request thread"
     assert all(c.connection is None for c in request_thread_connections), "a connection was left open"
+
+
+def test_closing_the_response_gives_the_streams_slot_back(user, job, fast_stream):
+    """As a server does, on a thread of its own, without closing the stream's iterator: Django
+    calls the ``close()`` of a streaming response's content (what fitting/events.py relies on;
+    a Django that stopped would keep the slot until the stream is collected)."""
+    headers = token_headers(user)
+
+    async def scenario():
+        response = await AsyncClient().get(events_url(job.id), headers=headers)
+        reader = StreamReader(response)
+        await reader.next()
+        during = watcher.open_stream_count()
+        await sync_to_async(response.close)()
+        after = watcher.open_stream_count()
+        deadline = asyncio.get_running_loop().time() + 30  # a hang guard only
+        while after == 0 and watcher.current_watcher() is not None:  # the thread handed it to the loop
+            assert asyncio.get_running_loop().time() < deadline, "the watcher never stopped"
+            await asyncio.sleep(0.01)
+        return during, after
+
+    during, after = async_to_sync(scenario)()
+    assert during == 1
+    assert after == 0
+
+
+def test_the_request_thread_is_let_go_through_asgirefs_internals():
+    """No public API lets a request's thread go while its stream waits: fitting/events.py reads
+    asgiref's internals (asgiref is pinned). An asgiref that moves them fails here; the stream
+    would still work, holding a thread per open stream."""
+
+    async def scenario():
+        async with ThreadSensitiveContext():  # as Django's ASGI handler does for each request
+            first = await sync_to_async(threading.current_thread)()
+            event_stream._release_request_thread()
+            again = await sync_to_async(threading.current_thread)()
+        return first, again
+
+    first, again = asyncio.run(asyncio.wait_for(scenario(), 60))  # a hang guard only
+    assert first is not threading.current_thread()
+    assert again is not first  # the request's later sync work got a new thread
+    first.join(timeout=60)
+    assert not first.is_alive()  # and the one it had is gone
 
 
 def test_the_stream_is_in_the_openapi_schema(client):

@@ -11,6 +11,8 @@ or not at all.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
 import uuid
 from datetime import timedelta
@@ -383,3 +385,52 @@ def test_metrics_count_the_open_streams_of_every_web_process(settings, client, u
     during = async_to_sync(scenario)()
     assert during["fitting_event_streams_open"] == {(): 3 + 5}  # this process and the fresh other one
     assert scrape(client)["fitting_event_streams_open"] == {(): 5}  # ours closed; the dead one never counts
+
+
+@pytest.mark.timeout(120)  # before the fix this hung: the watcher's cancellation was never delivered
+def test_a_stream_opened_and_closed_in_asyncio_debug_mode_stops_the_watcher(backend, user, job):
+    """Closing the response runs on another thread (Django's resource closers, through
+    ``sync_to_async``): the watcher must still change only on its own loop, which asyncio's
+    debug mode enforces."""
+    headers = token_headers(user)
+    observed = {}
+
+    async def scenario():
+        reader = await open_reader(job.id, headers)
+        await reader.next()
+        observed["task"] = watcher.current_watcher()._task
+        await listening(backend)
+        await reader.close()
+        await until(lambda: watcher.current_watcher() is None)
+        await until(observed["task"].done)
+
+    asyncio.run(scenario(), debug=True)
+    assert observed["task"].cancelled()
+    assert watcher.open_stream_count() == 0
+    assert watcher._watchers == {}
+
+
+@pytest.mark.timeout(180)  # before the fix this hung, or logged "Task was destroyed but it is pending!"
+def test_200_streams_opened_and_closed_at_once_log_no_error(backend, settings, user, job, caplog):
+    """Each closed by the client, its response closed on another thread, while others open:
+    in asyncio's debug mode, so a change to the watcher off its loop's thread fails loudly."""
+    settings.FITTING_EVENTS_PER_USER = 0  # no cap
+    headers = token_headers(user)
+    streams = 200
+
+    async def open_and_close() -> None:
+        reader = await open_reader(job.id, headers)
+        await reader.next()
+        await reader.close()
+
+    async def scenario():
+        await asyncio.gather(*(open_and_close() for _ in range(streams)))
+        await until(lambda: watcher.current_watcher() is None)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario(), debug=True)
+        gc.collect()  # a task or generator dropped while pending says so when it is collected
+    assert watcher.open_stream_count() == 0
+    assert watcher._watchers == {}
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, caplog.text
