@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import ROOT, ROWS_MARK, Row
+from bench.common import FAILED_MARK, ROOT, ROWS_MARK, Row
 
 BENCHMARKS = ["pipeline", "api", "queries", "capacity", "pickup", "cache", "memory", "metrics", "events", "quality"]
 
@@ -31,7 +31,11 @@ def _run(name: str) -> list[Row]:
     for line in process.stdout.splitlines():
         if line.startswith(ROWS_MARK):
             return [Row(**row) for row in json.loads(line[len(ROWS_MARK) :])]
-    return [Row(f"bench.{name}", "—", "—", f"crashed (exit {process.returncode}); see stderr")]
+        if line.startswith(FAILED_MARK):
+            return [
+                Row(f"bench.{name}", "— (no figure: the work was not done)", "—", "FAILED: " + line[len(FAILED_MARK) :])
+            ]
+    return [Row(f"bench.{name}", "—", "—", f"FAILED: crashed (exit {process.returncode}); see stderr")]
 
 
 def _table(rows: list[Row]) -> str:
@@ -48,6 +52,10 @@ def main() -> None:
     for name in names:
         rows += _run(name)
     print(_table(rows))
+    failed = [row.benchmark for row in rows if row.met.startswith("FAILED")]
+    if failed:
+        print(f"{len(failed)} benchmark(s) failed: " + ", ".join(failed), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

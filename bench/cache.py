@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Row, emit, item_ids, log, met, percentile, stack
+from bench.common import Row, item_ids, log, main, met, percentile, stack
 
 REPEATS = 20
 TARGET_MS = 500  # a hit must feel instant: no queue, no engine
@@ -64,4 +64,4 @@ def run() -> list[Row]:
 
 
 if __name__ == "__main__":
-    emit(run())
+    main(run)

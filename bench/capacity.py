@@ -29,13 +29,14 @@ from bench.common import (
     ROOT,
     Row,
     cheap_fake_gemini,
-    emit,
     item_ids,
     log,
+    main,
     make_photo,
     memory_kb,
     met,
     process_tree,
+    require,
     stack,
     upload_photo,
     wait_until,
@@ -125,7 +126,7 @@ def _run(database_url: str, label: str, **extra_env: str) -> list[Row]:
             body = {"userPhotoUrl": photo_url, "items": [{"itemId": ids[c], "category": c} for c in items]}
             with app.client() as c:
                 response = c.post("/api/virtual-fitting", json=body)
-            assert response.status_code == 202, response.text
+            require(response.status_code == 202, f"POST answered {response.status_code}: {response.text[:200]}")
             return response.json()["jobId"]
 
         def wait_all(client, job_ids: list[str], timeout: float) -> list[dict]:
@@ -170,8 +171,11 @@ def _run(database_url: str, label: str, **extra_env: str) -> list[Row]:
             stop.set()
             sampler.join()
         failed = [j for j in jobs if j["status"] != "completed"]
-        assert not failed, failed[:2]
-        assert not fake.errors, fake.errors
+        require(not failed, f"{len(failed)} of {len(jobs)} jobs did not complete: {failed[:2]}")
+        require(not fake.errors, f"the fake Gemini could not answer: {fake.errors[:2]}")
+        # The work measured: every step of every job made by the engine (no step reuse).
+        calls, steps = len(fake.image_requests), WORKERS + JOBS * 3
+        require(calls >= steps, f"{calls} image calls reached the engine for {steps} steps")
     finally:
         app.stop()
         fake.stop()
@@ -249,4 +253,4 @@ def run() -> list[Row]:
 
 
 if __name__ == "__main__":
-    emit(run())
+    main(run)

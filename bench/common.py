@@ -19,6 +19,18 @@ ENGINE_OUTPUT_SIZE = (832, 1248)
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 ROWS_MARK = "BENCH_ROWS "
+FAILED_MARK = "BENCH_FAILED "
+
+# What would stand in for the work a benchmark measures, turned off: the whole-result cache and
+# step reuse (an identical request would be served without the engine), the daily quota and the
+# request rates (answers of 429 instead of work). A benchmark of one of them turns it back on.
+NO_STAND_INS = {
+    "FITTING_RESULT_CACHE": "false",
+    "FITTING_STEP_CACHE": "false",
+    "FITTING_DAILY_QUOTA": "0",
+    "FITTING_START_RATE": "100000/second",
+    "UPLOAD_RATE": "100000/second",
+}
 
 
 @dataclass
@@ -32,6 +44,32 @@ class Row:
 def emit(rows: list[Row]) -> None:
     """The subprocess's result for bench.__main__: one marked JSON line on stdout."""
     print(ROWS_MARK + json.dumps([asdict(row) for row in rows]), flush=True)
+
+
+class BenchFailed(Exception):
+    """The work a benchmark measures was not done (refused, served from a cache, failed): no figure."""
+
+
+def require(condition: bool, what: str) -> None:
+    """Fail the benchmark loudly, instead of printing a figure of something else, unless ``condition``."""
+    if not condition:
+        raise BenchFailed(what)
+
+
+def answers(statuses: dict[int, int]) -> str:
+    """The answers by status code, most frequent first: "202×1203, 429×12"."""
+    return ", ".join(f"{code}×{count}" for code, count in sorted(statuses.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def main(run) -> None:
+    """A benchmark's ``__main__``: its rows for bench.__main__, or a marked failure and exit 1."""
+    try:
+        rows = run()
+    except BenchFailed as exc:
+        log(f"FAILED: {exc}")
+        print(FAILED_MARK + str(exc), flush=True)
+        sys.exit(1)
+    emit(rows)
 
 
 def log(*parts: object) -> None:
@@ -158,15 +196,10 @@ def cheap_fake_gemini(answer_size: tuple[int, int] = ENGINE_OUTPUT_SIZE):
 
 # --- the app's real processes --------------------------------------------------------------
 def stack(tmp: Path, **env: str):
-    """tests.e2e.Stack with the benchmark defaults: quiet logs, no throttle, no result cache."""
+    """tests.e2e.Stack with the benchmark defaults: quiet logs, no stand-ins (NO_STAND_INS)."""
     from tests.e2e import Stack
 
-    defaults = {
-        "LOG_LEVEL": "WARNING",
-        "FITTING_START_RATE": "100000/second",
-        "UPLOAD_RATE": "100000/second",
-        "FITTING_RESULT_CACHE": "false",
-    }
+    defaults = {"LOG_LEVEL": "WARNING", **NO_STAND_INS}
     return Stack(tmp, **{**defaults, **env})
 
 

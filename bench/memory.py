@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, Row, emit, log, make_photo, met
+from bench.common import NO_STAND_INS, ROOT, Row, emit, log, main, make_photo, met, require
 
 BIG = (7300, 5500)  # 40.15 MP, just above 40 MP: UPLOAD_MAX_PIXELS is raised to take it
 SMALL = (1224, 816)  # 1.0 MP
@@ -44,7 +44,7 @@ def _environment(tmp: Path) -> None:
             "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
             "MEDIA_ROOT": str(tmp / "media"),
             "FITTING_ENGINE": "local",
-            "FITTING_RESULT_CACHE": "false",
+            **NO_STAND_INS,
             "UPLOAD_MAX_PIXELS": "41000000",
             "LOG_LEVEL": "WARNING",
         }
@@ -278,6 +278,7 @@ def run() -> list[Row]:
         photo_id, stored_size, stored_bytes = stored.split()
         job_id = _start(int(photo_id), items)
         outcome, job_mib, job_s = _measure("job", job_id)
+        require(outcome == "completed", f"{label}: the job ended {outcome}, so its peak is not a job's")
         results[label] = (upload_mib, job_mib, outcome)
         log(
             f"[memory] {label}: upload {path.stat().st_size / 2**20:.1f} MiB {size[0]}x{size[1]} -> stored "
@@ -319,4 +320,4 @@ if __name__ == "__main__":
         _prepare(Path(tempfile.mkdtemp(prefix="bench-memory-")))
         emit(run_decode())
     else:
-        emit(run())
+        main(run)

@@ -21,7 +21,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bench.common import POSTGRES_URL, ROOT, ROWS_MARK, Row, emit, log, met, percentile
+from bench.common import POSTGRES_URL, ROOT, ROWS_MARK, Row, emit, log, main, met, percentile
 
 JOBS = 100_000
 SCRAPES = 200
@@ -256,4 +256,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["child"]:
         child(sys.argv[2])
     else:
-        emit(run())
+        main(run)

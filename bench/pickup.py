@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import POSTGRES_URL, REDIS_URL, Row, emit, item_ids, log, percentile, stack
+from bench.common import POSTGRES_URL, REDIS_URL, Row, item_ids, log, main, percentile, require, stack
 
 JOBS = int(os.environ.get("BENCH_PICKUP_JOBS", "40"))
 SPACING = 0.2
@@ -54,6 +54,8 @@ def measure(label: str, **env: str) -> Row:
                 job_ids.append(response.json()["jobId"])
                 time.sleep(max(0.0, SPACING - (time.monotonic() - started)))
             jobs = [app.wait_for_job(client, job_id, timeout=120) for job_id in job_ids]
+            ended = sorted({j["status"] for j in jobs})
+            require(ended == ["completed"], f"{label}: jobs ended {ended}")
     finally:
         app.stop()
     # createdAt is the API's; enqueued_at is the same instant (set in the same service call).
@@ -104,4 +106,4 @@ def run() -> list[Row]:
 
 
 if __name__ == "__main__":
-    emit(run())
+    main(run)

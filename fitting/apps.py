@@ -15,7 +15,7 @@ class FittingConfig(AppConfig):
 
         from core.media import MediaKind, media_register
         from fitting import checks  # noqa: F401 - registers the system checks
-        from fitting.models import ITEMS_DIR, RESULTS_DIR, FittingResultImage, Item
+        from fitting.models import ATTEMPTS_DIR, ITEMS_DIR, RESULTS_DIR, FittingResultImage, Item, StepAttempt
 
         media_register(MediaKind(ITEMS_DIR, Item))  # the catalogue is public
         # Result images are shown on the job's admin page, so either view permission admits staff.
@@ -25,6 +25,15 @@ class FittingConfig(AppConfig):
                 FittingResultImage,
                 owner_lookup="job__owner",
                 staff_permissions=("fitting.view_fittingresult", "fitting.view_fittingresultimage"),
+            )
+        )
+        # The quality gate's rejected attempts: staff see them on the job's admin page.
+        media_register(
+            MediaKind(
+                ATTEMPTS_DIR,
+                StepAttempt,
+                owner_lookup="job__owner",
+                staff_permissions=("fitting.view_fittingresult", "fitting.view_stepattempt"),
             )
         )
 

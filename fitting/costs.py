@@ -85,6 +85,18 @@ def usage_add(*, user_id: int, model: str = "", **counts: int) -> None:
     UsageDay.objects.filter(id=row.id).update(**changes)
 
 
+def usage_give_back_job(*, job: FittingResult) -> None:
+    """Give ``job``'s daily-quota slot back (it made nothing usable: QUALITY_CHECK_FAILED).
+
+    Takes one off ``jobs_started`` of the day the job was started (when it counted), in the
+    caller's transaction. Its engine calls and tokens stay: they were paid for.
+    """
+    day = timezone.localdate(job.created_at)
+    UsageDay.objects.filter(user_id=job.owner_id, day=day, jobs_started__gt=0).update(
+        jobs_started=F("jobs_started") - 1
+    )
+
+
 def usage_jobs_started(*, user_id: int) -> int:
     """Jobs the user started today (TIME_ZONE) that were not whole-result cache hits."""
     row = UsageDay.objects.filter(user_id=user_id, day=timezone.localdate()).values_list("jobs_started", flat=True)

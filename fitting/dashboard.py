@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from fitting import costs
 from fitting.charts import Series, horizontal_bars, stacked_bars
 from fitting.models import STEP_ORDER, FittingResult, ImageStep, Status
-from fitting.selectors import LATENCY_MAX_JOBS, LATENCY_WINDOW, fitting_dashboard
+from fitting.selectors import LATENCY_MAX_JOBS, LATENCY_WINDOW, QUALITY_WINDOW, fitting_dashboard, quality_by_identity
 
 STATUS_COLOURS = {
     Status.COMPLETED: "#2e8540",
@@ -73,9 +73,16 @@ def dashboard_view(request):
     latency = horizontal_bars(latency_rows, title=_("Step latency"), unit=" ms")
     order = [*STEP_ORDER, "message"]
     latency_table = [(_step_label(key), *data.latency[key]) for key in order if key in data.latency]
+    quality_checks, quality_rows = quality_by_identity()
     context = {
         **admin.site.each_context(request),
         "title": _("Dashboard"),
+        "quality_checks": quality_checks,
+        "quality_rows": [
+            (row, [None if rate is None else round(100 * rate) for rate in row.pass_rates.values()])
+            for row in quality_rows
+        ],
+        "quality_days": QUALITY_WINDOW.days,
         "data": data,
         "generated_at": formats.date_format(data.now, "DATETIME_FORMAT"),
         "hourly": hourly,

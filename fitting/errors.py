@@ -29,6 +29,7 @@ class FailureCode(models.TextChoices):
     ENGINE_MODEL_UNAVAILABLE = "ENGINE_MODEL_UNAVAILABLE", "ENGINE_MODEL_UNAVAILABLE"
     ENGINE_MISMATCH = "ENGINE_MISMATCH", "ENGINE_MISMATCH"
     GARMENT_NOT_PLACED = "GARMENT_NOT_PLACED", "GARMENT_NOT_PLACED"
+    QUALITY_CHECK_FAILED = "QUALITY_CHECK_FAILED", "QUALITY_CHECK_FAILED"
     TIMEOUT = "TIMEOUT", "TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR", "INTERNAL_ERROR"  # a crash: anything unexpected
 
@@ -99,6 +100,12 @@ class JobFinishedError(ServiceError):
     code = ErrorCode.JOB_FINISHED
     status = 409
     default_message = _("The job has already finished.")
+
+
+class JobNotCompletedError(ServiceError):
+    code = ErrorCode.JOB_NOT_COMPLETED
+    status = 409
+    default_message = _("Only a completed job can be rated.")
 
 
 class JobPhotoDeletedError(NotReprocessableError):
@@ -183,6 +190,16 @@ class GarmentNotPlacedError(JobError):
 
     code = FailureCode.GARMENT_NOT_PLACED
     default_message = _("The garment could not be placed on the person in the photo.")
+
+
+class QualityCheckFailedError(JobError):
+    """No attempt of a step passed the quality checks (FITTING_QUALITY_POLICY=fail).
+
+    Nothing usable was made, so the job gives its daily-quota slot back.
+    """
+
+    code = FailureCode.QUALITY_CHECK_FAILED
+    default_message = _("The result did not meet the quality bar.")
 
 
 class DeadlineExceeded(JobError):

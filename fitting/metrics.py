@@ -60,6 +60,8 @@ REUSED = "fitting_steps_reused_total"
 CACHE_HITS = "fitting_result_cache_hits_total"
 LATENCY_BUCKET = "fitting_step_latency_seconds_bucket"  # per bucket, not cumulative (summed at scrape)
 LATENCY_SUM = "fitting_step_latency_seconds_sum"
+QUALITY_CHECKS = "fitting_quality_checks_total"
+STEP_ATTEMPTS = "fitting_step_attempts_total"
 OK = "OK"  # the outcome of a step that made its image
 
 # Open event streams for /metrics: how often a web process reports its count, and when a
@@ -107,6 +109,14 @@ def count_step_finished(*, job: FittingResult, step: str, latency_ms: int, input
             (TOKENS, _labels(model=job.model, kind="output")): output_tokens,
         }
     )
+
+
+def count_step_attempt(*, job: FittingResult, outcome: str, checks: dict[str, str]) -> None:
+    """One engine call of a step, and its quality checks' outcomes (``{check: passed|failed|skipped}``)."""
+    increments = {(STEP_ATTEMPTS, _labels(engine=job.engine, outcome=outcome)): 1}
+    for check, check_outcome in checks.items():
+        increments[(QUALITY_CHECKS, _labels(check=check, outcome=check_outcome))] = 1
+    counters_add(increments)
 
 
 def count_steps_reused(*, steps: list[str]) -> None:
@@ -197,6 +207,23 @@ class FittingCollector:
         for labels, value in series[CACHE_HITS]:
             hits.add_metric([labels["engine"]], value)
         yield hits
+        checks = CounterMetricFamily(
+            "fitting_quality_checks",
+            "Quality checks of the steps' answers, by check and outcome (passed, failed, skipped).",
+            labels=["check", "outcome"],
+        )
+        for labels, value in series[QUALITY_CHECKS]:
+            checks.add_metric([labels["check"], labels["outcome"]], value)
+        yield checks
+        attempts = CounterMetricFamily(
+            "fitting_step_attempts",
+            "Engine calls of the steps (the quality gate's retries included), by engine and outcome "
+            "(accepted, rejected, best, unchecked).",
+            labels=["engine", "outcome"],
+        )
+        for labels, value in series[STEP_ATTEMPTS]:
+            attempts.add_metric([labels["engine"], labels["outcome"]], value)
+        yield attempts
 
     def _latency(self, series) -> Metric:
         histogram = HistogramMetricFamily(

@@ -72,6 +72,7 @@ class JobEvent(StrEnum):
     CANCELED = "fitting.canceled"
     REQUEUED = "fitting.requeued"  # reprocessed: processing again, as a new attempt
     DELETED = "fitting.deleted"
+    RATED = "fitting.rated"  # its owner rated it, changed the rating or removed it
 
 
 class WebhookEvent(models.TextChoices):
@@ -82,6 +83,7 @@ class WebhookEvent(models.TextChoices):
     FAILED = JobEvent.FAILED.value, JobEvent.FAILED.value
     TIMEOUT = JobEvent.TIMEOUT.value, JobEvent.TIMEOUT.value
     CANCELED = JobEvent.CANCELED.value, JobEvent.CANCELED.value
+    RATED = JobEvent.RATED.value, JobEvent.RATED.value
 
 
 # Without webhookEvents: the events that end a job.
@@ -91,6 +93,7 @@ DEFAULT_WEBHOOK_EVENTS = [WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEv
 # Where the app's files live in the media storage (core.media registers them).
 ITEMS_DIR = "items"
 RESULTS_DIR = "results"
+ATTEMPTS_DIR = "attempts"  # images of a step's attempts the quality gate did not keep
 
 
 def item_upload_to(instance: Item, filename: str) -> str:
@@ -285,6 +288,99 @@ class FittingResultImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.step}"
+
+
+# --- ratings from users ---------------------------------------------------------------------
+class RatingReason(models.TextChoices):
+    """What a user found wrong with a result (a fixed list, so the reasons can be counted)."""
+
+    FACE_CHANGED = "face_changed", _("the face changed")
+    GARMENT_WRONG = "garment_wrong", _("the garment is wrong")
+    FIT = "fit", _("the fit")
+    COLOUR = "colour", _("the colour")
+    BACKGROUND = "background", _("the background")
+    ARTIFACTS = "artifacts", _("artifacts")
+    OTHER = "other", _("other")
+
+
+RATING_SCORES = range(1, 6)
+RATING_COMMENT_MAX = 500
+
+
+class FittingRating(models.Model):
+    """Its owner's rating of a completed job: one per job (a new one replaces it), gone with the job."""
+
+    job = models.OneToOneField(FittingResult, on_delete=models.CASCADE, related_name="rating", verbose_name=_("job"))
+    score = models.PositiveSmallIntegerField(_("score"), choices=[(s, str(s)) for s in RATING_SCORES])
+    reasons = models.JSONField(_("reasons"), default=list, blank=True)  # RatingReason values, in its order
+    comment = models.TextField(_("comment"), max_length=RATING_COMMENT_MAX, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("user rating")
+        verbose_name_plural = _("user ratings")
+        constraints = [
+            models.CheckConstraint(condition=Q(score__gte=1) & Q(score__lte=5), name="rating_score_valid"),
+        ]
+        indexes = [models.Index(fields=["score"], name="rating_score")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.score}"
+
+    def reason_labels(self) -> list[str]:
+        labels = dict(RatingReason.choices)
+        return [str(labels.get(reason, reason)) for reason in self.reasons]
+
+
+def attempt_upload_to(instance: StepAttempt, filename: str) -> str:
+    extension = filename.rsplit(".", 1)[-1].lower()
+    return f"{ATTEMPTS_DIR}/{uuid.uuid4().hex}.{extension}"
+
+
+class AttemptResult(models.TextChoices):
+    """What the quality gate made of one attempt of a step."""
+
+    ACCEPTED = "accepted", _("accepted")  # passed: the step's image
+    REJECTED = "rejected", _("rejected")  # failed a check: asked again, or none passed
+    BEST = "best", _("kept as the best")  # none passed; FITTING_QUALITY_POLICY=accept_best kept it
+    UNCHECKED = "unchecked", _("not checked")  # FITTING_QUALITY_GATE=off
+
+
+class StepAttempt(models.Model):
+    """One engine call of a step, with the quality checks' scores (issue 22).
+
+    Every attempt is kept: the one the step kept names the step image's file (no copy), a
+    rejected one its own file under ``attempts/``; all go with the job.
+    """
+
+    job = models.ForeignKey(
+        FittingResult, on_delete=models.CASCADE, related_name="step_attempts", verbose_name=_("job")
+    )
+    category = models.CharField(_("step"), max_length=10, choices=Category.choices)
+    number = models.PositiveSmallIntegerField(_("attempt"))  # 1, 2, … within the step
+    seed = models.BigIntegerField(_("seed"), null=True, blank=True)
+    # fitting.quality.Assessment.as_json(), plus "judge" when the judge ran; {} when not checked.
+    scores = models.JSONField(_("scores"), default=dict, blank=True)
+    passed = models.BooleanField(_("passed"), null=True)  # None: not checked
+    outcome = models.CharField(_("outcome"), max_length=10, choices=AttemptResult.choices)
+    image = models.ImageField(_("image"), upload_to=attempt_upload_to, blank=True)
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), default=0)
+    usage = models.JSONField(_("engine usage"), default=dict, blank=True)  # tokens, the judge's too
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("step attempt")
+        verbose_name_plural = _("step attempts")
+        ordering = ["id"]
+        indexes = [models.Index(fields=["created_at"], name="stepattempt_created")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.category} #{self.number}"
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return list((self.scores or {}).get("failed") or [])
 
 
 # --- webhooks -------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -27,11 +29,14 @@ from fitting.errors import (
     ItemImageUnreadableError,
     JobError,
     PhotoUnreadableError,
+    QualityCheckFailedError,
 )
-from fitting.models import FittingResult, FittingResultImage
+from fitting.models import FittingResult, FittingResultImage, StepAttempt
 from fitting.selectors import fitting_is_current
 from fitting.services.progress import (
+    AttemptMade,
     JobSuperseded,
+    fitting_attempt_rejected,
     fitting_claim,
     fitting_complete,
     fitting_fail,
@@ -96,7 +101,7 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
     done: dict[str, FittingResultImage] = {image.step: image for image in job.images.all()}
     step: str | None = job.first_unfinished_step()
     try:
-        engine = get_engine(engine_name)
+        engine = get_engine(engine_name, prompt_version=job.prompt_version)  # the job's prompts
         if engine.identity != job.engine_identity:
             # Not left for "a right worker": every node takes from one queue, so nothing
             # could route it there. It fails before anything is made, and an explicit
@@ -129,18 +134,18 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
                     raise DeadlineExceeded()
                 fitting_step_started(job=job, step=step)  # counts the engine call that follows
                 started = time.monotonic()
-                result = engine.apply_garment(
-                    person=current,
-                    garment=garment,
-                    category=step,
-                    canvas_size=canvas_size,
-                    timeout=left,
-                    keep_going=functools.partial(fitting_is_current, job=job),
-                )
+                kept = _gated_step(engine, job, person=current, garment=garment, step=step, canvas_size=canvas_size)
                 latency_ms = round((time.monotonic() - started) * 1000)
-                current = images.to_canvas(result.image, canvas_size)  # the one place a step's image is fitted
+                current = kept.image
                 last_row = fitting_step_finished(
-                    job=job, step=step, image=current, latency_ms=latency_ms, usage=result.usage
+                    job=job,
+                    step=step,
+                    image=current,
+                    latency_ms=latency_ms,
+                    usage=kept.usage if kept.best is None else {},
+                    attempt=kept.attempt if kept.best is None else None,
+                    best=kept.best,
+                    attempts=kept.attempts,
                 )
                 logger.info("job %s: step %s made in %s ms", job.id, step, latency_ms)
         step = None
@@ -160,6 +165,132 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
         with log_context(step=step):
             logger.exception("job %s crashed at %s", job.id, step)
             fitting_fail(job=job, step=step, code=FailureCode.INTERNAL_ERROR, message=_describe(exc))
+
+
+# --- the quality gate (issue 22) ------------------------------------------------------------
+@dataclass
+class KeptAttempt:
+    """What a step keeps: the passing (or unchecked) ``attempt``, or the stored ``best`` of none."""
+
+    attempt: AttemptMade
+    attempts: int
+    best: StepAttempt | None = None
+
+    @property
+    def image(self) -> Image.Image:
+        return self.attempt.image
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return self.attempt.usage
+
+
+def _gated_step(
+    engine: Engine,
+    job: FittingResult,
+    *,
+    person: Image.Image,
+    garment: Image.Image,
+    step: str,
+    canvas_size: tuple[int, int],
+) -> KeptAttempt:
+    """Call the engine for one step and keep an answer the quality checks pass.
+
+    Each answer is fitted to the canvas and assessed (``fitting.quality``) before it is
+    stored. A failed one is kept as a rejected attempt and the step is sent again with the
+    same inputs and a new seed, up to FITTING_QUALITY_RETRIES more calls: never with less
+    than MIN_ATTEMPT_SECONDS of the deadline left, never once the job is canceled (asked
+    before each retry: StepAbandoned). A deterministic engine (the local one) is checked but
+    never asked again, and its answer is kept whatever the checks say. When no attempt
+    passes: FITTING_QUALITY_POLICY "fail" raises QualityCheckFailedError, "accept_best" keeps
+    the best-scoring one. FITTING_QUALITY_GATE=off: one call, unchecked.
+    """
+    keep_going = functools.partial(fitting_is_current, job=job)
+    gate = settings.FITTING_QUALITY_GATE == "on"
+    deterministic = bool(getattr(engine, "deterministic", False))
+    calls = 1 if not gate or deterministic else 1 + settings.FITTING_QUALITY_RETRIES
+    reference = None
+    thresholds = None
+    rejected: list[tuple[AttemptMade, StepAttempt]] = []
+    for number in range(1, calls + 1):
+        left = _seconds_left(job.deadline_at)
+        if number > 1:
+            if left <= MIN_ATTEMPT_SECONDS:
+                logger.warning("job %s: no time left for another attempt of %s", job.id, step)
+                break
+            if not keep_going():
+                raise StepAbandoned()
+        elif left <= 0:
+            raise DeadlineExceeded()
+        seed = None if deterministic else secrets.randbelow(2**31)
+        started = time.monotonic()
+        result = engine.apply_garment(
+            person=person,
+            garment=garment,
+            category=step,
+            canvas_size=canvas_size,
+            timeout=left,
+            keep_going=keep_going,
+            seed=seed,
+        )
+        latency_ms = round((time.monotonic() - started) * 1000)
+        answer = images.to_canvas(result.image, canvas_size)  # the one place a step's image is fitted
+        attempt = AttemptMade(number=number, seed=seed, image=answer, latency_ms=latency_ms, usage=dict(result.usage))
+        if not gate:
+            return KeptAttempt(attempt=attempt, attempts=number)
+        from fitting import quality  # OpenCV: only in the worker, and only with the gate on
+
+        if reference is None:
+            reference = quality.prepare(person, garment, step)
+            thresholds = quality.Thresholds.from_dict(settings.FITTING_QUALITY_THRESHOLDS)
+        assessment = quality.assess_answer(reference, answer, thresholds)
+        attempt.scores, attempt.passed, attempt.score = assessment.as_json(), assessment.passed, assessment.score
+        logger.info(
+            "job %s: %s attempt %s %s (score %.2f%s)",
+            job.id,
+            step,
+            number,
+            "passed" if assessment.passed else "failed",
+            assessment.score,
+            f"; failed {', '.join(assessment.failed)}" if assessment.failed else "",
+        )
+        if assessment.passed:
+            _judge(job, attempt, person=person, garment=garment, step=step)
+            return KeptAttempt(attempt=attempt, attempts=number)
+        if deterministic:
+            return KeptAttempt(attempt=attempt, attempts=number)
+        rejected.append((attempt, fitting_attempt_rejected(job=job, step=step, attempt=attempt)))
+    if not rejected:  # pragma: no cover - the loop makes at least one attempt or raises
+        raise DeadlineExceeded()
+    if settings.FITTING_QUALITY_POLICY == "accept_best":
+        best, row = max(rejected, key=lambda pair: pair[0].score)
+        logger.warning("job %s: no attempt of %s passed; keeping attempt %s", job.id, step, best.number)
+        return KeptAttempt(attempt=best, attempts=len(rejected), best=row)
+    failed = ", ".join(sorted({name for attempt, _ in rejected for name in attempt.scores.get("failed", [])}))
+    raise QualityCheckFailedError(
+        f"No attempt of {step} passed the quality checks in {len(rejected)} call(s): {failed}"
+    )
+
+
+def _judge(job: FittingResult, attempt: AttemptMade, *, person: Image.Image, garment: Image.Image, step: str) -> None:
+    """FITTING_QUALITY_JUDGE=gemini: the text model's verdict, recorded with the attempt's scores.
+
+    Its tokens go with the attempt's usage (the job's cost). It never fails the step.
+    """
+    if settings.FITTING_QUALITY_JUDGE != "gemini":
+        return
+    from fitting.quality.judge import judge  # google-genai: only when a judge is configured
+
+    budget = min(settings.FITTING_MESSAGE_TIMEOUT, _seconds_left(job.deadline_at) - MIN_ATTEMPT_SECONDS)
+    verdict = judge(person=person, garment=garment, answer=attempt.image, category=step, timeout=budget)
+    if verdict is None:
+        attempt.scores = {**attempt.scores, "judge": None}
+        return
+    attempt.scores = {**attempt.scores, "judge": verdict.verdict}
+    usage = dict(attempt.usage)
+    for name, count in verdict.usage.items():
+        usage[name] = usage.get(name, 0) + count
+    attempt.usage = usage
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -11,7 +12,7 @@ from django.db.models import CharField, Count, F, Q, QuerySet, Value
 from django.db.models.functions import Cast, Replace, TruncDate, TruncHour
 from django.utils import timezone
 
-from fitting.models import FittingResult, Item, Status
+from fitting.models import FittingResult, Item, Status, StepAttempt
 
 
 def item_list(*, category: str | None = None) -> QuerySet[Item]:
@@ -23,7 +24,12 @@ def item_list(*, category: str | None = None) -> QuerySet[Item]:
 
 def fitting_list(*, user: AbstractBaseUser) -> QuerySet[FittingResult]:
     """The user's jobs, newest first, with what the API shows prefetched (fixed query count)."""
-    return FittingResult.objects.filter(owner=user).prefetch_related("items", "images").order_by("-created_at", "-id")
+    return (
+        FittingResult.objects.filter(owner=user)
+        .select_related("rating")
+        .prefetch_related("items", "images")
+        .order_by("-created_at", "-id")
+    )
 
 
 def fitting_get(*, user: AbstractBaseUser, job_id) -> FittingResult | None:
@@ -41,7 +47,7 @@ def fitting_is_current(*, job: FittingResult) -> bool:
 
 def fitting_with_details(*, job_id) -> FittingResult | None:
     """Any user's job with what the API shows prefetched (the event streams' one read of a change)."""
-    return FittingResult.objects.filter(id=job_id).prefetch_related("items", "images").first()
+    return FittingResult.objects.filter(id=job_id).select_related("rating").prefetch_related("items", "images").first()
 
 
 def fitting_stamps(*, job_ids: Iterable) -> dict[str, datetime]:
@@ -196,3 +202,64 @@ def fitting_dashboard(*, now: datetime | None = None) -> Dashboard:
         cached=counts["n_cached"],
         message_failures=counts["n_message_failures"],
     )
+
+
+# --- the quality gate's figures (issue 22) --------------------------------------------------
+QUALITY_WINDOW = timedelta(days=7)
+QUALITY_MAX_ATTEMPTS = 20_000  # the newest attempts read for the dashboard: a bounded page
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    """One engine, model and prompt version: the checks' pass rates and the attempts per step."""
+
+    engine: str
+    model: str
+    prompt_version: str
+    attempts: int
+    steps: int
+    pass_rates: dict[str, float | None]  # check -> share passed of those judged (None: never judged)
+
+    @property
+    def mean_attempts(self) -> float:
+        return self.attempts / self.steps if self.steps else 0.0
+
+
+def quality_by_identity() -> tuple[list[str], list[QualityRow]]:
+    """Per engine identity, over the last QUALITY_WINDOW: pass rate per check, mean attempts per step.
+
+    Also the checks' names, in the order the assessments list them (read from the scores, so
+    the web process never imports the checks and OpenCV).
+    """
+    rows = (
+        StepAttempt.objects.filter(created_at__gte=timezone.now() - QUALITY_WINDOW)
+        .order_by("-id")
+        .values_list("job_id", "category", "scores", "job__engine", "job__model", "job__prompt_version")[
+            :QUALITY_MAX_ATTEMPTS
+        ]
+    )
+    attempts: dict[tuple[str, str, str], int] = defaultdict(int)
+    steps: dict[tuple[str, str, str], set] = defaultdict(set)
+    judged: dict[tuple[str, str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    checks: dict[str, None] = {}
+    for job_id, category, scores, engine, model, prompt_version in rows:
+        key = (engine, model, prompt_version)
+        attempts[key] += 1
+        steps[key].add((job_id, category))
+        for name, check in ((scores or {}).get("checks") or {}).items():
+            checks.setdefault(name)
+            if check.get("outcome") in ("passed", "failed"):
+                counts = judged[key][name]
+                counts[0] += check["outcome"] == "passed"
+                counts[1] += 1
+    return list(checks), [
+        QualityRow(
+            *key,
+            attempts=attempts[key],
+            steps=len(steps[key]),
+            pass_rates={
+                name: (judged[key][name][0] / judged[key][name][1]) if judged[key][name][1] else None for name in checks
+            },
+        )
+        for key in sorted(attempts)
+    ]

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from core.media import media_url
 from fitting.engines.identity import GENERATIVE_ENGINES
 from fitting.errors import job_error_message
-from fitting.models import ImageStep, Status, WebhookEvent
+from fitting.models import RATING_COMMENT_MAX, RATING_SCORES, ImageStep, RatingReason, Status, WebhookEvent
 
 
 @extend_schema_serializer(component_name="Item")
@@ -23,12 +23,51 @@ class ItemOutputSerializer(serializers.Serializer):
         return media_url(item.image, self.context["request"])
 
 
+@extend_schema_serializer(component_name="JobStep")
+class JobStepSerializer(serializers.Serializer):
+    """One step of a job, as ``steps`` lists them (documentation: built by ``get_steps``)."""
+
+    category = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "processing", "completed", "failed"])
+    imageUrl = serializers.CharField(allow_null=True)
+    cached = serializers.BooleanField(
+        help_text="Made by an earlier job with the same photo, garments so far and engine."
+    )
+    attempts = serializers.IntegerField(
+        help_text="Engine calls of the step: more than 1 when the quality checks sent it again."
+    )
+    qualityPassed = serializers.BooleanField(
+        allow_null=True,
+        help_text="Whether the kept image passed the quality checks; null when not checked "
+        "(false: FITTING_QUALITY_POLICY=accept_best kept the best of failed attempts).",
+    )
+
+
 @extend_schema_serializer(component_name="JobEngine")
 class JobEngineSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="The engine: `local`, `gemini` or `vertex-tryon`.")
     model = serializers.CharField(
         help_text="The model that makes the images (`local-preview-1` for the local compositor)."
     )
+
+
+@extend_schema_serializer(component_name="Rating")
+class RatingSerializer(serializers.Serializer):
+    """The owner's rating of a completed job: as PUT takes it, and as GET shows it (with its times)."""
+
+    score = serializers.IntegerField(min_value=min(RATING_SCORES), max_value=max(RATING_SCORES))
+    reasons = serializers.ListField(
+        child=serializers.ChoiceField(choices=RatingReason.values),
+        required=False,
+        default=list,
+        max_length=len(RatingReason.values) * 2,
+        help_text="What was wrong, from a fixed list; each counted once.",
+    )
+    comment = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=RATING_COMMENT_MAX, trim_whitespace=True
+    )
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
 
 @extend_schema_serializer(component_name="Job")
@@ -60,6 +99,12 @@ class JobOutputSerializer(serializers.Serializer):
     webhookEvents = serializers.ListField(
         source="webhook_events", child=serializers.ChoiceField(choices=WebhookEvent.choices)
     )
+    rating = serializers.SerializerMethodField(help_text="The owner's rating of the result; null when none.")
+
+    @extend_schema_field(RatingSerializer(allow_null=True))
+    def get_rating(self, job) -> dict | None:
+        rating = getattr(job, "rating", None)  # the reverse one-to-one: AttributeError when there is none
+        return RatingSerializer(rating).data if rating is not None else None
 
     def get_aiGenerated(self, job) -> bool:
         return job.engine in GENERATIVE_ENGINES
@@ -84,6 +129,7 @@ class JobOutputSerializer(serializers.Serializer):
     def get_items(self, job) -> list[dict]:
         return [{"itemId": i.item_id, "category": i.category, "order": i.order} for i in job.items.all()]
 
+    @extend_schema_field(JobStepSerializer(many=True))
     def get_steps(self, job) -> list[dict]:
         produced = self._images(job)
         steps = []
@@ -97,7 +143,8 @@ class JobOutputSerializer(serializers.Serializer):
                 state = "processing"
             else:
                 state = "pending"
-            reused = bool(image) and bool((job.step_metrics.get(job_item.category) or {}).get("cached"))
+            step_metrics = job.step_metrics.get(job_item.category) or {}
+            reused = bool(image) and bool(step_metrics.get("cached"))
             steps.append(
                 {
                     "category": job_item.category,
@@ -105,6 +152,11 @@ class JobOutputSerializer(serializers.Serializer):
                     "imageUrl": self._url(image) if image else None,
                     # Made by an earlier job with the same photo, garments so far and engine.
                     "cached": reused,
+                    # The quality gate (issue 22): the engine calls the step took (a reused
+                    # step: its source's), and whether the kept one passed the checks (null:
+                    # not checked).
+                    "attempts": step_metrics.get("attempts", 1 if image else 0),
+                    "qualityPassed": step_metrics.get("quality_passed"),
                 }
             )
         return steps

@@ -93,11 +93,22 @@ class Behaviour:
     then: Behaviour | None = None
     usage: dict[str, int] | None = None
     gate: threading.Event | None = None
+    mode: str | None = None  # answer_mode(): a tests/quality_modes.py answer
+    category: str | None = None
 
 
 def ok(size: tuple[int, int] | None = None, *, text: str | None = None, usage: dict | None = None) -> Behaviour:
     """An image derived from the request's first image (``text`` puts a text part first)."""
     return Behaviour("ok", size=size, text=text, usage=usage)
+
+
+def answer_mode(mode: str, category: str = "top") -> Behaviour:
+    """An answer of ``tests.quality_modes`` (good, unchanged, product, face_replaced, …).
+
+    Made from the request's person (its first image) and garment (its second) for ``category``,
+    with the request's ``generationConfig.seed`` (0 without one) as the round trip's seed.
+    """
+    return Behaviour("mode", mode=mode, category=category)
 
 
 def delay(seconds: float, then: Behaviour | None = None) -> Behaviour:
@@ -341,8 +352,11 @@ class FakeGemini:
         if behaviour.kind == "bad_image":
             junk = base64.b64encode(b"definitely not a PNG").decode()
             return 200, _answer(request, [{"inlineData": {"mimeType": "image/png", "data": junk}}], "STOP", None)
-        if behaviour.kind == "ok":
-            image = self._make_image(request, behaviour.size)
+        if behaviour.kind in ("ok", "mode"):
+            if behaviour.kind == "mode":
+                image = self._mode_image(request, behaviour.mode, behaviour.category)
+            else:
+                image = self._make_image(request, behaviour.size)
             buffer = io.BytesIO()
             image.save(buffer, "PNG")
             parts = [{"text": behaviour.text}] if behaviour.text else []
@@ -356,6 +370,17 @@ class FakeGemini:
             )
             return 200, _answer(request, parts, "STOP", behaviour.usage)
         raise ValueError(f"unknown behaviour {behaviour.kind}")
+
+    def _mode_image(self, request: RecordedRequest, mode: str, category: str) -> Image.Image:
+        from tests.quality_modes import answer  # OpenCV and the local engine: only when asked
+
+        person, garment = request.images[0].convert("RGB"), request.images[1]
+        seed = int(request.generation_config.get("seed") or 0)
+        image = answer(mode, person, garment, category, seed=seed % 1000)
+        with self._lock:
+            self._image_calls += 1
+            self.outputs.append(image)
+        return image
 
     def _predictions(self, request: RecordedRequest, behaviour: Behaviour) -> dict:
         """Vertex AI's answer to a :predict call, one prediction per ``sampleCount``."""

@@ -13,7 +13,8 @@ import pytest
 from tests.e2e import Stack
 from tests.test_demo_browser import ARTIFACTS, korean_page
 
-pytestmark = pytest.mark.browser
+# dbagnostic: what a browser shows; the rows behind the pages are tested on both databases.
+pytestmark = [pytest.mark.browser, pytest.mark.dbagnostic]
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is not installed (pip install -r requirements-dev.txt)"

@@ -7,6 +7,7 @@ import itertools
 import operator
 
 import httpx
+import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.signals import request_finished, request_started
@@ -144,6 +145,7 @@ def _huge_body(counter: list[int]):
         yield chunk
 
 
+@pytest.mark.dbagnostic  # uvicorn on a SQLite file of its own (tests.servers), whatever the stage
 def test_uvicorn_refuses_a_huge_chunked_body_without_taking_it(tmp_path):
     consumed = [0]
     with uvicorn_server(tmp_path, REQUEST_MAX_BYTES=str(1024 * 1024)) as base:
@@ -153,6 +155,7 @@ def test_uvicorn_refuses_a_huge_chunked_body_without_taking_it(tmp_path):
     assert consumed[0] < HUGE // 2  # the client was stopped long before the end
 
 
+@pytest.mark.dbagnostic  # uvicorn on a SQLite file of its own (tests.servers), whatever the stage
 def test_uvicorn_refuses_a_huge_content_length_without_taking_it(tmp_path):
     consumed = [0]
     with uvicorn_server(tmp_path, REQUEST_MAX_BYTES=str(1024 * 1024)) as base:

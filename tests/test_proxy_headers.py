@@ -14,6 +14,9 @@ from config.serve import uvicorn_arguments
 from tests.e2e import ROOT
 from tests.servers import uvicorn_server
 
+# dbagnostic: uvicorn on this module's own SQLite file, or no database at all, whatever the stage.
+pytestmark = pytest.mark.dbagnostic
+
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory):

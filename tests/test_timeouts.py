@@ -17,6 +17,9 @@ import pytest
 from tests.e2e import ROOT
 from tests.servers import tarpit, uvicorn_server
 
+# dbagnostic: each test names its own database (a tarpit, or a SQLite file), never the stage's.
+pytestmark = pytest.mark.dbagnostic
+
 # Well above the 3-5 s the timeouts give, well below the 20 s (or forever) they replaced.
 BOUND = 10
 

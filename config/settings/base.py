@@ -10,6 +10,7 @@ from django.utils.dateparse import parse_duration
 from config.env import BASE_DIR, config_error, env, url_with_query_defaults
 from config.storage import s3_storage
 from fitting.engines.catalog import default_prices as default_model_prices
+from fitting.prompts import parse_experiment as parse_prompt_experiment
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -401,6 +402,46 @@ if FITTING_RESULT_CACHE_SCOPE not in ("owner", "global"):
 # content, garments up to that step, engine, model and prompt version; whose jobs count:
 # FITTING_RESULT_CACHE_SCOPE), and only the remaining steps call the engine.
 FITTING_STEP_CACHE = env.bool("FITTING_STEP_CACHE", default=True)
+# Prompt variants (fitting/prompts.py): JSON {version: weight}, e.g. {"v4": 80, "v5": 20}. Each
+# new Gemini job gets a version by weight, decided by its id (the same id, the same version);
+# the job is pinned to it like to its model. Unset: every job gets the default version.
+try:
+    FITTING_PROMPT_EXPERIMENT = parse_prompt_experiment(env("FITTING_PROMPT_EXPERIMENT", default=""))
+except ValueError as exc:
+    config_error(str(exc))
+# The quality gate (issue 22, fitting/quality/): every generative step's answer is checked
+# before it is stored (changed, identity, scene, garment, not_product); a failed check sends
+# the step again with a new seed, up to FITTING_QUALITY_RETRIES more calls (within the job's
+# deadline, never after a cancel). When none passes, FITTING_QUALITY_POLICY "fail" fails the
+# job as QUALITY_CHECK_FAILED (its daily-quota slot is given back) and "accept_best" keeps
+# the best-scoring attempt, marked not passed.
+FITTING_QUALITY_GATE = env("FITTING_QUALITY_GATE", default="on")
+if FITTING_QUALITY_GATE not in ("on", "off"):
+    config_error(f"FITTING_QUALITY_GATE must be 'on' or 'off', not {FITTING_QUALITY_GATE!r}")
+# Per check, a threshold in [0, 1] over the defaults (fitting/quality/checks.py Thresholds),
+# e.g. {"identity": 0.6}; 0 keeps a check recorded but never failing. The names are the
+# checks' (fitting.quality.CHECKS: not imported here, it loads OpenCV).
+FITTING_QUALITY_THRESHOLDS = env.json("FITTING_QUALITY_THRESHOLDS", default={})
+_QUALITY_CHECKS = ("changed", "identity", "scene", "garment", "not_product")
+if not isinstance(FITTING_QUALITY_THRESHOLDS, dict) or any(
+    name not in _QUALITY_CHECKS or isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
+    for name, value in FITTING_QUALITY_THRESHOLDS.items()
+):
+    config_error(
+        "FITTING_QUALITY_THRESHOLDS must be a JSON object of checks "
+        f"({', '.join(_QUALITY_CHECKS)}) to numbers in [0, 1], not {FITTING_QUALITY_THRESHOLDS!r}"
+    )
+FITTING_QUALITY_RETRIES = env.int("FITTING_QUALITY_RETRIES", default=2)
+if not 0 <= FITTING_QUALITY_RETRIES <= 5:
+    config_error(f"FITTING_QUALITY_RETRIES must be between 0 and 5, not {FITTING_QUALITY_RETRIES}")
+FITTING_QUALITY_POLICY = env("FITTING_QUALITY_POLICY", default="fail")
+if FITTING_QUALITY_POLICY not in ("fail", "accept_best"):
+    config_error(f"FITTING_QUALITY_POLICY must be 'fail' or 'accept_best', not {FITTING_QUALITY_POLICY!r}")
+# "gemini": after the local checks pass, GEMINI_TEXT_MODEL judges the answer (structured
+# JSON, a 0-10 score); its failure never fails a step, its tokens count in the job's cost.
+FITTING_QUALITY_JUDGE = env("FITTING_QUALITY_JUDGE", default="off")
+if FITTING_QUALITY_JUDGE not in ("off", "gemini"):
+    config_error(f"FITTING_QUALITY_JUDGE must be 'off' or 'gemini', not {FITTING_QUALITY_JUDGE!r}")
 # Days after which finished jobs, their result images and unused photos are deleted (hourly).
 FITTING_RETENTION_DAYS = env.int("FITTING_RETENTION_DAYS", default=30)
 # Per user: fitting jobs a day (the TIME_ZONE day) that call the engine; a whole-result cache
@@ -511,5 +552,6 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}},
+    # httpx: a line per request; pyvips: libvips' notes on each operation ("threadpool completed").
+    "loggers": {"httpx": {"level": "WARNING"}, "pyvips": {"level": "WARNING"}},
 }

@@ -13,6 +13,9 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 # Off by default so that repeated jobs in tests really run; the cache tests turn it on.
 FITTING_RESULT_CACHE = False
 FITTING_STEP_CACHE = False
+# Off by default: the fake Gemini's ok() answers the photo with a marker, which the gate
+# rightly rejects as unchanged; the quality-gate tests turn it on.
+FITTING_QUALITY_GATE = "off"
 FITTING_START_RATE = "1000/minute"
 UPLOAD_RATE = "1000/minute"
 THUMBNAIL_ANON_RATE = "1000/minute"

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
@@ -24,7 +25,7 @@ from core.admin import thumbnail
 from fitting import costs
 from fitting.admin.common import JobInline, job_id_hex
 from fitting.admin.webhooks import WebhookDeliveryInline, deliveries_redeliver
-from fitting.engines import engine_identity
+from fitting.engines import can_run, engine_identity
 from fitting.errors import (
     JobEngineMismatchError,
     JobFinishedError,
@@ -32,6 +33,7 @@ from fitting.errors import (
     NotReprocessableError,
 )
 from fitting.models import (
+    RATING_SCORES,
     STEP_ORDER,
     Category,
     FittingResult,
@@ -39,6 +41,7 @@ from fitting.models import (
     FittingResultItem,
     ImageStep,
     Status,
+    StepAttempt,
 )
 from fitting.selectors import fitting_with_id_prefix
 from fitting.services.erasure import fitting_delete
@@ -65,6 +68,24 @@ class GarmentFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         # One garment per category and job (jobitem_one_per_category): no duplicate rows.
         return queryset.filter(items__category=self.value()) if self.value() else queryset
+
+
+class RatingFilter(admin.SimpleListFilter):
+    """Jobs by their owner's rating: a score, or not rated."""
+
+    title = _("user rating")
+    parameter_name = "rating"
+    NONE = "none"
+
+    def lookups(self, request, model_admin):
+        return [(str(score), "★" * score) for score in RATING_SCORES] + [(self.NONE, _("not rated"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.NONE:
+            return queryset.filter(rating__isnull=True)
+        if self.value() in {str(score) for score in RATING_SCORES}:
+            return queryset.filter(rating__score=int(self.value()))
+        return queryset
 
 
 def _format_duration(delta: timedelta) -> str:
@@ -101,6 +122,58 @@ class FittingResultImageInline(JobInline):
 
     @admin.display(description=_("image"))
     def preview(self, obj: FittingResultImage) -> str:
+        return thumbnail(obj.image)
+
+
+class StepAttemptInline(JobInline):
+    """The quality gate's attempts of each step: scores, the checks that failed, the image."""
+
+    model = StepAttempt
+    fields = ("category", "number", "outcome", "failed", "checks", "judge", "seed", "latency_ms", "preview")
+    readonly_fields = fields
+    verbose_name_plural = _("step attempts (quality checks)")
+
+    @admin.display(description=_("failed checks"))
+    def failed(self, obj: StepAttempt) -> str:
+        if obj.passed is None:
+            return _("not checked")
+        return ", ".join(obj.failed_checks) or "-"
+
+    @admin.display(description=_("scores"))
+    def checks(self, obj: StepAttempt) -> SafeString | str:
+        checks = (obj.scores or {}).get("checks") or {}
+        if not checks:
+            return "-"
+        return format_html_join(
+            "",
+            '<div class="quality-{}">{}: {} <small>({} {})</small></div>',
+            (
+                (check["outcome"], name, f"{check['value']:.2f}", check["outcome"], f"≥ {check['threshold']:.2f}")
+                for name, check in checks.items()
+            ),
+        )
+
+    @admin.display(description=_("judge"))
+    def judge(self, obj: StepAttempt) -> SafeString | str:
+        if "judge" not in (obj.scores or {}):
+            return "-"
+        verdict = obj.scores["judge"]
+        if verdict is None:
+            return _("no answer")
+        flags = ", ".join(
+            name
+            for name in ("same_person", "garment_applied", "garment_faithful", "other_clothes_kept")
+            if not verdict.get(name)
+        )
+        return format_html(
+            "{}/10<br><small>{}</small><br><small>{}</small>",
+            f"{verdict['score']:g}",
+            _("not: %(flags)s") % {"flags": flags} if flags else _("all yes"),
+            "; ".join(verdict.get("artifacts") or []),
+        )
+
+    @admin.display(description=_("image"))
+    def preview(self, obj: StepAttempt) -> str:
         return thumbnail(obj.image)
 
 
@@ -191,6 +264,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         "error",
         "duration",
         "message",
+        "prompt_version",
         "cost",
         "created_at",
     )
@@ -200,6 +274,8 @@ class FittingResultAdmin(admin.ModelAdmin):
         GarmentFilter,
         "error_code",
         "engine",
+        "prompt_version",
+        RatingFilter,
         ("created_at", admin.DateFieldListFilter),
     )
     search_fields = ("owner__username", "owner__email", "llm_message")
@@ -209,11 +285,12 @@ class FittingResultAdmin(admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False  # a COUNT(*) over every job on each page is not worth it
     actions = ("reprocess_resume", "reprocess_restart", "reprocess_switch", "cancel", "redeliver_webhook")
-    inlines = (FittingResultItemInline, FittingResultImageInline, WebhookDeliveryInline)
+    inlines = (FittingResultItemInline, FittingResultImageInline, StepAttemptInline, WebhookDeliveryInline)
     fieldsets = (
         (None, {"fields": ("id", "owner", "user_photo", "status_badge", "current_step", "attempt")}),
         (_("Error"), {"fields": ("failed_step", "error_code", "error_message")}),
         (_("Result"), {"fields": ("llm_message", "engine", "model", "prompt_version", "cached")}),
+        (_("User rating"), {"fields": ("user_rating",)}),
         (_("Webhook"), {"fields": ("webhook_url", "webhook_events")}),
         (_("Cost"), {"fields": ("input_tokens", "output_tokens", "cost")}),
         (
@@ -231,7 +308,7 @@ class FittingResultAdmin(admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = ("user_photo", "status_badge", "duration", "step_timings", "cost")
+    readonly_fields = ("user_photo", "status_badge", "duration", "step_timings", "cost", "user_rating")
 
     class Media:
         css = {"all": ("fitting/admin.css",)}
@@ -302,6 +379,22 @@ class FittingResultAdmin(admin.ModelAdmin):
             '<span class="message" title="{}">{}</span>', obj.llm_message, Truncator(obj.llm_message).chars(28)
         )
 
+    @admin.display(description=_("user rating"))
+    def user_rating(self, obj: FittingResult) -> SafeString | str:
+        rating = getattr(obj, "rating", None)  # the reverse one-to-one: AttributeError when there is none
+        if rating is None:
+            return str(_("not rated"))
+        reasons = ", ".join(rating.reason_labels()) or "-"
+        return format_html(
+            '<div class="rating"><strong title="{score}/5">{stars}</strong> {score}/5 · {reasons}'
+            '<div class="rating-comment">{comment}</div><small>{when}</small></div>',
+            score=rating.score,
+            stars="★" * rating.score + "☆" * (5 - rating.score),
+            reasons=reasons,
+            comment=rating.comment or "",
+            when=timezone.localtime(rating.updated_at).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+
     @admin.display(description=_("cost"))
     def cost(self, obj: FittingResult) -> str:
         return costs.format_cost(costs.job_cost(obj))
@@ -330,6 +423,8 @@ class FittingResultAdmin(admin.ModelAdmin):
             "candidates_tokens": _("response tokens"),
             "total_tokens": _("total tokens"),
             "cached": _("reused"),
+            "attempts": _("attempts"),
+            "quality_passed": _("quality passed"),
         }
         head = format_html_join("", "<th>{}</th>", ((label,) for label in (_("step"), *columns.values())))
         step_names = {**dict(ImageStep.choices), "message": _("message")}
@@ -423,5 +518,5 @@ class FittingResultAdmin(admin.ModelAdmin):
             and self.has_reprocess_permission(request)
         )
         # Pinned to another engine: only switching to this server's engine is offered.
-        context["other_engine"] = obj is not None and obj.engine_identity != engine_identity()
+        context["other_engine"] = obj is not None and not can_run(obj.engine_identity)
         return super().render_change_form(request, context, add, change, form_url, obj)

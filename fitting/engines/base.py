@@ -66,6 +66,9 @@ class Engine(Protocol):
     # Name, model and prompt version, read from ``fitting.engines.identity``: the job stores
     # the same identity (``fitting.engines.engine_identity``) as part of the result-cache key.
     identity: EngineIdentity
+    # True when the same inputs always give the same answer (the local engine): the quality
+    # gate checks its answers but never asks again. Read with getattr(engine, "deterministic", False).
+    deterministic: bool
 
     def apply_garment(
         self,
@@ -76,6 +79,7 @@ class Engine(Protocol):
         canvas_size: tuple[int, int],
         timeout: float,
         keep_going: KeepGoing | None = None,
+        seed: int | None = None,
     ) -> StepResult:
         """Dress ``person`` in ``garment`` (one ``category``).
 
@@ -85,6 +89,8 @@ class Engine(Protocol):
         ``fitting.errors.JobError`` subclass on failure (``DeadlineExceeded`` past the
         deadline). An engine that sends a request more than once asks ``keep_going`` before
         each request after the first, and raises ``StepAbandoned`` when it answers False.
+        ``seed``: the quality gate's retry of a step sends a new one, so a model that takes a
+        seed answers differently; an engine without one ignores it.
         """
         ...
 

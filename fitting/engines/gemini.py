@@ -233,9 +233,18 @@ def log_model_probe() -> None:
 
 # --- the engine -----------------------------------------------------------------------------
 class GeminiEngine:
+    def __init__(self, prompt_version: str | None = None) -> None:
+        # The prompts it speaks (``prompts.PROMPT_SETS``): a job's pinned version, or the default.
+        self.prompt_version = prompt_version or prompts.DEFAULT_PROMPT_VERSION
+
     @property
     def identity(self) -> EngineIdentity:
-        return gemini_identity()  # read at each call: the image model is a setting
+        return gemini_identity(self.prompt_version)  # read at each call: the image model is a setting
+
+    # The version whose message prompt ``write_message`` speaks (the try-on engine has its own).
+    @property
+    def message_prompt_version(self) -> str:
+        return self.prompt_version
 
     def apply_garment(
         self,
@@ -246,17 +255,21 @@ class GeminiEngine:
         canvas_size: tuple[int, int],
         timeout: float,
         keep_going: KeepGoing | None = None,
+        seed: int | None = None,
     ) -> StepResult:
-        """The image model's answer, as it came (its own size; the pipeline fits it to the canvas)."""
+        """The image model's answer, as it came (its own size; the pipeline fits it to the canvas).
+
+        ``seed`` goes to ``GenerateContentConfig.seed``: the quality gate's retries send a new one.
+        """
         deadline = _now() + timeout
         contents = [
-            types.Part.from_text(text=prompts.step_prompt(category)),
+            types.Part.from_text(text=prompts.step_prompt(category, self.prompt_version)),
             _image_part(person),
             _image_part(garment),
             _canvas_part(_input_size(canvas_size)),
         ]
         model = self.identity.model
-        config = types.GenerateContentConfig(response_modalities=["IMAGE"])
+        config = types.GenerateContentConfig(response_modalities=["IMAGE"], seed=seed)
         if _takes_image_config(model):
             config.image_config = types.ImageConfig(aspect_ratio=nearest_aspect_ratio(canvas_size))
             if takes_image_size(model):
@@ -272,11 +285,14 @@ class GeminiEngine:
         return StepResult(_read_image(response), usage=_usage(response))
 
     def write_message(self, *, outfit: Outfit, timeout: float, keep_going: KeepGoing | None = None) -> str | None:
-        """The text model's message about the final image (the seed's prompt; the garments are not sent)."""
+        """The text model's message about the final image (the prompt version's words; no garment image is sent)."""
+        prompt = prompts.message_prompt(
+            tuple(garment.category for garment in outfit.garments), self.message_prompt_version
+        )
         response = _generate(
             model=settings.GEMINI_TEXT_MODEL,
             setting="GEMINI_TEXT_MODEL",
-            contents=[types.Part.from_text(text=prompts.MESSAGE_PROMPT), _image_part(outfit.image)],
+            contents=[types.Part.from_text(text=prompt), _image_part(outfit.image)],
             config=types.GenerateContentConfig(),
             deadline=_now() + timeout,
             keep_going=keep_going,
@@ -512,6 +528,9 @@ def encode_input(image: Image.Image, *, png: bool = False) -> tuple[bytes, str]:
         image = image.resize(_input_size(image.size), Image.Resampling.LANCZOS)
     if png or image.mode in ("RGBA", "LA", "P"):
         return images.encode_png(image), "image/png"
+    stored = images.result_bytes(image)  # a step's image: sent as it was stored, not encoded again
+    if stored is not None:
+        return stored, f"image/{images.RESULT_FORMAT.lower()}"
     buffer = io.BytesIO()
     (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=92)
     return buffer.getvalue(), "image/jpeg"

@@ -466,6 +466,7 @@ class LocalEngine:
     """Offline preview: garments pasted on the detected body, a templated message."""
 
     identity = LOCAL_IDENTITY
+    deterministic = True  # the quality gate checks its answers but never asks again
 
     def apply_garment(
         self,
@@ -476,6 +477,7 @@ class LocalEngine:
         canvas_size: tuple[int, int],
         timeout: float,
         keep_going: KeepGoing | None = None,  # one pass, never repeated: nothing to ask
+        seed: int | None = None,  # deterministic: no seed to take
     ) -> StepResult:
         """``person`` is canvas-sized, and so is the result: the garment is pasted on it."""
         if timeout <= 0:

@@ -26,6 +26,8 @@ from fitting.engines.gemini import GeminiEngine, call_with_retries, encode_input
 from fitting.engines.identity import EngineIdentity, vertex_tryon_identity
 from fitting.errors import EngineBadImageError, EngineBlockedError, EngineNoImageError
 
+# The prompt version of the message (``GeminiEngine.write_message``): pinned, part of TRYON_VERSION.
+TRYON_MESSAGE_PROMPT_VERSION = "v4"
 # Lossless between steps: each step's output is the next one's person image.
 OUTPUT_MIME_TYPE = "image/png"
 
@@ -37,6 +39,12 @@ class VertexTryOnEngine(GeminiEngine):
     def identity(self) -> EngineIdentity:
         return vertex_tryon_identity()  # read at each call: the model is a setting
 
+    @property
+    def message_prompt_version(self) -> str:
+        # Its message is the seed's (v4's) for good: its identity (TRYON_VERSION) names no prompt
+        # version, so a prompt experiment never changes it.
+        return TRYON_MESSAGE_PROMPT_VERSION
+
     def apply_garment(
         self,
         *,
@@ -46,10 +54,14 @@ class VertexTryOnEngine(GeminiEngine):
         canvas_size: tuple[int, int],
         timeout: float,
         keep_going: KeepGoing | None = None,
+        seed: int | None = None,
     ) -> StepResult:
         """The try-on model's image of ``person`` wearing ``garment`` (any size: the pipeline fits it).
 
         The model needs no category or prompt: it finds what the product is and where it goes.
+        ``seed`` (the quality gate's retry) is sent only without the watermark: Vertex AI
+        refuses a seed with ``add_watermark``, so a watermarked retry relies on the model's own
+        randomness.
         """
         deadline = gemini._now() + timeout  # the Gemini engine's clock (tests replace it)
         model = self.identity.model
@@ -58,6 +70,8 @@ class VertexTryOnEngine(GeminiEngine):
             product_images=[types.ProductImage(product_image=_image(garment))],
         )
         config = tryon_config()
+        if seed is not None and not config.add_watermark:
+            config.seed = seed
         client = get_client()
 
         def call(http_options: types.HttpOptions) -> types.RecontextImageResponse:

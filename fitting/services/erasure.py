@@ -22,7 +22,7 @@ from core.files import files_delete_unreferenced
 from core.logcontext import log_context
 from fitting import notify
 from fitting.errors import PhotoInUseError
-from fitting.models import FittingResult, FittingResultImage, JobEvent, Status, WebhookDelivery
+from fitting.models import FittingResult, FittingResultImage, JobEvent, Status, StepAttempt, WebhookDelivery
 from users.models import UserImage
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ def rows_lock(rows: QuerySet) -> bool:
 
 
 def jobs_delete(jobs: QuerySet[FittingResult]) -> int:
-    """Delete jobs with their rows; their files go after the commit unless another row names them.
+    """Delete jobs with their rows (garments, images, the owner's rating, webhook deliveries); their
+    files go after the commit unless another row names them.
 
     Each job's deletion is announced (its event streams end). Returns how many were deleted.
     """
@@ -43,6 +44,7 @@ def jobs_delete(jobs: QuerySet[FittingResult]) -> int:
     # and a later one finds no row (JobSuperseded) and deletes the file it wrote.
     rows_lock(jobs)
     names = list(FittingResultImage.objects.filter(job__in=jobs).values_list("image", flat=True))
+    names += StepAttempt.objects.filter(job__in=jobs).values_list("image", flat=True)  # the gate's attempts
     job_ids = list(jobs.values_list("id", flat=True))
     for job_id in job_ids:
         notify.job_changed_on_commit(job_id=job_id, event=JobEvent.DELETED)

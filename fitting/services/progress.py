@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from django.db import transaction
 from django.utils import timezone
 from PIL import Image
@@ -10,8 +12,11 @@ from core import images
 from core.files import file_delete_quietly, file_store_new
 from fitting import costs, metrics, notify
 from fitting.errors import FailureCode
-from fitting.models import FittingResult, FittingResultImage, ImageStep, JobEvent, Status
+from fitting.models import AttemptResult, FittingResult, FittingResultImage, ImageStep, JobEvent, Status, StepAttempt
 from fitting.services.reuse import step_prefix_key
+
+# Failures that give the job's daily-quota slot back: nothing usable was made (issue 22).
+QUOTA_GIVEN_BACK_CODES = (FailureCode.QUALITY_CHECK_FAILED,)
 
 
 class JobSuperseded(Exception):
@@ -37,6 +42,77 @@ def fitting_claim(*, job_id: str, attempt: int) -> bool:
     )
 
 
+@dataclass
+class AttemptMade:
+    """One engine call of a step as the quality gate saw it (not yet stored).
+
+    ``image`` is fitted to the canvas; ``scores`` is ``Assessment.as_json()`` (with "judge"
+    when the judge ran), {} when not checked; ``passed`` None when not checked; ``score``
+    ranks attempts that all failed (accept_best).
+    """
+
+    number: int
+    seed: int | None
+    image: Image.Image
+    latency_ms: int
+    usage: dict[str, int] = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+    passed: bool | None = None
+    score: float = 0.0
+
+    @property
+    def check_outcomes(self) -> dict[str, str]:
+        return {name: check["outcome"] for name, check in (self.scores.get("checks") or {}).items()}
+
+
+def _attempt_row(job: FittingResult, step: str, attempt: AttemptMade, outcome: str, **fields) -> StepAttempt:
+    return StepAttempt(
+        job=job,
+        category=step,
+        number=attempt.number,
+        seed=attempt.seed,
+        scores=attempt.scores,
+        passed=attempt.passed,
+        outcome=outcome,
+        latency_ms=attempt.latency_ms,
+        usage=attempt.usage,
+        **fields,
+    )
+
+
+def fitting_attempt_rejected(*, job: FittingResult, step: str, attempt: AttemptMade) -> StepAttempt:
+    """Keep an attempt the quality gate rejected: its image (under attempts/), scores and tokens.
+
+    Its tokens count in the job's cost at once, whether or not a later attempt passes.
+    """
+    row = _attempt_row(job, step, attempt, AttemptResult.REJECTED)
+    file_store_new(row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(attempt.image))
+    input_tokens, output_tokens = costs.usage_tokens(attempt.usage)
+    try:
+        with transaction.atomic():
+            _write_if_current_attempt(
+                job,
+                input_tokens=job.input_tokens + input_tokens,
+                output_tokens=job.output_tokens + output_tokens,
+                # What the API shows of a step still trying (or failed): its calls so far.
+                step_metrics={**job.step_metrics, step: {"attempts": attempt.number, "quality_passed": False}},
+            )
+            row.save()
+            metrics.count_step_attempt(job=job, outcome=AttemptResult.REJECTED, checks=attempt.check_outcomes)
+            # fitting_step_started counted the step's first call; each retry is one more.
+            costs.usage_add(
+                user_id=job.owner_id,
+                model=job.model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                engine_calls=int(attempt.number > 1),
+            )
+    except BaseException:
+        file_delete_quietly(row.image.storage, row.image.name)
+        raise
+    return row
+
+
 @transaction.atomic
 def fitting_step_started(*, job: FittingResult, step: str) -> None:
     """The step's engine call is about to be made: recorded, and counted in the usage ledger."""
@@ -47,14 +123,33 @@ def fitting_step_started(*, job: FittingResult, step: str) -> None:
 
 
 def fitting_step_finished(
-    *, job: FittingResult, step: str, image: Image.Image, latency_ms: int, usage: dict[str, int]
+    *,
+    job: FittingResult,
+    step: str,
+    image: Image.Image,
+    latency_ms: int,
+    usage: dict[str, int],
+    attempt: AttemptMade | None = None,
+    best: StepAttempt | None = None,
+    attempts: int = 1,
 ) -> FittingResultImage:
-    """Store the step's image and its timing in one transaction; on failure, no file is left."""
+    """Store the step's image and its timing in one transaction; on failure, no file is left.
+
+    The quality gate's kept attempt is either ``attempt`` (passed, or not checked: its row is
+    made here on the step image's file, and ``usage`` is its tokens) or ``best``, a rejected
+    attempt already stored that FITTING_QUALITY_POLICY=accept_best keeps (its tokens are
+    already counted: ``usage`` is then {}). ``attempts``: the step's engine calls in all.
+    """
     row = FittingResultImage(
         job=job, step=step, width=image.width, height=image.height, prefix_key=step_prefix_key(job, step)
     )
     file_store_new(row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(image))
-    step_metrics = {**job.step_metrics, step: {"latency_ms": latency_ms, **usage}}
+    metrics_of_step = {"latency_ms": latency_ms, **usage}
+    if best is not None or (attempt is not None and attempt.passed is not None):  # checked (the gate is on)
+        kept_scores = attempt.scores if attempt is not None else best.scores
+        quality_passed = attempt.passed if attempt is not None else False
+        metrics_of_step.update(attempts=attempts, quality_passed=quality_passed, quality=kept_scores)
+    step_metrics = {**job.step_metrics, step: metrics_of_step}
     input_tokens, output_tokens = costs.usage_tokens(usage)
     try:
         with transaction.atomic():
@@ -65,8 +160,20 @@ def fitting_step_finished(
                 output_tokens=job.output_tokens + output_tokens,
             )
             row.save()
+            if attempt is not None:  # on the step image's file: no copy
+                outcome = {True: AttemptResult.ACCEPTED, False: AttemptResult.BEST, None: AttemptResult.UNCHECKED}
+                _attempt_row(job, step, attempt, outcome[attempt.passed], image=row.image.name).save()
+                metrics.count_step_attempt(job=job, outcome=outcome[attempt.passed], checks=attempt.check_outcomes)
+            if best is not None:
+                StepAttempt.objects.filter(id=best.id).update(outcome=AttemptResult.BEST)
+            # fitting_step_started counted the step's first call; a retry that passed is one more.
+            retried = int(attempt is not None and attempt.number > 1)
             costs.usage_add(
-                user_id=job.owner_id, model=job.model, input_tokens=input_tokens, output_tokens=output_tokens
+                user_id=job.owner_id,
+                model=job.model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                engine_calls=retried,
             )
             metrics.count_step_finished(
                 job=job, step=step, latency_ms=latency_ms, input_tokens=input_tokens, output_tokens=output_tokens
@@ -120,4 +227,6 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
         finished_at=timezone.now(),
     )
     metrics.count_job_ended(job=job, status=status, code=code)
+    if code in QUOTA_GIVEN_BACK_CODES:
+        costs.usage_give_back_job(job=job)
     notify.job_changed_on_commit(job_id=job.id, event=JobEvent.TIMEOUT if status == Status.TIMEOUT else JobEvent.FAILED)

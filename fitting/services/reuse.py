@@ -16,6 +16,9 @@ from users.models import UserImage
 
 logger = logging.getLogger(__name__)
 
+# What the quality gate records in a step's metrics (services.progress), kept by a reused step.
+QUALITY_METRICS = ("attempts", "quality_passed", "quality")
+
 
 def result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model: str, prompt_version: str) -> str:
     """What makes two jobs give the same result; "" when a content hash is unknown."""
@@ -119,6 +122,11 @@ def reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) -> 
             for row in rows
         )
         reused = {row.step: {"cached": True, "source_job": str(row.job_id), "latency_ms": 0} for row in rows}
+        # A reused step keeps what the quality gate recorded of it (its attempts and scores).
+        source_metrics = FittingResult.objects.filter(id=newest.job_id).values_list("step_metrics", flat=True).first()
+        for step, values in reused.items():
+            recorded = (source_metrics or {}).get(step) or {}
+            values.update({key: recorded[key] for key in QUALITY_METRICS if key in recorded})
         FittingResult.objects.filter(id=job.id).update(step_metrics=reused)
         job.step_metrics = reused
         metrics.count_steps_reused(steps=[row.step for row in rows])

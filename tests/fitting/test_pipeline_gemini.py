@@ -152,3 +152,27 @@ def test_no_message_is_asked_for_with_too_little_time(fake_gemini, user, photo, 
     assert (job.status, job.llm_message) == ("completed", None)
     assert fake_gemini.text_requests == []
     assert "message" not in job.step_metrics
+
+
+def _inline_bytes(request) -> list[bytes]:
+    """The inline images of a recorded request, as the bytes that were sent."""
+    from tests.fakegemini import _b64decode
+
+    return [
+        _b64decode((part.get("inlineData") or part.get("inline_data"))["data"])
+        for content in request.body["contents"]
+        for part in content["parts"]
+        if part.get("inlineData") or part.get("inline_data")
+    ]
+
+
+def test_a_step_image_is_encoded_once_and_sent_on_as_stored(fake_gemini, user, photo, catalogue):
+    """The next step and the message are sent the stored JPEG of the step before, not a new encoding."""
+    job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"], catalogue["outer"]))
+    assert job.status == "completed", job.error_message
+    stored = {image.step: image.image.read() for image in job.images.all()}
+    calls = fake_gemini.image_requests
+    assert _inline_bytes(calls[1])[0] == stored["top"]
+    assert _inline_bytes(calls[2])[0] == stored["bottom"]
+    assert _inline_bytes(fake_gemini.text_requests[0]) == [stored["outer"]] == [stored["final"]]
+    assert calls[1].mime_types[0] == "image/jpeg"

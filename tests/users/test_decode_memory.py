@@ -19,6 +19,9 @@ from PIL import Image, ImageDraw
 
 from tests.e2e import ROOT
 
+# dbagnostic: the child processes run on a SQLite file of their own, whatever the stage.
+pytestmark = pytest.mark.dbagnostic
+
 SIZE = (6000, 6600)  # 39.6 MP: just under UPLOAD_MAX_PIXELS
 ONE_UPLOAD_MIB = 150
 EIGHT_UPLOADS_MIB = 600

@@ -1,0 +1,291 @@
+"""The quality gate in the job (issue 22): each step's answer checked, retried, recorded.
+
+The fake Gemini answers with ``tests.quality_modes`` answers made from what it was sent
+(the real photo of tests/data/photos and a demo garment), so the checks judge what a real
+model's good and bad answers look like.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.utils import translation
+from PIL import Image
+
+from fitting.models import FittingResult, Item, MetricCounter, StepAttempt
+from fitting.serializers import JobOutputSerializer
+from fitting.services.erasure import fitting_delete
+from fitting.services.items import item_save
+from fitting.services.lifecycle import fitting_cancel
+from tests.factories import run_now, start_job
+from tests.fakegemini import answer_mode, fail, text
+from tests.quality_modes import MODES
+from users.services import photo_create
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTOS = ROOT / "tests" / "data" / "photos"
+SAMPLES = ROOT / "demo" / "samples"
+CAUGHT = ["unchanged", "product", "face_replaced", "recoloured", "background"]
+
+
+def real_photo(owner, name: str = "grace_hopper.jpg", long_side: int = 512):
+    image = Image.open(PHOTOS / name).convert("RGB")
+    scale = long_side / max(image.size)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92)
+    return photo_create(owner=owner, upload=SimpleUploadedFile("photo.jpg", buffer.getvalue()))
+
+
+def real_item(category: str = "top", name: str = "top_navy_tshirt.png") -> Item:
+    item = Item(name=name, category=category)
+    return item_save(item=item, image=SimpleUploadedFile(name, (SAMPLES / name).read_bytes()))
+
+
+@pytest.fixture
+def gate(settings, fake_gemini):
+    settings.FITTING_QUALITY_GATE = "on"
+    settings.FITTING_QUALITY_RETRIES = 2
+    settings.FITTING_QUALITY_POLICY = "fail"
+    settings.FITTING_QUALITY_JUDGE = "off"
+    settings.FITTING_QUALITY_THRESHOLDS = {}
+    return fake_gemini
+
+
+def steps(job: FittingResult) -> list[dict]:
+    job = FittingResult.objects.prefetch_related("items", "images").get(id=job.id)
+    return JobOutputSerializer(job).data["steps"]
+
+
+@pytest.mark.parametrize("mode", CAUGHT)
+def test_a_bad_answer_is_caught_by_its_check_and_the_good_retry_continues(gate, user, mode):
+    gate.script_image(answer_mode(mode), answer_mode("good"))
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.status == "completed", job.error_message
+    calls = gate.image_requests
+    assert len(calls) == 2
+    seeds = [call.generation_config.get("seed") for call in calls]
+    assert None not in seeds and seeds[0] != seeds[1]  # the retry sends a new seed
+    # The same inputs: the same person and garment, both times.
+    assert calls[0].images[0].tobytes() == calls[1].images[0].tobytes()
+    assert calls[0].images[1].tobytes() == calls[1].images[1].tobytes()
+    first, second = StepAttempt.objects.filter(job=job).order_by("number")
+    assert (first.outcome, first.passed, second.outcome, second.passed) == ("rejected", False, "accepted", True)
+    assert MODES[mode] in first.failed_checks
+    assert first.image.name.startswith("attempts/") and first.image.storage.exists(first.image.name)
+    assert second.image.name == job.images.get(step="top").image.name  # the step's file, not a copy
+    assert [first.seed, second.seed] == seeds
+    assert steps(job)[0]["attempts"] == 2 and steps(job)[0]["qualityPassed"] is True
+    # Cost counts every attempt: 2 calls of the fake's 1290 + 1290 tokens.
+    assert (job.input_tokens, job.output_tokens) == (2 * 1290, 2 * 1290)
+    counters = {(c.name, c.labels): c.value for c in MetricCounter.objects.all()}
+    assert counters[("fitting_step_attempts_total", '{"engine":"gemini","outcome":"rejected"}')] == 1
+    assert counters[("fitting_step_attempts_total", '{"engine":"gemini","outcome":"accepted"}')] == 1
+    assert (
+        counters[
+            ("fitting_quality_checks_total", json.dumps({"check": MODES[mode], "outcome": "failed"}).replace(" ", ""))
+        ]
+        >= 1
+    )
+
+
+def test_all_bad_answers_fail_the_job_after_one_plus_retries_calls_and_give_the_quota_slot_back(gate, user, settings):
+    settings.FITTING_DAILY_QUOTA = 1
+    gate.script_image(*[answer_mode("unchanged")] * 5)
+    photo, item = real_photo(user), real_item()
+    job = run_now(start_job(user, photo, item))
+    assert (job.status, job.failed_step, job.error_code) == ("failed", "top", "QUALITY_CHECK_FAILED")
+    assert len(gate.image_requests) == 1 + settings.FITTING_QUALITY_RETRIES
+    attempts = list(StepAttempt.objects.filter(job=job).order_by("number"))
+    assert [(a.number, a.outcome) for a in attempts] == [(1, "rejected"), (2, "rejected"), (3, "rejected")]
+    assert all("changed" in a.failed_checks for a in attempts)
+    assert all(a.image and a.image.storage.exists(a.image.name) for a in attempts)
+    assert not job.images.exists()
+    with translation.override("en"):
+        body = JobOutputSerializer(FittingResult.objects.get(id=job.id)).data
+    assert body["error"] == {"code": "QUALITY_CHECK_FAILED", "message": "The result did not meet the quality bar."}
+    with translation.override("ko"):
+        korean = JobOutputSerializer(FittingResult.objects.get(id=job.id)).data["error"]["message"]
+    assert korean == "결과 이미지가 품질 기준을 충족하지 못했습니다."
+    assert body["steps"][0]["attempts"] == 3 and body["steps"][0]["qualityPassed"] is False
+    assert job.input_tokens == 3 * 1290  # the failed attempts are paid for
+    # Nothing usable was made: the day's only slot is free again.
+    second = start_job(user, photo, item)
+    assert second.status == "processing"
+
+
+def test_settings_retries_zero_makes_one_call(gate, user, settings):
+    settings.FITTING_QUALITY_RETRIES = 0
+    gate.script_image(answer_mode("unchanged"), answer_mode("good"))
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.error_code == "QUALITY_CHECK_FAILED"
+    assert len(gate.image_requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "long_side", "category", "garment"),
+    [
+        ("grace_hopper.jpg", 512, "top", "top_navy_tshirt.png"),
+        ("grace_hopper.jpg", 1024, "top", "top_white_shirt.png"),
+        ("astronaut.png", 2048, "top", "top_navy_tshirt.png"),
+        ("astronaut.png", 1024, "outer", "outer_khaki_trench.png"),
+    ],
+)
+def test_good_answers_pass_at_every_size(gate, user, name, long_side, category, garment):
+    gate.script_image(answer_mode("good", category))
+    job = run_now(start_job(user, real_photo(user, name, long_side), real_item(category, garment)))
+    assert job.status == "completed", job.error_message
+    assert len(gate.image_requests) == 1  # no false rejection
+    (attempt,) = StepAttempt.objects.filter(job=job)
+    assert attempt.passed is True and attempt.failed_checks == []
+    assert set(attempt.scores["checks"]) == {"changed", "identity", "scene", "garment", "not_product"}
+    assert job.step_metrics[category]["quality_passed"] is True
+
+
+def test_accept_best_keeps_the_best_scoring_attempt_marked_not_passed(gate, user, settings):
+    settings.FITTING_QUALITY_POLICY = "accept_best"
+    settings.FITTING_QUALITY_RETRIES = 1
+    gate.script_image(answer_mode("unchanged"), answer_mode("recoloured"))
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.status == "completed", job.error_message
+    attempts = list(StepAttempt.objects.filter(job=job).order_by("number"))
+    assert len(attempts) == 2 and not any(a.passed for a in attempts)
+    best = max(attempts, key=lambda a: a.scores["score"])
+    assert [a.outcome for a in attempts] == ["best" if a == best else "rejected" for a in attempts]
+    kept = Image.open(job.images.get(step="top").image)
+    stored_best = Image.open(best.image)
+    assert kept.size == stored_best.size
+    step = steps(job)[0]
+    assert (step["attempts"], step["qualityPassed"]) == (2, False)
+    assert job.input_tokens == 2 * 1290  # the best one's tokens are not counted twice
+
+
+VERDICT = {
+    "same_person": True,
+    "garment_applied": True,
+    "garment_faithful": False,
+    "other_clothes_kept": True,
+    "artifacts": ["blurred collar"],
+    "score": 7,
+}
+
+
+def test_the_judge_verdict_is_parsed_recorded_shown_and_its_tokens_counted(gate, user, settings, staff_client):
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    gate.script_image(answer_mode("good"))
+    gate.script_text(text(json.dumps(VERDICT)))
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.status == "completed", job.error_message
+    judge_call = gate.text_requests[0]
+    assert judge_call.generation_config["responseMimeType"] == "application/json"
+    assert "garment_faithful" in judge_call.generation_config["responseSchema"]["properties"]
+    assert len(judge_call.images) == 3  # input, garment, answer
+    (attempt,) = StepAttempt.objects.filter(job=job)
+    assert attempt.scores["judge"] == {**VERDICT, "score": 7.0}
+    assert job.input_tokens == 2 * 1290  # the image call and the judge's
+    page = staff_client.get(f"/admin/fitting/fittingresult/{job.id}/change/").content.decode()
+    assert "7/10" in page and "garment_faithful" in page and "blurred collar" in page
+
+
+def test_a_failing_judge_never_fails_the_step(gate, user, settings):
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    gate.script_image(answer_mode("good"))
+    gate.script_text(fail(400, "judge refused"), text("not json at all"))
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.status == "completed", job.error_message
+    assert StepAttempt.objects.get(job=job).scores["judge"] is None
+
+
+def test_the_judge_does_not_run_on_a_failed_answer(gate, user, settings):
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    settings.FITTING_QUALITY_RETRIES = 0
+    gate.script_image(answer_mode("unchanged"))
+    run_now(start_job(user, real_photo(user), real_item()))
+    assert gate.text_requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_during_a_retry_stops_it(gate, user):
+    gate.script_image(*[answer_mode("unchanged")] * 3)
+
+    def cancel_on_the_retry(request):  # runs in the fake server's thread, on its own connection
+        try:
+            if request.wants_image and len(gate.image_requests) == 2:
+                fitting_cancel(job=FittingResult.objects.get())
+        finally:
+            connection.close()
+
+    gate.on_request = cancel_on_the_retry
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.status == "canceled"
+    assert len(gate.image_requests) == 2  # no third call
+    assert StepAttempt.objects.filter(job=job).count() == 1  # the retry's answer came too late
+
+
+def test_the_local_engine_is_checked_but_never_retried(user, settings):
+    settings.FITTING_ENGINE = "local"
+    settings.FITTING_QUALITY_GATE = "on"
+    settings.FITTING_QUALITY_RETRIES = 2
+    job = run_now(start_job(user, real_photo(user, "astronaut.png", 512), real_item()))
+    assert job.status == "completed", job.error_message
+    (attempt,) = StepAttempt.objects.filter(job=job)
+    assert attempt.seed is None and attempt.passed is not None
+    assert set(attempt.scores["checks"]) == {"changed", "identity", "scene", "garment", "not_product"}
+
+
+def test_attempts_show_on_the_admin_page_and_the_dashboard_and_go_with_the_job(
+    gate, user, staff_client, django_capture_on_commit_callbacks
+):
+    gate.script_image(answer_mode("face_replaced"), answer_mode("good"))
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    rejected = StepAttempt.objects.get(job=job, number=1)
+    page = staff_client.get(f"/admin/fitting/fittingresult/{job.id}/change/").content.decode()
+    assert "identity" in page and rejected.image.url in page
+    assert staff_client.get(rejected.image.url).status_code == 200  # staff may see a rejected image
+    dashboard = staff_client.get("/admin/dashboard/").content.decode()
+    assert 'data-testid="quality"' in dashboard
+    assert "<td>2.00</td><td>1</td>" in dashboard  # mean attempts per step, steps
+    name = rejected.image.name
+    storage = rejected.image.storage
+    with django_capture_on_commit_callbacks(execute=True):  # files go after the commit
+        fitting_delete(job=job)
+    assert not storage.exists(name)
+
+
+def test_a_reused_step_keeps_its_recorded_scores(gate, user, settings):
+    settings.FITTING_STEP_CACHE = True
+    gate.script_image(answer_mode("unchanged"), answer_mode("good"), answer_mode("good", "bottom"))
+    photo, top = real_photo(user, "astronaut.png", 512), real_item()
+    first = run_now(start_job(user, photo, top))
+    assert first.status == "completed", first.error_message
+    second = start_job(user, photo, top, real_item("bottom", "bottom_blue_jeans.png"))
+    step = steps(second)[0]
+    assert step["cached"] is True and (step["attempts"], step["qualityPassed"]) == (2, True)
+    assert second.step_metrics["top"]["quality"] == first.step_metrics["top"]["quality"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FITTING_QUALITY_THRESHOLDS", '{"face": 0.5}'),
+        ("FITTING_QUALITY_THRESHOLDS", '{"identity": 2}'),
+        ("FITTING_QUALITY_POLICY", "retry"),
+        ("FITTING_QUALITY_GATE", "maybe"),
+    ],
+)
+def test_a_bad_quality_setting_stops_the_start_with_one_line(name, value):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FITTING_", "DJANGO_"))}
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings.local", name: value})
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"configuration error: {name} must be") and result.stderr.count("\n") == 1
