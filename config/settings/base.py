@@ -468,6 +468,10 @@ FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
 # The event stream: seconds between the poll backend's batched checks of every watched job
 # (below), between keepalive comments while nothing changes, and the longest it stays open.
 FITTING_EVENTS_POLL = env.float("FITTING_EVENTS_POLL", default=0.5)
+# The web process's first garbage-collector threshold (Python's default 700): a change sent to
+# thousands of event streams allocates a few objects per stream that live for one pass of the
+# event loop (bench/README.md §8). 0 leaves Python's default.
+WEB_GC_THRESHOLD = env.int("WEB_GC_THRESHOLD", default=50_000)
 FITTING_EVENTS_HEARTBEAT = env.float("FITTING_EVENTS_HEARTBEAT", default=15)
 FITTING_EVENTS_MAX_DURATION = env.float("FITTING_EVENTS_MAX_DURATION", default=FITTING_JOB_TIMEOUT + 120)
 # Webhooks: private and loopback receivers are refused unless this is on (local and test
