@@ -401,6 +401,11 @@ if FITTING_RESULT_CACHE_SCOPE not in ("owner", "global"):
 # content, garments up to that step, engine, model and prompt version; whose jobs count:
 # FITTING_RESULT_CACHE_SCOPE), and only the remaining steps call the engine.
 FITTING_STEP_CACHE = env.bool("FITTING_STEP_CACHE", default=True)
+# Megabytes of decoded catalogue images each worker process keeps (by content hash; least
+# recently used first out): a garment worn in many jobs is decoded once. 0 turns it off.
+FITTING_GARMENT_CACHE_MB = env.int("FITTING_GARMENT_CACHE_MB", default=32)
+if FITTING_GARMENT_CACHE_MB < 0:
+    config_error(f"FITTING_GARMENT_CACHE_MB must be 0 or more, not {FITTING_GARMENT_CACHE_MB}")
 # The quality gate (issue 22, fitting/quality/): every generative step's answer is checked
 # before it is stored (changed, identity, scene, garment, not_product); a failed check sends
 # the step again with a new seed, up to FITTING_QUALITY_RETRIES more calls (within the job's
