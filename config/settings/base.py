@@ -402,6 +402,11 @@ if FITTING_RESULT_CACHE_SCOPE not in ("owner", "global"):
 # content, garments up to that step, engine, model and prompt version; whose jobs count:
 # FITTING_RESULT_CACHE_SCOPE), and only the remaining steps call the engine.
 FITTING_STEP_CACHE = env.bool("FITTING_STEP_CACHE", default=True)
+# Megabytes of decoded catalogue images each worker process keeps (by content hash; least
+# recently used first out): a garment worn in many jobs is decoded once. 0 turns it off.
+FITTING_GARMENT_CACHE_MB = env.int("FITTING_GARMENT_CACHE_MB", default=32)
+if FITTING_GARMENT_CACHE_MB < 0:
+    config_error(f"FITTING_GARMENT_CACHE_MB must be 0 or more, not {FITTING_GARMENT_CACHE_MB}")
 # Prompt variants (fitting/prompts.py): JSON {version: weight}, e.g. {"v4": 80, "v5": 20}. Each
 # new Gemini job gets a version by weight, decided by its id (the same id, the same version);
 # the job is pinned to it like to its model. Unset: every job gets the default version.
