@@ -222,7 +222,9 @@ def test_the_cache_key_separates_num_samples_and_seeds(user, photo, catalogue):
     assert key(num_samples=1, seed=None) == key()  # the keys of jobs made before stay
 
 
-def test_a_result_serves_only_requests_with_the_same_num_samples_and_seed(fake_gemini, settings, user, photo, catalogue):
+def test_a_result_serves_only_requests_with_the_same_num_samples_and_seed(
+    fake_gemini, settings, user, photo, catalogue
+):
     settings.FITTING_RESULT_CACHE = True
     first = run_now(start_job(user, photo, catalogue["top"], num_samples=2, seed=5))
     assert first.status == "completed" and len(fake_gemini.image_requests) == 2
@@ -246,7 +248,9 @@ def test_step_reuse_needs_the_same_num_samples_and_seed(fake_gemini, settings, u
     assert not more_samples.images.exists()
 
 
-def test_deleting_a_job_removes_its_candidate_files(fake_gemini, user, photo, catalogue, django_capture_on_commit_callbacks):
+def test_deleting_a_job_removes_its_candidate_files(
+    fake_gemini, user, photo, catalogue, django_capture_on_commit_callbacks
+):
     job = run_now(start_job(user, photo, catalogue["top"], num_samples=3))
     assert job.status == "completed"
     names = [row.image.name for row in StepAttempt.objects.filter(job=job, candidate_rank__isnull=False)]
