@@ -16,9 +16,10 @@ from core.openapi import NOT_FOUND, UNAUTHENTICATED, error
 from core.throttling import AtomicUserRateThrottle
 from fitting.models import Category, Status, WebhookEvent
 from fitting.selectors import fitting_get, fitting_list, item_list
-from fitting.serializers import ItemOutputSerializer, JobOutputSerializer
+from fitting.serializers import ItemOutputSerializer, JobOutputSerializer, RatingSerializer
 from fitting.services.erasure import fitting_delete, photo_delete, user_delete
 from fitting.services.lifecycle import fitting_cancel
+from fitting.services.rating import fitting_rate, fitting_rating_delete
 from fitting.services.start import RequestedItem, WebhookRequest, fitting_start
 from fitting.webhooks import webhook_secret_get, webhook_secret_rotate
 from users.selectors import photo_get
@@ -47,7 +48,8 @@ class ItemListApi(APIView):
 WEBHOOK_DESCRIPTION = """Start a job: 202 with its id; follow it with GET, or its event stream, or a webhook.
 
 **Webhooks.** With `webhookUrl`, each event in `webhookEvents` (default: `fitting.completed`,
-`fitting.failed`, `fitting.timeout`, `fitting.canceled`; also `fitting.step_finished`) is
+`fitting.failed`, `fitting.timeout`, `fitting.canceled`; also `fitting.step_finished`, and
+`fitting.rated` when the owner rates the result, changes or removes the rating) is
 POSTed there as JSON `{"type": "<event>", "timestamp": "<when it happened>", "data": <the job,
 as GET /api/virtual-fitting/{jobId} showed it then>}`, with the Standard Webhooks headers
 `webhook-id` (`msg_…`, the same on every retry: deduplicate on it), `webhook-timestamp` (Unix
@@ -282,6 +284,49 @@ class FittingCancelApi(APIView):
         if job is None:  # deleted meanwhile
             raise NotFound()
         return Response(JobOutputSerializer(job, context={"request": request}).data, status=202)
+
+
+class FittingRatingApi(APIView):
+    @extend_schema(
+        operation_id="api_virtual_fitting_rating_update",
+        request=RatingSerializer,
+        responses={
+            200: RatingSerializer,
+            400: error(
+                "A score outside 1–5, an unknown reason, a comment over 500 characters.", ErrorCode.VALIDATION_ERROR
+            ),
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            409: error("The job is not completed: only a completed job can be rated.", ErrorCode.JOB_NOT_COMPLETED),
+        },
+    )
+    def put(self, request, job_id):
+        """Rate the result of a completed job of yours (1–5, with reasons and a comment).
+
+        One rating per job: a second PUT replaces it. Announced as `fitting.rated` to a webhook
+        subscribed to it.
+        """
+        job = fitting_get(user=request.user, job_id=job_id)
+        if job is None:
+            raise NotFound()
+        data = RatingSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        rating = fitting_rate(job=job, **data.validated_data)
+        if rating is None:  # deleted meanwhile
+            raise NotFound()
+        return Response(RatingSerializer(rating).data)
+
+    @extend_schema(
+        operation_id="api_virtual_fitting_rating_destroy",
+        responses={204: None, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+    )
+    def delete(self, request, job_id):
+        """Remove your rating of the job (204 also when it had none)."""
+        job = fitting_get(user=request.user, job_id=job_id)
+        if job is None:
+            raise NotFound()
+        fitting_rating_delete(job=job)
+        return Response(status=204)
 
 
 # --- erasure of photos and of the account: the jobs that used them go too (or keep working) --

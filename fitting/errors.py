@@ -102,6 +102,12 @@ class JobFinishedError(ServiceError):
     default_message = _("The job has already finished.")
 
 
+class JobNotCompletedError(ServiceError):
+    code = ErrorCode.JOB_NOT_COMPLETED
+    status = 409
+    default_message = _("Only a completed job can be rated.")
+
+
 class JobPhotoDeletedError(NotReprocessableError):
     default_message = _("The job's photo was deleted, so the job cannot be run again.")
 

@@ -72,6 +72,7 @@ class JobEvent(StrEnum):
     CANCELED = "fitting.canceled"
     REQUEUED = "fitting.requeued"  # reprocessed: processing again, as a new attempt
     DELETED = "fitting.deleted"
+    RATED = "fitting.rated"  # its owner rated it, changed the rating or removed it
 
 
 class WebhookEvent(models.TextChoices):
@@ -82,6 +83,7 @@ class WebhookEvent(models.TextChoices):
     FAILED = JobEvent.FAILED.value, JobEvent.FAILED.value
     TIMEOUT = JobEvent.TIMEOUT.value, JobEvent.TIMEOUT.value
     CANCELED = JobEvent.CANCELED.value, JobEvent.CANCELED.value
+    RATED = JobEvent.RATED.value, JobEvent.RATED.value
 
 
 # Without webhookEvents: the events that end a job.
@@ -290,6 +292,49 @@ class FittingResultImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.step}"
+
+
+# --- ratings from users ---------------------------------------------------------------------
+class RatingReason(models.TextChoices):
+    """What a user found wrong with a result (a fixed list, so the reasons can be counted)."""
+
+    FACE_CHANGED = "face_changed", _("the face changed")
+    GARMENT_WRONG = "garment_wrong", _("the garment is wrong")
+    FIT = "fit", _("the fit")
+    COLOUR = "colour", _("the colour")
+    BACKGROUND = "background", _("the background")
+    ARTIFACTS = "artifacts", _("artifacts")
+    OTHER = "other", _("other")
+
+
+RATING_SCORES = range(1, 6)
+RATING_COMMENT_MAX = 500
+
+
+class FittingRating(models.Model):
+    """Its owner's rating of a completed job: one per job (a new one replaces it), gone with the job."""
+
+    job = models.OneToOneField(FittingResult, on_delete=models.CASCADE, related_name="rating", verbose_name=_("job"))
+    score = models.PositiveSmallIntegerField(_("score"), choices=[(s, str(s)) for s in RATING_SCORES])
+    reasons = models.JSONField(_("reasons"), default=list, blank=True)  # RatingReason values, in its order
+    comment = models.TextField(_("comment"), max_length=RATING_COMMENT_MAX, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("user rating")
+        verbose_name_plural = _("user ratings")
+        constraints = [
+            models.CheckConstraint(condition=Q(score__gte=1) & Q(score__lte=5), name="rating_score_valid"),
+        ]
+        indexes = [models.Index(fields=["score"], name="rating_score")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.score}"
+
+    def reason_labels(self) -> list[str]:
+        labels = dict(RatingReason.choices)
+        return [str(labels.get(reason, reason)) for reason in self.reasons]
 
 
 def attempt_upload_to(instance: StepAttempt, filename: str) -> str:

@@ -103,7 +103,7 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
     done: dict[str, FittingResultImage] = {image.step: image for image in job.images.all()}
     step: str | None = job.first_unfinished_step()
     try:
-        engine = get_engine(engine_name)
+        engine = get_engine(engine_name, prompt_version=job.prompt_version)  # the job's prompts
         if engine.identity != job.engine_identity:
             # Not left for "a right worker": every node takes from one queue, so nothing
             # could route it there. It fails before anything is made, and an explicit

@@ -30,7 +30,12 @@ def job_prefetches() -> tuple:
 
 def fitting_list(*, user: AbstractBaseUser) -> QuerySet[FittingResult]:
     """The user's jobs, newest first, with what the API shows prefetched (fixed query count)."""
-    return FittingResult.objects.filter(owner=user).prefetch_related(*job_prefetches()).order_by("-created_at", "-id")
+    return (
+        FittingResult.objects.filter(owner=user)
+        .select_related("rating")
+        .prefetch_related(*job_prefetches())
+        .order_by("-created_at", "-id")
+    )
 
 
 def fitting_get(*, user: AbstractBaseUser, job_id) -> FittingResult | None:
@@ -48,7 +53,7 @@ def fitting_is_current(*, job: FittingResult) -> bool:
 
 def fitting_with_details(*, job_id) -> FittingResult | None:
     """Any user's job with what the API shows prefetched (the event streams' one read of a change)."""
-    return FittingResult.objects.filter(id=job_id).prefetch_related(*job_prefetches()).first()
+    return FittingResult.objects.filter(id=job_id).select_related("rating").prefetch_related(*job_prefetches()).first()
 
 
 def fitting_stamps(*, job_ids: Iterable) -> dict[str, datetime]:

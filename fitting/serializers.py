@@ -9,7 +9,7 @@ from rest_framework import serializers
 from core.media import media_url
 from fitting.engines.identity import GENERATIVE_ENGINES
 from fitting.errors import job_error_message
-from fitting.models import ImageStep, Status, WebhookEvent
+from fitting.models import RATING_COMMENT_MAX, RATING_SCORES, ImageStep, RatingReason, Status, WebhookEvent
 
 
 @extend_schema_serializer(component_name="Item")
@@ -63,6 +63,25 @@ class JobEngineSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_serializer(component_name="Rating")
+class RatingSerializer(serializers.Serializer):
+    """The owner's rating of a completed job: as PUT takes it, and as GET shows it (with its times)."""
+
+    score = serializers.IntegerField(min_value=min(RATING_SCORES), max_value=max(RATING_SCORES))
+    reasons = serializers.ListField(
+        child=serializers.ChoiceField(choices=RatingReason.values),
+        required=False,
+        default=list,
+        max_length=len(RatingReason.values) * 2,
+        help_text="What was wrong, from a fixed list; each counted once.",
+    )
+    comment = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=RATING_COMMENT_MAX, trim_whitespace=True
+    )
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+
 @extend_schema_serializer(component_name="Job")
 class JobOutputSerializer(serializers.Serializer):
     """The job as clients see it; also the payload of each event of the event stream."""
@@ -100,6 +119,12 @@ class JobOutputSerializer(serializers.Serializer):
     webhookEvents = serializers.ListField(
         source="webhook_events", child=serializers.ChoiceField(choices=WebhookEvent.choices)
     )
+    rating = serializers.SerializerMethodField(help_text="The owner's rating of the result; null when none.")
+
+    @extend_schema_field(RatingSerializer(allow_null=True))
+    def get_rating(self, job) -> dict | None:
+        rating = getattr(job, "rating", None)  # the reverse one-to-one: AttributeError when there is none
+        return RatingSerializer(rating).data if rating is not None else None
 
     def get_aiGenerated(self, job) -> bool:
         return job.engine in GENERATIVE_ENGINES

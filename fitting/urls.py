@@ -5,6 +5,7 @@ from fitting.apis import (
     FittingCancelApi,
     FittingDetailApi,
     FittingListCreateApi,
+    FittingRatingApi,
     ItemListApi,
     PhotoDetailApi,
     WebhookSecretApi,
@@ -18,6 +19,7 @@ urlpatterns = [
     path("virtual-fitting/<uuid:job_id>", FittingDetailApi.as_view(), name="fitting-detail"),
     path("virtual-fitting/<uuid:job_id>/cancel", FittingCancelApi.as_view(), name="fitting-cancel"),
     path("virtual-fitting/<uuid:job_id>/events", job_events, name="fitting-events"),
+    path("virtual-fitting/<uuid:job_id>/rating", FittingRatingApi.as_view(), name="fitting-rating"),
     path("webhooks/secret", WebhookSecretApi.as_view(), name="webhook-secret"),
     path("webhooks/secret/rotate", WebhookSecretRotateApi.as_view(), name="webhook-secret-rotate"),
     # Erasure of a photo or of the account: here, because the jobs that used them go too.

@@ -141,7 +141,7 @@ def webhook_record(*, job_id: str, event: str) -> WebhookDelivery | None:
     subscription = FittingResult.objects.filter(id=job_id).values("webhook_url", "webhook_events").first()
     if not subscription or not subscription["webhook_url"] or event not in subscription["webhook_events"]:
         return None
-    job = FittingResult.objects.filter(id=job_id).prefetch_related(*job_prefetches()).first()
+    job = FittingResult.objects.filter(id=job_id).select_related("rating").prefetch_related(*job_prefetches()).first()
     if job is None:  # deleted meanwhile
         return None
     now = timezone.now()

@@ -189,6 +189,24 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
     message = page.get_by_test_id("llm-message").inner_text()
     assert 0 < len(message) <= 50 and "no message" not in message
 
+    # Stars under the result: rate it, with a reason and a comment; the API has the rating.
+    rating = page.get_by_test_id("rating")
+    expect(rating).to_be_visible()
+    expect(page.get_by_test_id("rating-save")).to_be_disabled()
+    page.get_by_test_id("star-4").click()
+    expect(page.get_by_test_id("star-4")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_test_id("star-5")).to_have_attribute("aria-pressed", "false")
+    rating.locator('input[value="colour"]').check()
+    page.get_by_test_id("rating-comment").fill("색이 조금 달라요")
+    page.get_by_test_id("rating-save").click()
+    expect(rating).to_have_attribute("data-score", "4")
+    expect(page.get_by_test_id("rating-status")).to_contain_text("4/5")
+    job_id = page.get_by_test_id("job-status").get_attribute("data-job-id")
+    saved = page.evaluate(
+        "id => fetch(`/api/virtual-fitting/${id}`, {credentials: 'same-origin'}).then(r => r.json())", job_id
+    )["rating"]
+    assert (saved["score"], saved["reasons"], saved["comment"]) == (4, ["colour"], "색이 조금 달라요")
+
     page.screenshot(path=str(ARTIFACTS / "demo-finished.png"), full_page=True)
     assert page.problems == []
 

@@ -123,3 +123,19 @@ def test_the_engine_is_sent_no_metadata(fake_gemini, user, phone_photo):
     assert len(sent) >= 4  # the photo (or the last step) and a garment, per step
     for number, data in enumerate(sent):
         assert_clean(data, f"inline image {number} sent to the engine")
+
+
+@pytest.mark.django_db
+def test_a_catalogue_image_is_stored_without_metadata():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from core.images import sha256_hex
+    from fitting.models import Item
+    from fitting.services.items import item_save
+
+    garment = item_save(
+        item=Item(name="tagged tee", category="top"), image=SimpleUploadedFile("tee.jpg", phone_jpeg((300, 300)))
+    )
+    stored = read(garment.image)
+    assert_clean(stored, "the stored catalogue image")
+    assert garment.content_hash == sha256_hex(stored)  # the hash follows the stored bytes

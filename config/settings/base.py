@@ -10,6 +10,7 @@ from django.utils.dateparse import parse_duration
 from config.env import BASE_DIR, config_error, env, url_with_query_defaults
 from config.storage import s3_storage
 from fitting.engines.catalog import default_prices as default_model_prices
+from fitting.prompts import parse_experiment as parse_prompt_experiment
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -406,6 +407,13 @@ if FITTING_RESULT_CACHE_SCOPE not in ("owner", "global"):
 # content, garments up to that step, engine, model and prompt version; whose jobs count:
 # FITTING_RESULT_CACHE_SCOPE), and only the remaining steps call the engine.
 FITTING_STEP_CACHE = env.bool("FITTING_STEP_CACHE", default=True)
+# Prompt variants (fitting/prompts.py): JSON {version: weight}, e.g. {"v4": 80, "v5": 20}. Each
+# new Gemini job gets a version by weight, decided by its id (the same id, the same version);
+# the job is pinned to it like to its model. Unset: every job gets the default version.
+try:
+    FITTING_PROMPT_EXPERIMENT = parse_prompt_experiment(env("FITTING_PROMPT_EXPERIMENT", default=""))
+except ValueError as exc:
+    config_error(str(exc))
 # The quality gate (issue 22, fitting/quality/): every generative step's answer is checked
 # before it is stored (changed, identity, scene, garment, not_product); a failed check sends
 # the step again with a new seed, up to FITTING_QUALITY_RETRIES more calls (within the job's

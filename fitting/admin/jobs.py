@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
@@ -24,7 +25,7 @@ from core.admin import thumbnail
 from fitting import costs
 from fitting.admin.common import JobInline, job_id_hex
 from fitting.admin.webhooks import WebhookDeliveryInline, deliveries_redeliver
-from fitting.engines import engine_identity
+from fitting.engines import can_run, engine_identity
 from fitting.errors import (
     JobEngineMismatchError,
     JobFinishedError,
@@ -32,6 +33,7 @@ from fitting.errors import (
     NotReprocessableError,
 )
 from fitting.models import (
+    RATING_SCORES,
     STEP_ORDER,
     Category,
     FittingResult,
@@ -66,6 +68,24 @@ class GarmentFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         # One garment per category and job (jobitem_one_per_category): no duplicate rows.
         return queryset.filter(items__category=self.value()) if self.value() else queryset
+
+
+class RatingFilter(admin.SimpleListFilter):
+    """Jobs by their owner's rating: a score, or not rated."""
+
+    title = _("user rating")
+    parameter_name = "rating"
+    NONE = "none"
+
+    def lookups(self, request, model_admin):
+        return [(str(score), "★" * score) for score in RATING_SCORES] + [(self.NONE, _("not rated"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.NONE:
+            return queryset.filter(rating__isnull=True)
+        if self.value() in {str(score) for score in RATING_SCORES}:
+            return queryset.filter(rating__score=int(self.value()))
+        return queryset
 
 
 def _format_duration(delta: timedelta) -> str:
@@ -256,6 +276,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         "error",
         "duration",
         "message",
+        "prompt_version",
         "cost",
         "created_at",
     )
@@ -265,6 +286,8 @@ class FittingResultAdmin(admin.ModelAdmin):
         GarmentFilter,
         "error_code",
         "engine",
+        "prompt_version",
+        RatingFilter,
         ("created_at", admin.DateFieldListFilter),
     )
     search_fields = ("owner__username", "owner__email", "llm_message")
@@ -280,6 +303,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         (_("Error"), {"fields": ("failed_step", "error_code", "error_message")}),
         (_("Result"), {"fields": ("llm_message", "engine", "model", "prompt_version", "cached")}),
         (_("Candidates"), {"fields": ("num_samples", "seed")}),
+        (_("User rating"), {"fields": ("user_rating",)}),
         (_("Webhook"), {"fields": ("webhook_url", "webhook_events")}),
         (_("Cost"), {"fields": ("input_tokens", "output_tokens", "cost")}),
         (
@@ -297,7 +321,7 @@ class FittingResultAdmin(admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = ("user_photo", "status_badge", "duration", "step_timings", "cost")
+    readonly_fields = ("user_photo", "status_badge", "duration", "step_timings", "cost", "user_rating")
 
     class Media:
         css = {"all": ("fitting/admin.css",)}
@@ -366,6 +390,22 @@ class FittingResultAdmin(admin.ModelAdmin):
             return "-"
         return format_html(
             '<span class="message" title="{}">{}</span>', obj.llm_message, Truncator(obj.llm_message).chars(28)
+        )
+
+    @admin.display(description=_("user rating"))
+    def user_rating(self, obj: FittingResult) -> SafeString | str:
+        rating = getattr(obj, "rating", None)  # the reverse one-to-one: AttributeError when there is none
+        if rating is None:
+            return str(_("not rated"))
+        reasons = ", ".join(rating.reason_labels()) or "-"
+        return format_html(
+            '<div class="rating"><strong title="{score}/5">{stars}</strong> {score}/5 · {reasons}'
+            '<div class="rating-comment">{comment}</div><small>{when}</small></div>',
+            score=rating.score,
+            stars="★" * rating.score + "☆" * (5 - rating.score),
+            reasons=reasons,
+            comment=rating.comment or "",
+            when=timezone.localtime(rating.updated_at).strftime("%Y-%m-%d %H:%M:%S"),
         )
 
     @admin.display(description=_("cost"))
@@ -491,5 +531,5 @@ class FittingResultAdmin(admin.ModelAdmin):
             and self.has_reprocess_permission(request)
         )
         # Pinned to another engine: only switching to this server's engine is offered.
-        context["other_engine"] = obj is not None and obj.engine_identity != engine_identity()
+        context["other_engine"] = obj is not None and not can_run(obj.engine_identity)
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -233,9 +233,18 @@ def log_model_probe() -> None:
 
 # --- the engine -----------------------------------------------------------------------------
 class GeminiEngine:
+    def __init__(self, prompt_version: str | None = None) -> None:
+        # The prompts it speaks (``prompts.PROMPT_SETS``): a job's pinned version, or the default.
+        self.prompt_version = prompt_version or prompts.DEFAULT_PROMPT_VERSION
+
     @property
     def identity(self) -> EngineIdentity:
-        return gemini_identity()  # read at each call: the image model is a setting
+        return gemini_identity(self.prompt_version)  # read at each call: the image model is a setting
+
+    # The version whose message prompt ``write_message`` speaks (the try-on engine has its own).
+    @property
+    def message_prompt_version(self) -> str:
+        return self.prompt_version
 
     def apply_garment(
         self,
@@ -254,7 +263,7 @@ class GeminiEngine:
         """
         deadline = _now() + timeout
         contents = [
-            types.Part.from_text(text=prompts.step_prompt(category)),
+            types.Part.from_text(text=prompts.step_prompt(category, self.prompt_version)),
             _image_part(person),
             _image_part(garment),
             _canvas_part(_input_size(canvas_size)),
@@ -276,11 +285,14 @@ class GeminiEngine:
         return StepResult(_read_image(response), usage=_usage(response))
 
     def write_message(self, *, outfit: Outfit, timeout: float, keep_going: KeepGoing | None = None) -> str | None:
-        """The text model's message about the final image (the seed's prompt; the garments are not sent)."""
+        """The text model's message about the final image (the prompt version's words; no garment image is sent)."""
+        prompt = prompts.message_prompt(
+            tuple(garment.category for garment in outfit.garments), self.message_prompt_version
+        )
         response = _generate(
             model=settings.GEMINI_TEXT_MODEL,
             setting="GEMINI_TEXT_MODEL",
-            contents=[types.Part.from_text(text=prompts.MESSAGE_PROMPT), _image_part(outfit.image)],
+            contents=[types.Part.from_text(text=prompt), _image_part(outfit.image)],
             config=types.GenerateContentConfig(),
             deadline=_now() + timeout,
             keep_going=keep_going,

@@ -35,9 +35,12 @@ class EngineIdentity:
 LOCAL_IDENTITY = EngineIdentity("local", "local-preview-1", "local-2")
 
 
-def gemini_identity() -> EngineIdentity:
-    """The Gemini engine's identity: its image model is a setting, its prompts are versioned."""
-    return EngineIdentity("gemini", settings.GEMINI_IMAGE_MODEL, prompts.PROMPT_VERSION)
+def gemini_identity(prompt_version: str | None = None) -> EngineIdentity:
+    """The Gemini engine's identity: its image model is a setting, its prompts are versioned.
+
+    ``prompt_version`` (one of ``prompts.PROMPT_SETS``) defaults to the default version.
+    """
+    return EngineIdentity("gemini", settings.GEMINI_IMAGE_MODEL, prompt_version or prompts.DEFAULT_PROMPT_VERSION)
 
 
 def gemini_models() -> list[tuple[str, str]]:
@@ -69,10 +72,31 @@ def engine_models(name: str) -> list[tuple[str, str]]:
     return []
 
 
-def identity_of(name: str) -> EngineIdentity:
-    """The identity the engine called ``name`` has in this process (with its settings)."""
+def prompt_versions_of(name: str) -> tuple[str, ...]:
+    """The prompt versions the engine called ``name`` can run a job with (the first: its default).
+
+    Only the Gemini engine has prompt variants; the others have one fixed version each.
+    """
     if name == "gemini":
-        return gemini_identity()
+        default = prompts.DEFAULT_PROMPT_VERSION
+        return (default, *(version for version in prompts.PROMPT_SETS if version != default))
+    if name == "vertex-tryon":
+        return (TRYON_VERSION,)
+    if name == "local":
+        return (LOCAL_IDENTITY.prompt_version,)
+    raise ValueError(f"unknown engine {name!r}: one of {', '.join(ENGINE_NAMES)}")
+
+
+def identity_of(name: str, prompt_version: str | None = None) -> EngineIdentity:
+    """The identity the engine called ``name`` has in this process (with its settings).
+
+    With ``prompt_version`` (one of ``prompt_versions_of(name)``; ValueError otherwise): the
+    identity it has when it runs a job pinned to that version.
+    """
+    if prompt_version is not None and prompt_version not in prompt_versions_of(name):
+        raise ValueError(f"the engine {name!r} has no prompt version {prompt_version!r}")
+    if name == "gemini":
+        return gemini_identity(prompt_version)
     if name == "vertex-tryon":
         return vertex_tryon_identity()
     if name == "local":

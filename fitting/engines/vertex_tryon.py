@@ -26,6 +26,8 @@ from fitting.engines.gemini import GeminiEngine, call_with_retries, encode_input
 from fitting.engines.identity import EngineIdentity, vertex_tryon_identity
 from fitting.errors import EngineBadImageError, EngineBlockedError, EngineNoImageError
 
+# The prompt version of the message (``GeminiEngine.write_message``): pinned, part of TRYON_VERSION.
+TRYON_MESSAGE_PROMPT_VERSION = "v4"
 # Lossless between steps: each step's output is the next one's person image.
 OUTPUT_MIME_TYPE = "image/png"
 
@@ -36,6 +38,12 @@ class VertexTryOnEngine(GeminiEngine):
     @property
     def identity(self) -> EngineIdentity:
         return vertex_tryon_identity()  # read at each call: the model is a setting
+
+    @property
+    def message_prompt_version(self) -> str:
+        # Its message is the seed's (v4's) for good: its identity (TRYON_VERSION) names no prompt
+        # version, so a prompt experiment never changes it.
+        return TRYON_MESSAGE_PROMPT_VERSION
 
     def apply_garment(
         self,

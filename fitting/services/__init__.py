@@ -6,4 +6,5 @@
 - ``lifecycle``: cancel, the stale-job sweep, requeue, reprocess.
 - ``erasure``: delete a job, a photo, a user, with their files (the retention too).
 - ``items``: the catalogue's item writes.
+- ``rating``: the owner's rating of a completed job.
 """

@@ -35,7 +35,8 @@ def rows_lock(rows: QuerySet) -> bool:
 
 
 def jobs_delete(jobs: QuerySet[FittingResult]) -> int:
-    """Delete jobs with their rows; their files go after the commit unless another row names them.
+    """Delete jobs with their rows (garments, images, the owner's rating, webhook deliveries); their
+    files go after the commit unless another row names them.
 
     Each job's deletion is announced (its event streams end). Returns how many were deleted.
     """

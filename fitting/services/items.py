@@ -12,10 +12,22 @@ from core.files import file_delete_quietly, file_store_new
 from fitting.models import Item
 
 
+def item_image_clean(data: bytes) -> tuple[bytes, str]:
+    """The garment image as it is stored: checked (a coded error if not acceptable), upright,
+    in sRGB, at most PHOTO_MAX_SIDE (as a job decodes it), with no metadata block left
+    (EXIF, XMP, IPTC, comments, ICC): a PNG when it has transparency (a cut-out), else a
+    JPEG. Returns the bytes and their file extension; the same input gives the same bytes.
+    """
+    image = images.decode(data, max_side=settings.PHOTO_MAX_SIDE)  # never at full size
+    if "A" in image.getbands():
+        return images.encode_png(image), ".png"
+    return images.encode_result(image), ".jpg"
+
+
 def item_image_check(data: bytes) -> str:
-    """Check that ``data`` is an acceptable garment image (a coded error if not); its content hash."""
-    images.decode(data, max_side=settings.PHOTO_MAX_SIDE)  # as a job decodes it: never at full size
-    return images.sha256_hex(data)
+    """Check that ``data`` is an acceptable garment image (a coded error if not); the content
+    hash of the image as it would be stored (what the result cache and the feed compare)."""
+    return images.sha256_hex(item_image_clean(data)[0])
 
 
 def item_save(*, item: Item, image: File | None = None) -> Item:
@@ -28,9 +40,9 @@ def item_save(*, item: Item, image: File | None = None) -> Item:
         item.save()
         return item
     image.seek(0)
-    data = image.read()
-    item.content_hash = item_image_check(data)
-    file_store_new(item.image, Path(image.name).name, data)
+    data, extension = item_image_clean(image.read())
+    item.content_hash = images.sha256_hex(data)
+    file_store_new(item.image, Path(image.name).stem + extension, data)
     try:
         item.save()
     except BaseException:

@@ -14,8 +14,8 @@ from django.utils.translation import gettext as _
 from core.files import files_delete_unreferenced
 from core.logcontext import log_context
 from fitting import metrics, notify
-from fitting.engines import engine_identity
-from fitting.engines.identity import EngineIdentity
+from fitting.engines import can_run, engine_identity
+from fitting.engines.identity import EngineIdentity, prompt_versions_of
 from fitting.errors import (
     FailureCode,
     JobEngineMismatchError,
@@ -119,14 +119,16 @@ def fitting_reprocess_switch(*, job: FittingResult, engine: str | None) -> Engin
     ENGINE_MISMATCH. With ``engine`` it is that engine's identity, if it differs.
     """
     if engine is None:
-        here = engine_identity()
-        if job.engine_identity != here:
+        if not can_run(job.engine_identity):
+            here = engine_identity()
             raise JobEngineMismatchError(
                 _("The job was made by %(job)s; this process runs %(here)s. Name the engine to switch to.")
                 % {"job": job.engine_identity, "here": here}
             )
         return None
-    target = engine_identity(engine)
+    # The job keeps its prompt version when the engine switched to has it (a new model, say).
+    keep = job.prompt_version if job.prompt_version in prompt_versions_of(engine) else None
+    target = engine_identity(engine, prompt_version=keep)
     return target if target != job.engine_identity else None
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +24,7 @@ from core.errors import QuotaExceededError
 from core.logcontext import log_context
 from core.media import media_name
 from fitting import costs
-from fitting.engines import engine_identity
+from fitting.engines import assign_identity
 from fitting.errors import (
     CategoryConflictError,
     DuplicateCategoryError,
@@ -210,9 +211,11 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook
         webhook_url_check(webhook.url)  # resolves the host: before any row is locked or written
     if not rows_lock(UserImage.objects.filter(id=photo.id)):  # deleted meanwhile (photo_delete holds the lock)
         raise PhotoRequiredError(field="userPhotoUrl")
-    identity = engine_identity()
+    job_id = uuid.uuid4()
+    identity = assign_identity(job_id)  # with its prompt version (FITTING_PROMPT_EXPERIMENT)
     now = timezone.now()
     job = FittingResult.objects.create(
+        id=job_id,
         owner=user,
         user_image=photo,
         engine=identity.name,

@@ -210,7 +210,16 @@ def test_job_detail_is_owner_only(api, photo, catalogue, other_user):
     assert data["jobId"] == job_id
     assert data["status"] == "processing"
     assert data["items"] == [{"itemId": catalogue["top"].id, "category": "top", "order": 1}]
-    assert data["steps"] == [{"category": "top", "status": "pending", "imageUrl": None, "cached": False}]
+    assert data["steps"] == [
+        {
+            "category": "top",
+            "status": "pending",
+            "imageUrl": None,
+            "cached": False,
+            "attempts": 0,
+            "qualityPassed": None,
+        }
+    ]
     assert data["error"] is None and data["resultImageUrl"] is None
     intruder = APIClient()
     intruder.force_authenticate(other_user)

@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 from PIL import Image
 
 from fitting.models import Item
+from fitting.services.items import item_image_clean
 from tests.factories import image_bytes, make_item
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -151,8 +152,9 @@ def test_a_json_feed_creates_items_skips_bad_rows_and_a_second_run_changes_nothi
     assert set(items) == {"sku-1", "sku-2", "3"}
     assert (items["sku-1"].name, items["sku-1"].category, items["sku-1"].is_active) == ("Navy tee", "top", True)
     served = (host.root / "astronaut.png").read_bytes()
-    assert items["3"].content_hash == hashlib.sha256(served).hexdigest()
-    assert items["3"].image.read() == served
+    stored = items["3"].image.read()
+    assert stored == item_image_clean(served)[0]  # stored as checked: no metadata block
+    assert items["3"].content_hash == hashlib.sha256(stored).hexdigest()
     assert items["sku-2"].image.name.endswith(".jpg")
     files = item_files(media_root)
     assert len(files) == 3
@@ -179,7 +181,10 @@ def test_a_changed_row_updates_its_item_and_replaces_its_image(host, images, med
     after = {item.external_id: item for item in Item.objects.all()}
     assert {k: v.id for k, v in after.items()} == {k: v.id for k, v in before.items()}  # same rows
     assert after["sku-2"].name == "Stone chinos"
-    assert after["sku-1"].content_hash == hashlib.sha256((host.root / "tee.png").read_bytes()).hexdigest()
+    assert (
+        after["sku-1"].content_hash
+        == hashlib.sha256(item_image_clean((host.root / "tee.png").read_bytes())[0]).hexdigest()
+    )
     assert after["sku-1"].image.name != old_top_file
     assert old_top_file.rsplit("/", 1)[-1] not in item_files(media_root)  # the old file is gone
     assert len(item_files(media_root)) == 3

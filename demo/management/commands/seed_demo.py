@@ -11,9 +11,8 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from core import images
 from fitting.models import Item
-from fitting.services.items import item_save
+from fitting.services.items import item_image_check, item_save
 from users.services import photo_create, token_issue
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "samples"
@@ -53,7 +52,7 @@ class Command(BaseCommand):
 
         for stem, name in CATALOGUE.items():
             path = self._find(stem)
-            if Item.objects.filter(content_hash=images.sha256_hex(path.read_bytes())).exists():
+            if Item.objects.filter(content_hash=item_image_check(path.read_bytes())).exists():
                 continue
             with path.open("rb") as handle:
                 item_save(item=Item(name=name, category=stem.split("_", 1)[0]), image=File(handle, name=path.name))

@@ -140,6 +140,7 @@
       $("disclosure").dataset.aiGenerated = String(job.aiGenerated);
       $("result").hidden = false;
       renderCandidates(job.candidates || []);
+      showRating(job);
     }
     if (job.status === "failed" || job.status === "timeout") {
       const where = job.failedStep ? `${job.failedStep} 단계에서 실패 · failed at ${job.failedStep}` : "실패 · failed";
@@ -163,6 +164,53 @@
     box.hidden = candidates.length < 2;
   }
 
+  // --- the rating (stars under the result) -----------------------------------------------
+  let ratedJob = null;
+
+  function chooseScore(score) {
+    $("rating").dataset.chosen = String(score);
+    for (const star of $("rating").querySelectorAll(".star")) {
+      star.setAttribute("aria-pressed", String(Number(star.dataset.score) <= score));
+    }
+    $("rating-save").disabled = !score;
+  }
+
+  function showSaved(rating) {
+    $("rating").dataset.score = rating ? String(rating.score) : "";
+    $("rating-clear").hidden = !rating;
+    $("rating-status").textContent = rating ? `평가 저장됨 · saved (${rating.score}/5)` : "";
+  }
+
+  function showRating(job) {
+    if (ratedJob === job.jobId) return;  // a later event of the same job keeps what is being edited
+    ratedJob = job.jobId;
+    const rating = job.rating;
+    chooseScore(rating ? rating.score : 0);
+    for (const box of $("rating").querySelectorAll('input[name="reason"]')) {
+      box.checked = Boolean(rating && rating.reasons.includes(box.value));
+    }
+    $("rating-comment").value = rating ? rating.comment : "";
+    showSaved(rating);
+    $("rating").hidden = false;
+  }
+
+  async function saveRating(event) {
+    event.preventDefault();
+    const reasons = [...$("rating").querySelectorAll('input[name="reason"]:checked')].map((box) => box.value);
+    const body = {score: Number($("rating").dataset.chosen), reasons, comment: $("rating-comment").value};
+    const result = await api("PUT", `/api/virtual-fitting/${ratedJob}/rating`, body);
+    if (!result.ok) { $("rating-status").textContent = describe(result.data, result.status); return; }
+    showSaved(result.data);
+  }
+
+  async function clearRating() {
+    const result = await api("DELETE", `/api/virtual-fitting/${ratedJob}/rating`);
+    if (!result.ok) { $("rating-status").textContent = describe(result.data, result.status); return; }
+    chooseScore(0);
+    showSaved(null);
+    $("rating-status").textContent = "평가 지움 · removed";
+  }
+
   function follow(jobId) {
     if (stream) stream.close();
     stream = new EventSource(`/api/virtual-fitting/${jobId}/events`);
@@ -179,6 +227,8 @@
     showError("");
     $("result").hidden = true;
     $("candidates").hidden = true;
+    $("rating").hidden = true;
+    ratedJob = null;
     const photo = document.querySelector('input[name="photo"]:checked');
     const items = [];
     for (const [category] of CATEGORIES) {
@@ -203,6 +253,11 @@
     if (event.target.files.length) upload(event.target.files[0]);
   });
   $("start").addEventListener("click", start);
+  for (const star of $("rating").querySelectorAll(".star")) {
+    star.addEventListener("click", () => chooseScore(Number(star.dataset.score)));
+  }
+  $("rating").addEventListener("submit", saveRating);
+  $("rating-clear").addEventListener("click", clearRating);
   loadPhotos();
   loadCatalogue();
 })();

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('fitting', '0019_quality_gate'),
+        ('fitting', '0020_ratings'),
     ]
 
     operations = [
