@@ -61,6 +61,15 @@ other answer, including a redirect (never followed), ends the delivery. The URL 
 http(s) and resolve to public addresses only, when posted and at each delivery."""
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """An integer: a JSON number without a fraction, or its digits as a string; never a boolean."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class FittingStartThrottle(AtomicUserRateThrottle):
     """Per-user rate of starting jobs (FITTING_START_RATE); 429 THROTTLED with Retry-After."""
 
@@ -97,6 +106,34 @@ class FittingListCreateApi(APIView):
             max_length=len(WebhookEvent.choices),
             help_text=_lazy("The events to POST (default: the terminal ones). Only with webhookUrl."),
         )
+
+        numSamples = StrictIntegerField(
+            required=False,
+            min_value=1,
+            max_value=4,
+            help_text=_lazy(
+                "Candidates per step (1 to 4, and at most FITTING_MAX_SAMPLES; default 1): the best of them "
+                "goes on, and the last step's are all kept (`candidates`, best first). Each is an engine call "
+                "with Gemini; the local engine makes one whatever is asked."
+            ),
+        )
+        seed = StrictIntegerField(
+            required=False,
+            allow_null=True,
+            min_value=0,
+            max_value=2**31 - 1,
+            help_text=_lazy(
+                "Makes the result repeatable where the engine takes a seed: candidate k is made with seed + k. "
+                "Part of the result-cache key."
+            ),
+        )
+
+        def validate_numSamples(self, value):
+            if value > settings.FITTING_MAX_SAMPLES:
+                raise ValidationFailed(
+                    _("numSamples is at most %(max)d.") % {"max": settings.FITTING_MAX_SAMPLES}, field="numSamples"
+                )
+            return value
 
         def validate(self, data):
             if data.get("webhookEvents") and not data.get("webhookUrl"):
@@ -196,6 +233,8 @@ class FittingListCreateApi(APIView):
             ],
             idempotency_key=key,
             webhook=webhook,
+            num_samples=data.validated_data.get("numSamples", 1),
+            seed=data.validated_data.get("seed"),
         )
         headers = {"Location": reverse("fitting-detail", kwargs={"job_id": job.id})}
         if replayed:

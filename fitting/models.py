@@ -186,6 +186,10 @@ class FittingResult(models.Model):
     webhook_url = models.CharField(_("webhook URL"), max_length=2000, blank=True)
     webhook_events = models.JSONField(_("webhook events"), default=list, blank=True)
     request_origin = models.CharField(_("request origin"), max_length=300, blank=True)
+    # Candidates each step asks for (numSamples, issue 23): the best goes on, the last step's all kept.
+    num_samples = models.PositiveSmallIntegerField(_("candidates per step"), default=1)
+    # The request's seed (0 to 2**31-1), NULL when none was given: candidate k uses seed + k.
+    seed = models.BigIntegerField(_("seed"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     enqueued_at = models.DateTimeField(_("enqueued at"), null=True, blank=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
@@ -345,10 +349,11 @@ class AttemptResult(models.TextChoices):
     REJECTED = "rejected", _("rejected")  # failed a check: asked again, or none passed
     BEST = "best", _("kept as the best")  # none passed; FITTING_QUALITY_POLICY=accept_best kept it
     UNCHECKED = "unchecked", _("not checked")  # FITTING_QUALITY_GATE=off
+    OUTRANKED = "outranked", _("outranked by another candidate")  # numSamples > 1: not the best of its call
 
 
 class StepAttempt(models.Model):
-    """One engine call of a step, with the quality checks' scores (issue 22).
+    """One engine call of a step (one candidate of it: ``sample``), with the quality checks' scores (issue 22).
 
     Every attempt is kept: the one the step kept names the step image's file (no copy), a
     rejected one its own file under ``attempts/``; all go with the job.
@@ -359,6 +364,11 @@ class StepAttempt(models.Model):
     )
     category = models.CharField(_("step"), max_length=10, choices=Category.choices)
     number = models.PositiveSmallIntegerField(_("attempt"))  # 1, 2, … within the step
+    # Which of the attempt's numSamples candidates (0, 1, …): all share ``number``.
+    sample = models.PositiveSmallIntegerField(_("candidate"), default=0)
+    # The job's candidates (the last step's kept call, issue 23): 0 is the result, 1… the others
+    # best first; NULL for every other attempt.
+    candidate_rank = models.PositiveSmallIntegerField(_("candidate rank"), null=True, blank=True)
     seed = models.BigIntegerField(_("seed"), null=True, blank=True)
     # fitting.quality.Assessment.as_json(), plus "judge" when the judge ran; {} when not checked.
     scores = models.JSONField(_("scores"), default=dict, blank=True)

@@ -11,7 +11,7 @@ import functools
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from core import images
 from core.logcontext import log_context
 from fitting.engines import get_engine
 from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit, StepAbandoned
+from fitting.engines.sampling import apply_garment_samples, calls_for, sample_count
 from fitting.errors import (
     DeadlineExceeded,
     EngineMismatchError,
@@ -41,6 +42,7 @@ from fitting.services.progress import (
     fitting_complete,
     fitting_fail,
     fitting_step_finished,
+    fitting_step_retried,
     fitting_step_started,
 )
 
@@ -131,6 +133,7 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
         start = last_row.image if last_row else job.user_image.image
         current = images.to_canvas(_read_image(start, PhotoUnreadableError), canvas_size)
         garments: list[AppliedGarment] = []
+        last_step = items[-1].category if items else None
         for job_item in items:
             step = job_item.category
             garment = _read_image(job_item.item.image, ItemImageUnreadableError, garment=True)
@@ -141,7 +144,8 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
                 left = _seconds_left(job.deadline_at)
                 if left <= 0:
                     raise DeadlineExceeded()
-                fitting_step_started(job=job, step=step)  # counts the engine call that follows
+                # Counts the engine calls that follow (one per candidate with Gemini).
+                fitting_step_started(job=job, step=step, calls=calls_for(engine, sample_count(engine, job.num_samples)))
                 started = time.monotonic()
                 kept = _gated_step(engine, job, person=current, garment=garment, step=step, canvas_size=canvas_size)
                 latency_ms = round((time.monotonic() - started) * 1000)
@@ -155,6 +159,9 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
                     attempt=kept.attempt if kept.best is None else None,
                     best=kept.best,
                     attempts=kept.attempts,
+                    others=kept.others,
+                    other_rows=kept.other_rows,
+                    candidates=step == last_step,
                 )
                 logger.info("job %s: step %s made in %s ms", job.id, step, latency_ms)
         step = None
@@ -179,11 +186,17 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
 # --- the quality gate (issue 22) ------------------------------------------------------------
 @dataclass
 class KeptAttempt:
-    """What a step keeps: the passing (or unchecked) ``attempt``, or the stored ``best`` of none."""
+    """What a step keeps: the passing (or unchecked) ``attempt``, or the stored ``best`` of none.
+
+    numSamples > 1: ``others`` are the other candidates of the kept call, best first, not yet
+    stored; ``other_rows`` the same, already stored as rejected (accept_best kept ``best``).
+    """
 
     attempt: AttemptMade
     attempts: int
     best: StepAttempt | None = None
+    others: list[AttemptMade] = field(default_factory=list)
+    other_rows: list[StepAttempt] = field(default_factory=list)
 
     @property
     def image(self) -> Image.Image:
@@ -205,23 +218,28 @@ def _gated_step(
 ) -> KeptAttempt:
     """Call the engine for one step and keep an answer the quality checks pass.
 
-    Each answer is fitted to the canvas and assessed (``fitting.quality``) before it is
-    stored. A failed one is kept as a rejected attempt and the step is sent again with the
-    same inputs and a new seed, up to FITTING_QUALITY_RETRIES more calls: never with less
-    than MIN_ATTEMPT_SECONDS of the deadline left, never once the job is canceled (asked
-    before each retry: StepAbandoned). A deterministic engine (the local one) is checked but
-    never asked again, and its answer is kept whatever the checks say. When no attempt
-    passes: FITTING_QUALITY_POLICY "fail" raises QualityCheckFailedError, "accept_best" keeps
-    the best-scoring one. FITTING_QUALITY_GATE=off: one call, unchecked.
+    Each call (a round) asks for the job's numSamples candidates (``fitting.engines.sampling``;
+    a deterministic engine makes one). Each answer is fitted to the canvas and assessed
+    (``fitting.quality``) before it is stored; the candidates are ranked by (passed, score)
+    and the best one is kept. When none passes, they are kept as rejected attempts and the
+    step is sent again with the same inputs and new seeds, up to FITTING_QUALITY_RETRIES
+    more rounds: never with less than MIN_ATTEMPT_SECONDS of the deadline left, never once
+    the job is canceled (asked before each retry: StepAbandoned). A deterministic engine
+    (the local one) is checked but never asked again, and its answer is kept whatever the
+    checks say. When no round passes: FITTING_QUALITY_POLICY "fail" raises
+    QualityCheckFailedError, "accept_best" keeps the best-scoring one (with the rest of its
+    round as the other candidates). FITTING_QUALITY_GATE=off: one round, unchecked, the
+    candidates in the order they were asked for.
     """
     keep_going = functools.partial(fitting_is_current, job=job)
     gate = settings.FITTING_QUALITY_GATE == "on"
     deterministic = bool(getattr(engine, "deterministic", False))
-    calls = 1 if not gate or deterministic else 1 + settings.FITTING_QUALITY_RETRIES
+    count = sample_count(engine, job.num_samples)
+    rounds = 1 if not gate or deterministic else 1 + settings.FITTING_QUALITY_RETRIES
     reference = None
     thresholds = None
     rejected: list[tuple[AttemptMade, StepAttempt]] = []
-    for number in range(1, calls + 1):
+    for number in range(1, rounds + 1):
         left = _seconds_left(job.deadline_at)
         if number > 1:
             if left <= MIN_ATTEMPT_SECONDS:
@@ -229,56 +247,96 @@ def _gated_step(
                 break
             if not keep_going():
                 raise StepAbandoned()
+            fitting_step_retried(job=job, calls=calls_for(engine, count))  # round 1: fitting_step_started
         elif left <= 0:
             raise DeadlineExceeded()
-        seed = None if deterministic else secrets.randbelow(2**31)
+        seeds = [None] if deterministic else step_seeds(job, number=number, count=count)
         started = time.monotonic()
-        result = engine.apply_garment(
+        samples = apply_garment_samples(
+            engine,
             person=person,
             garment=garment,
             category=step,
             canvas_size=canvas_size,
             timeout=left,
             keep_going=keep_going,
-            seed=seed,
+            seeds=seeds,
         )
         latency_ms = round((time.monotonic() - started) * 1000)
-        answer = images.to_canvas(result.image, canvas_size)  # the one place a step's image is fitted
-        attempt = AttemptMade(number=number, seed=seed, image=answer, latency_ms=latency_ms, usage=dict(result.usage))
+        made = [
+            AttemptMade(
+                number=number,
+                sample=sample.index,
+                seed=_seed_of(engine, seeds, sample.index),
+                image=images.to_canvas(sample.result.image, canvas_size),  # the one place a step's image is fitted
+                latency_ms=latency_ms,
+                usage=dict(sample.result.usage),
+            )
+            for sample in samples
+        ]
         if not gate:
-            return KeptAttempt(attempt=attempt, attempts=number)
+            return KeptAttempt(attempt=made[0], attempts=number, others=made[1:])
         from fitting import quality  # OpenCV: only in the worker, and only with the gate on
 
         if reference is None:
             reference = quality.prepare(person, garment, step)
             thresholds = quality.Thresholds.from_dict(settings.FITTING_QUALITY_THRESHOLDS)
-        assessment = quality.assess_answer(reference, answer, thresholds)
-        attempt.scores, attempt.passed, attempt.score = assessment.as_json(), assessment.passed, assessment.score
-        logger.info(
-            "job %s: %s attempt %s %s (score %.2f%s)",
-            job.id,
-            step,
-            number,
-            "passed" if assessment.passed else "failed",
-            assessment.score,
-            f"; failed {', '.join(assessment.failed)}" if assessment.failed else "",
-        )
-        if assessment.passed:
-            _judge(job, attempt, person=person, garment=garment, step=step)
-            return KeptAttempt(attempt=attempt, attempts=number)
+        for attempt in made:
+            assessment = quality.assess_answer(reference, attempt.image, thresholds)
+            attempt.scores, attempt.passed, attempt.score = assessment.as_json(), assessment.passed, assessment.score
+            logger.info(
+                "job %s: %s attempt %s candidate %s %s (score %.2f%s)",
+                job.id,
+                step,
+                number,
+                attempt.sample,
+                "passed" if assessment.passed else "failed",
+                assessment.score,
+                f"; failed {', '.join(assessment.failed)}" if assessment.failed else "",
+            )
+        ranked = sorted(made, key=lambda attempt: attempt.rank_key, reverse=True)  # stable: ties by sample
+        best = ranked[0]
+        if best.passed:
+            _judge(job, best, person=person, garment=garment, step=step)
+            return KeptAttempt(attempt=best, attempts=number, others=ranked[1:])
         if deterministic:
-            return KeptAttempt(attempt=attempt, attempts=number)
-        rejected.append((attempt, fitting_attempt_rejected(job=job, step=step, attempt=attempt)))
+            return KeptAttempt(attempt=best, attempts=number, others=ranked[1:])
+        rejected += [(attempt, fitting_attempt_rejected(job=job, step=step, attempt=attempt)) for attempt in ranked]
     if not rejected:  # pragma: no cover - the loop makes at least one attempt or raises
         raise DeadlineExceeded()
     if settings.FITTING_QUALITY_POLICY == "accept_best":
         best, row = max(rejected, key=lambda pair: pair[0].score)
         logger.warning("job %s: no attempt of %s passed; keeping attempt %s", job.id, step, best.number)
-        return KeptAttempt(attempt=best, attempts=len(rejected), best=row)
+        round_mates = [pair for pair in rejected if pair[0].number == best.number and pair[1] is not row]
+        round_mates.sort(key=lambda pair: pair[0].score, reverse=True)
+        rounds_made = max(attempt.number for attempt, _ in rejected)
+        return KeptAttempt(
+            attempt=best, attempts=rounds_made, best=row, other_rows=[mate_row for _, mate_row in round_mates]
+        )
     failed = ", ".join(sorted({name for attempt, _ in rejected for name in attempt.scores.get("failed", [])}))
     raise QualityCheckFailedError(
         f"No attempt of {step} passed the quality checks in {len(rejected)} call(s): {failed}"
     )
+
+
+def _seed_of(engine: Engine, seeds: list[int | None], index: int) -> int | None:
+    """The seed candidate ``index`` was asked with: an engine making them in one call takes the first."""
+    return seeds[0] if hasattr(engine, "apply_garment_samples") else seeds[index]
+
+
+SEED_RANGE = 2**31  # seeds are 0 to 2**31 - 1 (what the models take)
+
+
+def step_seeds(job: FittingResult, *, number: int, count: int) -> list[int]:
+    """The seeds of round ``number`` (1, 2, …) of a step: one per candidate.
+
+    A seeded job's are derived from its seed, so it is repeatable: candidate k of the first
+    round uses seed + k, of round r seed + count*(r-1) + k (modulo 2**31). Without a seed,
+    random ones: a retry answers differently.
+    """
+    if job.seed is None:
+        return [secrets.randbelow(SEED_RANGE) for _ in range(count)]
+    return [(job.seed + count * (number - 1) + k) % SEED_RANGE for k in range(count)]
 
 
 def _judge(job: FittingResult, attempt: AttemptMade, *, person: Image.Image, garment: Image.Image, step: str) -> None:

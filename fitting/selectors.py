@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import CharField, Count, F, Q, QuerySet, Value
+from django.db.models import CharField, Count, F, Prefetch, Q, QuerySet, Value
 from django.db.models.functions import Cast, Replace, TruncDate, TruncHour
 from django.utils import timezone
 
@@ -22,12 +22,18 @@ def item_list(*, category: str | None = None) -> QuerySet[Item]:
     return items.order_by("category", "id")
 
 
+def job_prefetches() -> tuple:
+    """What the API shows of a job besides its row: its items, images and candidates (``candidate_rows``)."""
+    candidates = StepAttempt.objects.filter(candidate_rank__isnull=False).order_by("candidate_rank")
+    return ("items", "images", Prefetch("step_attempts", queryset=candidates, to_attr="candidate_rows"))
+
+
 def fitting_list(*, user: AbstractBaseUser) -> QuerySet[FittingResult]:
     """The user's jobs, newest first, with what the API shows prefetched (fixed query count)."""
     return (
         FittingResult.objects.filter(owner=user)
         .select_related("rating")
-        .prefetch_related("items", "images")
+        .prefetch_related(*job_prefetches())
         .order_by("-created_at", "-id")
     )
 
@@ -47,7 +53,7 @@ def fitting_is_current(*, job: FittingResult) -> bool:
 
 def fitting_with_details(*, job_id) -> FittingResult | None:
     """Any user's job with what the API shows prefetched (the event streams' one read of a change)."""
-    return FittingResult.objects.filter(id=job_id).select_related("rating").prefetch_related("items", "images").first()
+    return FittingResult.objects.filter(id=job_id).select_related("rating").prefetch_related(*job_prefetches()).first()
 
 
 def fitting_stamps(*, job_ids: Iterable) -> dict[str, datetime]:

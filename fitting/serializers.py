@@ -34,12 +34,24 @@ class JobStepSerializer(serializers.Serializer):
         help_text="Made by an earlier job with the same photo, garments so far and engine."
     )
     attempts = serializers.IntegerField(
-        help_text="Engine calls of the step: more than 1 when the quality checks sent it again."
+        help_text="Engine calls of the step: more than 1 when the quality checks sent it again "
+        "(each asks for numSamples candidates)."
     )
     qualityPassed = serializers.BooleanField(
         allow_null=True,
         help_text="Whether the kept image passed the quality checks; null when not checked "
         "(false: FITTING_QUALITY_POLICY=accept_best kept the best of failed attempts).",
+    )
+
+
+@extend_schema_serializer(component_name="JobCandidate")
+class JobCandidateSerializer(serializers.Serializer):
+    """One of the job's candidates (numSamples): the last step's images of its kept call."""
+
+    imageUrl = serializers.CharField()
+    score = serializers.FloatField(
+        allow_null=True,
+        help_text="The quality checks' score (0 to 1, higher is better); null when not checked.",
     )
 
 
@@ -89,6 +101,14 @@ class JobOutputSerializer(serializers.Serializer):
     )
     engine = serializers.SerializerMethodField(help_text="The engine and model the job is pinned to.")
     resultImageUrl = serializers.SerializerMethodField()
+    candidates = serializers.SerializerMethodField(
+        help_text=(
+            "The result's candidates, best first (passed the quality checks, then score): "
+            "`numSamples` of them at most, the first being `resultImageUrl`; empty until the job completes."
+        )
+    )
+    numSamples = serializers.IntegerField(source="num_samples", help_text="Candidates asked for per step.")
+    seed = serializers.IntegerField(allow_null=True, help_text="The seed the request gave; null when none.")
     items = serializers.SerializerMethodField()
     steps = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
@@ -125,6 +145,25 @@ class JobOutputSerializer(serializers.Serializer):
     def get_resultImageUrl(self, job) -> str | None:
         final = self._images(job).get(ImageStep.FINAL)
         return self._url(final) if final else None
+
+    @extend_schema_field(JobCandidateSerializer(many=True))
+    def get_candidates(self, job) -> list[dict]:
+        final = self._images(job).get(ImageStep.FINAL)
+        if final is None:
+            return []
+        rows = getattr(job, "candidate_rows", None)  # prefetched (fitting.selectors.job_prefetches)
+        if rows is None:
+            rows = list(job.step_attempts.filter(candidate_rank__isnull=False).order_by("candidate_rank"))
+        if not rows:  # made before numSamples, or its last step reused without candidates
+            return [{"imageUrl": self._url(final), "score": None}]
+        return [
+            {
+                # The first is the result: its URL as resultImageUrl shows it.
+                "imageUrl": self._url(final) if row.candidate_rank == 0 else self._url(row),
+                "score": (row.scores or {}).get("score"),
+            }
+            for row in rows
+        ]
 
     def get_items(self, job) -> list[dict]:
         return [{"itemId": i.item_id, "category": i.category, "order": i.order} for i in job.items.all()]

@@ -64,6 +64,7 @@ from fitting.models import (
     WebhookEvent,
     WebhookSecret,
 )
+from fitting.selectors import job_prefetches
 from fitting.serializers import JobOutputSerializer
 
 logger = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def webhook_record(*, job_id: str, event: str) -> WebhookDelivery | None:
     subscription = FittingResult.objects.filter(id=job_id).values("webhook_url", "webhook_events").first()
     if not subscription or not subscription["webhook_url"] or event not in subscription["webhook_events"]:
         return None
-    job = FittingResult.objects.filter(id=job_id).select_related("rating").prefetch_related("items", "images").first()
+    job = FittingResult.objects.filter(id=job_id).select_related("rating").prefetch_related(*job_prefetches()).first()
     if job is None:  # deleted meanwhile
         return None
     now = timezone.now()

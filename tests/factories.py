@@ -52,12 +52,14 @@ def make_item(category: str = "top", name: str | None = None, color=(30, 40, 120
     return item_save(item=item, image=SimpleUploadedFile("item.png", image_bytes((48, 48), color)))
 
 
-def start_job(user, photo, *items) -> FittingResult:
-    """A job started through the service, as the API does (enqueued on commit)."""
+def start_job(user, photo, *items, **options) -> FittingResult:
+    """A job started through the service, as the API does (enqueued on commit); ``options``:
+    fitting_start's other arguments (num_samples, seed, …)."""
     job, _ = fitting_start(
         user=user,
         photo_url=photo.image.url,
         items=[RequestedItem(item_id=i.id, category=i.category) for i in items],
+        **options,
     )
     return job
 

@@ -211,6 +211,53 @@ def test_demo_page_uploads_a_photo_and_shows_each_step_and_the_result(stack, pag
     assert page.problems == []
 
 
+def test_demo_page_asks_for_candidates_and_shows_them_side_by_side(tmp_path, page):
+    """numSamples (issue 23) with the Gemini engine against the fake server: three candidates, best first."""
+    from tests.fakegemini import FakeGemini
+
+    expect = sync_api.expect
+    fake = FakeGemini().start()
+    stack = Stack(
+        tmp_path,
+        FITTING_ENGINE="gemini",
+        GEMINI_API_KEY="test-key",
+        GEMINI_BASE_URL=fake.base_url,
+        FITTING_QUALITY_GATE="off",
+        FITTING_RESULT_CACHE="false",
+        FITTING_STEP_CACHE="false",
+    ).prepare()
+    try:
+        stack.start_web()
+        stack.start_cluster()
+        page.goto(stack.base + "/")
+        page.fill("#id_username", "demo")
+        page.fill("#id_password", "demo-password")
+        page.click("[data-testid=login-submit]")
+        page.wait_for_url(stack.base + "/")
+        expect(page.get_by_test_id("samples")).to_have_value("1")
+        page.get_by_test_id("category-top").locator("input[type=radio]").nth(1).check()
+        page.get_by_test_id("samples").select_option("3")
+        page.click("[data-testid=start]")
+        expect(page.locator("[data-testid=job-status][data-status=completed]")).to_have_count(1, timeout=90_000)
+        expect(page.get_by_test_id("candidates")).to_be_visible()
+        expect(page.locator("[data-testid=candidates] figure")).to_have_count(3)
+        for index in range(3):
+            image = page.get_by_test_id(f"candidate-{index}-image")
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+        expect(page.get_by_test_id("candidate-0")).to_have_class("best")
+        # The first candidate is the result; side by side: one row, left to right.
+        tops = [page.get_by_test_id(f"candidate-{i}").bounding_box()["y"] for i in range(3)]
+        lefts = [page.get_by_test_id(f"candidate-{i}").bounding_box()["x"] for i in range(3)]
+        assert max(tops) - min(tops) < 1 and lefts == sorted(lefts)
+        assert len(fake.image_requests) == 3
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "demo-candidates.png"), full_page=True)
+        assert page.problems == []
+    finally:
+        stack.stop()
+        fake.stop()
+
+
 def test_the_api_docs_render_under_the_content_security_policy(web, page):
     """Swagger UI (drf-spectacular's sidecar): its inline script and style carry the nonce."""
     expect = sync_api.expect

@@ -386,6 +386,11 @@ FITTING_MAX_ITEMS = env.int("FITTING_MAX_ITEMS", default=3)
 if not 1 <= FITTING_MAX_ITEMS <= 4:
     config_error(f"FITTING_MAX_ITEMS must be between 1 and 4, not {FITTING_MAX_ITEMS}")
 FITTING_MESSAGE_TIMEOUT = env.int("FITTING_MESSAGE_TIMEOUT", default=15)
+# The most candidates one job may ask for (numSamples, 1 to this; over it: 400). Each one is
+# an engine call per step with Gemini (the try-on model makes them in one call).
+FITTING_MAX_SAMPLES = env.int("FITTING_MAX_SAMPLES", default=4)
+if not 1 <= FITTING_MAX_SAMPLES <= 4:
+    config_error(f"FITTING_MAX_SAMPLES must be between 1 and 4, not {FITTING_MAX_SAMPLES}")
 # A job past its deadline plus this grace is ended as `timeout` by the sweep.
 FITTING_SWEEP_GRACE = env.int("FITTING_SWEEP_GRACE", default=60)
 # A job still queued (never started) this long is enqueued again by the sweep.

@@ -129,7 +129,19 @@ class StepAttemptInline(JobInline):
     """The quality gate's attempts of each step: scores, the checks that failed, the image."""
 
     model = StepAttempt
-    fields = ("category", "number", "outcome", "failed", "checks", "judge", "seed", "latency_ms", "preview")
+    fields = (
+        "category",
+        "number",
+        "sample",
+        "candidate_rank",
+        "outcome",
+        "failed",
+        "checks",
+        "judge",
+        "seed",
+        "latency_ms",
+        "preview",
+    )
     readonly_fields = fields
     verbose_name_plural = _("step attempts (quality checks)")
 
@@ -290,6 +302,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         (None, {"fields": ("id", "owner", "user_photo", "status_badge", "current_step", "attempt")}),
         (_("Error"), {"fields": ("failed_step", "error_code", "error_message")}),
         (_("Result"), {"fields": ("llm_message", "engine", "model", "prompt_version", "cached")}),
+        (_("Candidates"), {"fields": ("num_samples", "seed")}),
         (_("User rating"), {"fields": ("user_rating",)}),
         (_("Webhook"), {"fields": ("webhook_url", "webhook_events")}),
         (_("Cost"), {"fields": ("input_tokens", "output_tokens", "cost")}),

@@ -56,12 +56,36 @@ class VertexTryOnEngine(GeminiEngine):
         keep_going: KeepGoing | None = None,
         seed: int | None = None,
     ) -> StepResult:
-        """The try-on model's image of ``person`` wearing ``garment`` (any size: the pipeline fits it).
+        """The try-on model's image of ``person`` wearing ``garment`` (any size: the pipeline fits it)."""
+        return self.apply_garment_samples(
+            person=person,
+            garment=garment,
+            category=category,
+            canvas_size=canvas_size,
+            timeout=timeout,
+            keep_going=keep_going,
+            seeds=[seed],
+        )[0]
+
+    def apply_garment_samples(
+        self,
+        *,
+        person: Image.Image,
+        garment: Image.Image,
+        category: str,
+        canvas_size: tuple[int, int],
+        timeout: float,
+        seeds: list[int | None],
+        keep_going: KeepGoing | None = None,
+    ) -> list[StepResult]:
+        """``len(seeds)`` candidates in one call (``number_of_images``), in the model's order.
 
         The model needs no category or prompt: it finds what the product is and where it goes.
-        ``seed`` (the quality gate's retry) is sent only without the watermark: Vertex AI
-        refuses a seed with ``add_watermark``, so a watermarked retry relies on the model's own
-        randomness.
+        It takes one seed per call: ``seeds[0]`` is sent, and the model's k-th image of that
+        seed is candidate k. The seed is sent only without the watermark: Vertex AI refuses a
+        seed with ``add_watermark``, so a watermarked call relies on the model's own
+        randomness (a seeded job is then not repeatable; the seed is still stored).
+        Images the safety filter took are left out; none left is ENGINE_BLOCKED.
         """
         deadline = gemini._now() + timeout  # the Gemini engine's clock (tests replace it)
         model = self.identity.model
@@ -69,9 +93,9 @@ class VertexTryOnEngine(GeminiEngine):
             person_image=_image(person),
             product_images=[types.ProductImage(product_image=_image(garment))],
         )
-        config = tryon_config()
-        if seed is not None and not config.add_watermark:
-            config.seed = seed
+        config = tryon_config(number_of_images=len(seeds))
+        if seeds[0] is not None and not config.add_watermark:
+            config.seed = seeds[0]
         client = get_client()
 
         def call(http_options: types.HttpOptions) -> types.RecontextImageResponse:
@@ -82,13 +106,13 @@ class VertexTryOnEngine(GeminiEngine):
             call, model=model, setting="VERTEX_TRYON_MODEL", deadline=deadline, keep_going=keep_going
         )
         # Billed per image, not per token: no token usage to report.
-        return StepResult(read_image(response), usage={})
+        return [StepResult(image, usage={}) for image in read_images(response)]
 
 
-def tryon_config() -> types.RecontextImageConfig:
-    """The call's parameters, from the settings: one image, watermarked unless turned off."""
+def tryon_config(*, number_of_images: int = 1) -> types.RecontextImageConfig:
+    """The call's parameters, from the settings: ``number_of_images`` images, watermarked unless turned off."""
     return types.RecontextImageConfig(
-        number_of_images=1,
+        number_of_images=number_of_images,
         base_steps=settings.VERTEX_TRYON_BASE_STEPS or None,  # None: the model's default
         person_generation=types.PersonGeneration(settings.VERTEX_TRYON_PERSON_GENERATION),
         safety_filter_level=types.SafetyFilterLevel(settings.VERTEX_TRYON_SAFETY_FILTER_LEVEL),
@@ -104,17 +128,22 @@ def _image(image: Image.Image) -> types.Image:
 
 def read_image(response: types.RecontextImageResponse) -> Image.Image:
     """The first generated image; ENGINE_BLOCKED when the safety filter took it (``rai_filtered_reason``)."""
+    return read_images(response)[0]
+
+
+def read_images(response: types.RecontextImageResponse) -> list[Image.Image]:
+    """The generated images (at least one); ENGINE_BLOCKED when the safety filter took them all."""
     generated = response.generated_images or []
-    data = next((g.image.image_bytes for g in generated if g.image and g.image.image_bytes), None)
-    if data is None:
+    found = [g.image.image_bytes for g in generated if g.image and g.image.image_bytes]
+    if not found:
         reasons = [g.rai_filtered_reason for g in generated if g.rai_filtered_reason]
         if reasons:
             raise EngineBlockedError(f"The try-on model filtered the image ({' '.join(reasons[0].split())[:200]}).")
         raise EngineNoImageError("The try-on model answered without an image.")
     try:
-        return images.decode(data)
+        return [images.decode(data) for data in found]
     except ServiceError as exc:
         raise EngineBadImageError() from exc
 
 
-__all__ = ["VertexTryOnEngine", "read_image", "tryon_config"]
+__all__ = ["VertexTryOnEngine", "read_image", "read_images", "tryon_config"]

@@ -23,7 +23,7 @@ from fitting.errors import (
     JobPhotoDeletedError,
     NotReprocessableError,
 )
-from fitting.models import FittingResult, FittingResultImage, ImageStep, JobEvent, Status
+from fitting.models import FittingResult, FittingResultImage, ImageStep, JobEvent, Status, StepAttempt
 from fitting.services.progress import JobSuperseded, fitting_fail
 from fitting.services.reuse import job_cache_key
 from fitting.services.start import fitting_enqueue, fitting_enqueue_on_commit
@@ -174,6 +174,8 @@ def _reprocess(
     job_images = FittingResultImage.objects.filter(job=job)
     if restart:
         _delete_images(job_images)
+        # Its attempts stay for staff, but the candidates it answers are the new attempt's.
+        StepAttempt.objects.filter(job=job).update(candidate_rank=None)
     else:
         _delete_images(job_images.filter(step=ImageStep.FINAL))
     statuses = Status.reprocessable(named=allow_canceled)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -59,6 +60,12 @@ class AttemptMade:
     scores: dict = field(default_factory=dict)
     passed: bool | None = None
     score: float = 0.0
+    sample: int = 0  # which of the call's numSamples candidates
+
+    @property
+    def rank_key(self) -> tuple[bool, float]:
+        """Best first when sorted in reverse: passed before failed, then the higher score."""
+        return (bool(self.passed), self.score)
 
     @property
     def check_outcomes(self) -> dict[str, str]:
@@ -70,6 +77,7 @@ def _attempt_row(job: FittingResult, step: str, attempt: AttemptMade, outcome: s
         job=job,
         category=step,
         number=attempt.number,
+        sample=attempt.sample,
         seed=attempt.seed,
         scores=attempt.scores,
         passed=attempt.passed,
@@ -83,7 +91,8 @@ def _attempt_row(job: FittingResult, step: str, attempt: AttemptMade, outcome: s
 def fitting_attempt_rejected(*, job: FittingResult, step: str, attempt: AttemptMade) -> StepAttempt:
     """Keep an attempt the quality gate rejected: its image (under attempts/), scores and tokens.
 
-    Its tokens count in the job's cost at once, whether or not a later attempt passes.
+    Its tokens count in the job's cost at once, whether or not a later attempt passes. (Its
+    engine call was counted before it was made: ``fitting_step_started``, ``fitting_step_retried``.)
     """
     row = _attempt_row(job, step, attempt, AttemptResult.REJECTED)
     file_store_new(row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(attempt.image))
@@ -99,13 +108,8 @@ def fitting_attempt_rejected(*, job: FittingResult, step: str, attempt: AttemptM
             )
             row.save()
             metrics.count_step_attempt(job=job, outcome=AttemptResult.REJECTED, checks=attempt.check_outcomes)
-            # fitting_step_started counted the step's first call; each retry is one more.
             costs.usage_add(
-                user_id=job.owner_id,
-                model=job.model,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                engine_calls=int(attempt.number > 1),
+                user_id=job.owner_id, model=job.model, input_tokens=input_tokens, output_tokens=output_tokens
             )
     except BaseException:
         file_delete_quietly(row.image.storage, row.image.name)
@@ -114,12 +118,18 @@ def fitting_attempt_rejected(*, job: FittingResult, step: str, attempt: AttemptM
 
 
 @transaction.atomic
-def fitting_step_started(*, job: FittingResult, step: str) -> None:
-    """The step's engine call is about to be made: recorded, and counted in the usage ledger."""
+def fitting_step_started(*, job: FittingResult, step: str, calls: int = 1) -> None:
+    """The step's first engine ``calls`` (one per candidate with Gemini) are about to be made:
+    recorded, and counted in the usage ledger."""
     first_call = job.current_step is None  # no step started yet in this attempt
     _write_if_current_attempt(job, current_step=step)
-    costs.usage_add(user_id=job.owner_id, engine_calls=1, engine_jobs=int(first_call))
+    costs.usage_add(user_id=job.owner_id, engine_calls=calls, engine_jobs=int(first_call))
     notify.job_changed_on_commit(job_id=job.id, event=JobEvent.STEP_STARTED)
+
+
+def fitting_step_retried(*, job: FittingResult, calls: int) -> None:
+    """The quality gate asks the step again: its ``calls`` are counted before they are made."""
+    costs.usage_add(user_id=job.owner_id, engine_calls=calls)
 
 
 def fitting_step_finished(
@@ -132,13 +142,21 @@ def fitting_step_finished(
     attempt: AttemptMade | None = None,
     best: StepAttempt | None = None,
     attempts: int = 1,
+    others: Sequence[AttemptMade] = (),
+    other_rows: Sequence[StepAttempt] = (),
+    candidates: bool = False,
 ) -> FittingResultImage:
     """Store the step's image and its timing in one transaction; on failure, no file is left.
 
     The quality gate's kept attempt is either ``attempt`` (passed, or not checked: its row is
     made here on the step image's file, and ``usage`` is its tokens) or ``best``, a rejected
     attempt already stored that FITTING_QUALITY_POLICY=accept_best keeps (its tokens are
-    already counted: ``usage`` is then {}). ``attempts``: the step's engine calls in all.
+    already counted: ``usage`` is then {}). ``attempts``: the step's rounds of engine calls.
+
+    numSamples > 1 (issue 23): ``others`` are the kept call's other candidates, not yet stored
+    (each gets its file under attempts/, outcome OUTRANKED, its tokens counted), best first;
+    ``other_rows`` the same already stored as rejected (accept_best). With ``candidates`` (the
+    last step) they are the job's candidates: the kept one rank 0, the others 1, 2, … in order.
     """
     row = FittingResultImage(
         job=job, step=step, width=image.width, height=image.height, prefix_key=step_prefix_key(job, step)
@@ -151,7 +169,16 @@ def fitting_step_finished(
         metrics_of_step.update(attempts=attempts, quality_passed=quality_passed, quality=kept_scores)
     step_metrics = {**job.step_metrics, step: metrics_of_step}
     input_tokens, output_tokens = costs.usage_tokens(usage)
+    outranked = []
+    for rank, other in enumerate(others, start=1):
+        other_row = _attempt_row(job, step, other, AttemptResult.OUTRANKED, candidate_rank=rank if candidates else None)
+        outranked.append(other_row)
     try:
+        for other, other_row in zip(others, outranked, strict=True):
+            file_store_new(other_row.image, f"{step}.{images.RESULT_EXTENSION}", images.encode_result(other.image))
+        for other in others:  # every candidate's tokens count in the job's cost
+            other_input, other_output = costs.usage_tokens(other.usage)
+            input_tokens, output_tokens = input_tokens + other_input, output_tokens + other_output
         with transaction.atomic():
             _write_if_current_attempt(
                 job,
@@ -162,18 +189,25 @@ def fitting_step_finished(
             row.save()
             if attempt is not None:  # on the step image's file: no copy
                 outcome = {True: AttemptResult.ACCEPTED, False: AttemptResult.BEST, None: AttemptResult.UNCHECKED}
-                _attempt_row(job, step, attempt, outcome[attempt.passed], image=row.image.name).save()
+                kept_rank = 0 if candidates else None
+                kept_row = _attempt_row(
+                    job, step, attempt, outcome[attempt.passed], image=row.image.name, candidate_rank=kept_rank
+                )
+                kept_row.save()
                 metrics.count_step_attempt(job=job, outcome=outcome[attempt.passed], checks=attempt.check_outcomes)
             if best is not None:
-                StepAttempt.objects.filter(id=best.id).update(outcome=AttemptResult.BEST)
-            # fitting_step_started counted the step's first call; a retry that passed is one more.
-            retried = int(attempt is not None and attempt.number > 1)
+                StepAttempt.objects.filter(id=best.id).update(
+                    outcome=AttemptResult.BEST, candidate_rank=0 if candidates else None
+                )
+            for other, other_row in zip(others, outranked, strict=True):
+                other_row.save()
+                metrics.count_step_attempt(job=job, outcome=AttemptResult.OUTRANKED, checks=other.check_outcomes)
+            if candidates:
+                for rank, rejected_row in enumerate(other_rows, start=1):
+                    StepAttempt.objects.filter(id=rejected_row.id).update(candidate_rank=rank)
+            # The calls were counted before they were made (fitting_step_started, fitting_step_retried).
             costs.usage_add(
-                user_id=job.owner_id,
-                model=job.model,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                engine_calls=retried,
+                user_id=job.owner_id, model=job.model, input_tokens=input_tokens, output_tokens=output_tokens
             )
             metrics.count_step_finished(
                 job=job, step=step, latency_ms=latency_ms, input_tokens=input_tokens, output_tokens=output_tokens
@@ -181,6 +215,9 @@ def fitting_step_finished(
             notify.job_changed_on_commit(job_id=job.id, event=JobEvent.STEP_FINISHED)
     except BaseException:
         file_delete_quietly(row.image.storage, row.image.name)
+        for other_row in outranked:
+            if other_row.image:
+                file_delete_quietly(other_row.image.storage, other_row.image.name)
         raise
     return row
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from fitting import metrics, notify
 from fitting.engines.identity import EngineIdentity
-from fitting.models import FittingResult, FittingResultImage, ImageStep, Item, JobEvent, Status
+from fitting.models import FittingResult, FittingResultImage, ImageStep, Item, JobEvent, Status, StepAttempt
 from users.models import UserImage
 
 logger = logging.getLogger(__name__)
@@ -20,21 +20,42 @@ logger = logging.getLogger(__name__)
 QUALITY_METRICS = ("attempts", "quality_passed", "quality")
 
 
-def result_cache_key(*, photo: UserImage, items: list[Item], engine: str, model: str, prompt_version: str) -> str:
-    """What makes two jobs give the same result; "" when a content hash is unknown."""
+def result_cache_key(
+    *,
+    photo: UserImage,
+    items: list[Item],
+    engine: str,
+    model: str,
+    prompt_version: str,
+    num_samples: int = 1,
+    seed: int | None = None,
+) -> str:
+    """What makes two jobs give the same result; "" when a content hash is unknown.
+
+    numSamples and the seed (issue 23) are part of it only when they are not the default
+    (1, none), so the keys of jobs made before them stay the same: a result made with one
+    candidate never answers a request for four, nor one made with another seed (or none).
+    """
     hashes = [photo.content_hash, *(item.content_hash for item in items)]
     if not all(hashes):
         return ""
     parts = [photo.content_hash, engine, model, prompt_version]
     parts += [f"{item.category}:{item.content_hash}" for item in items]
+    if num_samples != 1:
+        parts.append(f"samples:{num_samples}")
+    if seed is not None:
+        parts.append(f"seed:{seed}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def _prefix_keys(*, photo: UserImage, items: list[Item], identity: EngineIdentity) -> list[str]:
+def _prefix_keys(
+    *, photo: UserImage, items: list[Item], identity: EngineIdentity, num_samples: int = 1, seed: int | None = None
+) -> list[str]:
     """Per step (items in step order): the key of what the steps up to it make of the photo.
 
-    The result-cache key of the job's first k garments: the same photo content, garments
-    and engine identity make the same image. "" for every step when a content hash is unknown.
+    The result-cache key of the job's first k garments: the same photo content, garments,
+    engine identity, numSamples and seed make the same image (the best of as many
+    candidates, from the same seeds). "" for every step when a content hash is unknown.
     """
     return [
         result_cache_key(
@@ -43,6 +64,8 @@ def _prefix_keys(*, photo: UserImage, items: list[Item], identity: EngineIdentit
             engine=identity.name,
             model=identity.model,
             prompt_version=identity.prompt_version,
+            num_samples=num_samples,
+            seed=seed,
         )
         for k in range(1, len(items) + 1)
     ]
@@ -53,7 +76,9 @@ def step_prefix_key(job: FittingResult, step: str) -> str:
     if job.user_image is None:
         return ""
     items = [job_item.item for job_item in job.step_items()]
-    keys = _prefix_keys(photo=job.user_image, items=items, identity=job.engine_identity)
+    keys = _prefix_keys(
+        photo=job.user_image, items=items, identity=job.engine_identity, num_samples=job.num_samples, seed=job.seed
+    )
     return next((key for item, key in zip(items, keys, strict=True) if item.category == step), "")
 
 
@@ -66,6 +91,8 @@ def job_cache_key(job: FittingResult, identity: EngineIdentity) -> str:
         engine=identity.name,
         model=identity.model,
         prompt_version=identity.prompt_version,
+        num_samples=job.num_samples,
+        seed=job.seed,
     )
 
 
@@ -96,7 +123,9 @@ def reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) -> 
     """
     if not settings.FITTING_STEP_CACHE:
         return 0
-    keys = _prefix_keys(photo=photo, items=items, identity=job.engine_identity)
+    keys = _prefix_keys(
+        photo=photo, items=items, identity=job.engine_identity, num_samples=job.num_samples, seed=job.seed
+    )
     if not all(keys):
         return 0
     sources = FittingResultImage.objects.exclude(job_id=job.id)
@@ -127,12 +156,36 @@ def reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) -> 
         for step, values in reused.items():
             recorded = (source_metrics or {}).get(step) or {}
             values.update({key: recorded[key] for key in QUALITY_METRICS if key in recorded})
+        if k == len(keys):  # the last step too: its candidates (numSamples > 1) come with it
+            _share_candidates(source_id=newest.job_id, job=job, steps=[row.step for row in rows])
         FittingResult.objects.filter(id=job.id).update(step_metrics=reused)
         job.step_metrics = reused
         metrics.count_steps_reused(steps=[row.step for row in rows])
         logger.info("job %s: %s step(s) reused from job %s", job.id, k, newest.job_id)
         return k
     return 0
+
+
+def _share_candidates(*, source_id, job: FittingResult, steps: list[str] | None = None) -> None:
+    """Give ``job`` the source's candidates (of ``steps``, default all) as new rows on the same files."""
+    rows = StepAttempt.objects.filter(job_id=source_id, candidate_rank__isnull=False)
+    if steps is not None:
+        rows = rows.filter(category__in=steps)
+    StepAttempt.objects.bulk_create(
+        StepAttempt(
+            job=job,
+            category=row.category,
+            number=row.number,
+            sample=row.sample,
+            seed=row.seed,
+            scores=row.scores,
+            passed=row.passed,
+            outcome=row.outcome,
+            image=row.image.name,
+            candidate_rank=row.candidate_rank,
+        )
+        for row in rows
+    )
 
 
 def complete_from_cache(job: FittingResult) -> bool:
@@ -161,6 +214,7 @@ def complete_from_cache(job: FittingResult) -> bool:
         FittingResultImage(job=job, step=image.step, image=image.image.name, width=image.width, height=image.height)
         for image in source.images.all()
     )
+    _share_candidates(source_id=source.id, job=job)  # numSamples > 1: the source's candidates
     # Every step is reused: marked as reuse_prefix marks one (the job's steps say cached: true).
     reused = {
         image.step: {"cached": True, "source_job": str(source.id), "latency_ms": 0}

@@ -122,10 +122,21 @@ def _same_file(url: str, name: str) -> bool:
     return media_name(url) == name
 
 
-def _request_fingerprint(*, photo_url: str | None, items: list[RequestedItem], webhook: WebhookRequest | None) -> str:
+def _request_fingerprint(
+    *,
+    photo_url: str | None,
+    items: list[RequestedItem],
+    webhook: WebhookRequest | None,
+    num_samples: int = 1,
+    seed: int | None = None,
+) -> str:
     fields = {"userPhotoUrl": photo_url, "items": [[i.item_id, i.category, i.image_url] for i in items]}
     if webhook is not None:  # only then: keys stored before webhooks existed keep their fingerprint
         fields["webhook"] = [webhook.url, sorted(webhook.events)]
+    if num_samples != 1:  # likewise for numSamples and the seed
+        fields["numSamples"] = num_samples
+    if seed is not None:
+        fields["seed"] = seed
     canonical = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -137,6 +148,8 @@ def fitting_start(
     items: list[RequestedItem],
     idempotency_key: str | None = None,
     webhook: WebhookRequest | None = None,
+    num_samples: int = 1,
+    seed: int | None = None,
 ) -> tuple[FittingResult, bool]:
     """Validate, create the job and its items, and enqueue it once the transaction commits.
 
@@ -145,8 +158,14 @@ def fitting_start(
     earlier completed result (same photo and garment content, engine, model and prompt
     version) completes at once from the stored images, without the engine. With a
     ``webhook``, its URL is checked (INVALID_WEBHOOK_URL) after the photo and the items.
+    ``num_samples`` (1 to FITTING_MAX_SAMPLES, checked by the caller) candidates per step and
+    the ``seed`` are stored on the job, and are part of its result-cache and step-reuse keys.
     """
-    fingerprint = _request_fingerprint(photo_url=photo_url, items=items, webhook=webhook) if idempotency_key else ""
+    fingerprint = (
+        _request_fingerprint(photo_url=photo_url, items=items, webhook=webhook, num_samples=num_samples, seed=seed)
+        if idempotency_key
+        else ""
+    )
     if idempotency_key:
         earlier = _job_for_idempotency_key(user=user, key=idempotency_key, fingerprint=fingerprint)
         if earlier is not None:
@@ -160,6 +179,8 @@ def fitting_start(
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
                 webhook=webhook,
+                num_samples=num_samples,
+                seed=seed,
             ), False
     except IntegrityError:
         if not idempotency_key:
@@ -184,7 +205,7 @@ def _job_for_idempotency_key(*, user, key: str, fingerprint: str) -> FittingResu
     return earlier
 
 
-def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook) -> FittingResult:
+def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook, num_samples, seed) -> FittingResult:
     photo, ordered = fitting_validate(user=user, photo_url=photo_url, items=items)
     if webhook is not None:
         webhook_url_check(webhook.url)  # resolves the host: before any row is locked or written
@@ -206,7 +227,11 @@ def _create_job(*, user, photo_url, items, idempotency_key, fingerprint, webhook
             engine=identity.name,
             model=identity.model,
             prompt_version=identity.prompt_version,
+            num_samples=num_samples,
+            seed=seed,
         ),
+        num_samples=num_samples,
+        seed=seed,
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         webhook_url=webhook.url if webhook else "",

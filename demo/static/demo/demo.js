@@ -139,12 +139,29 @@
         : `미리보기 합성 · preview composite (${job.engine.name}, ${job.engine.model})`;
       $("disclosure").dataset.aiGenerated = String(job.aiGenerated);
       $("result").hidden = false;
+      renderCandidates(job.candidates || []);
       showRating(job);
     }
     if (job.status === "failed" || job.status === "timeout") {
       const where = job.failedStep ? `${job.failedStep} 단계에서 실패 · failed at ${job.failedStep}` : "실패 · failed";
       showError(job.error ? `${where}: ${job.error.message} (${job.error.code})` : where);
     }
+  }
+
+  // The candidates side by side, best first; shown when there is more than one.
+  function renderCandidates(candidates) {
+    const box = $("candidates");
+    box.replaceChildren();
+    candidates.forEach((candidate, index) => {
+      const score = candidate.score === null ? "–" : candidate.score.toFixed(2);
+      const caption = `${index === 0 ? "최선 · best" : `#${index + 1}`} · score ${score}`;
+      box.append(el("figure", {class: index === 0 ? "best" : "", "data-testid": `candidate-${index}`}, [
+        el("img", {src: thumb(candidate.imageUrl), alt: `candidate ${index + 1}`,
+                   "data-testid": `candidate-${index}-image`}),
+        el("figcaption", {text: caption}),
+      ]));
+    });
+    box.hidden = candidates.length < 2;
   }
 
   // --- the rating (stars under the result) -----------------------------------------------
@@ -209,6 +226,7 @@
   async function start() {
     showError("");
     $("result").hidden = true;
+    $("candidates").hidden = true;
     $("rating").hidden = true;
     ratedJob = null;
     const photo = document.querySelector('input[name="photo"]:checked');
@@ -218,7 +236,9 @@
       if (chosen && chosen.value) items.push({itemId: Number(chosen.value), category});
     }
     $("start").disabled = true;
-    const result = await api("POST", "/api/virtual-fitting", {userPhotoUrl: photo ? photo.value : null, items});
+    const numSamples = Number($("samples").value);
+    const result = await api("POST", "/api/virtual-fitting",
+                             {userPhotoUrl: photo ? photo.value : null, items, numSamples});
     if (!result.ok) {
       showError(describe(result.data, result.status));
       $("start").disabled = false;
