@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -182,12 +183,40 @@ def cheap_fake_gemini(answer_size: tuple[int, int] = ENGINE_OUTPUT_SIZE):
     photo.save(buffer, "PNG", compress_level=6)
     encoded = base64.b64encode(buffer.getvalue()).decode()
 
+    good: dict[tuple, str] = {}  # answer_mode("good") answers by (person, garment, category)
+
     class CheapFake(fg.FakeGemini):
         def _respond(self, request, behaviour):
             if behaviour.kind == "ok":
                 part = {"inlineData": {"mimeType": "image/png", "data": encoded}}
                 return 200, fg._answer(request, [part], "STOP", behaviour.usage)
+            if behaviour.kind == "mode" and behaviour.mode == "good":
+                part = {"inlineData": {"mimeType": "image/png", "data": self._good(request, behaviour.category)}}
+                return 200, fg._answer(request, [part], "STOP", behaviour.usage)
             return super()._respond(request, behaviour)
+
+        def _good(self, request, category: str) -> str:
+            """A good answer (tests.quality_modes) drawn at ``answer_size``, made once per request images.
+
+            The seed is ignored: jobs of the same photo and garments send the same bytes, so after
+            the first job every answer comes from here at no cost, and the quality gate passes it.
+            """
+            blobs = [
+                part.get("inlineData") or part.get("inline_data")
+                for content in request.body.get("contents") or []
+                for part in content.get("parts") or []
+            ]
+            data = [blob["data"] for blob in blobs if blob][:2]
+            key = (*(hashlib.sha256(d.encode()).hexdigest() for d in data), category)
+            if key not in good:
+                from tests.quality_modes import answer
+
+                person, garment = (Image.open(io.BytesIO(fg._b64decode(d))) for d in data)
+                made = answer("good", person.convert("RGB"), garment, category).resize(answer_size)
+                out = io.BytesIO()
+                made.save(out, "PNG", compress_level=6)
+                good[key] = base64.b64encode(out.getvalue()).decode()
+            return good[key]
 
     fake = CheapFake(decode_images=False)
     fake._server.socket.listen(256)  # 32 workers connect at once; the default backlog is 5

@@ -26,9 +26,11 @@ Then, with the N streams idle:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -118,6 +120,17 @@ async def latencies(base: str, token: str, path: str) -> list[float]:
     return out
 
 
+def _profile(pid: int):
+    """With ``BENCH_EVENTS_PROFILE=<file>``: py-spy samples the web process during the changes."""
+    out = os.environ.get("BENCH_EVENTS_PROFILE")
+    if not out:
+        return None
+    import subprocess
+
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-o", out, "-r", "200"]
+    return subprocess.Popen([*command, "-f", "speedscope" if out.endswith(".json") else "raw"])
+
+
 def pg_commits(database_url: str) -> int | None:
     if not database_url.startswith("postgres"):
         return None
@@ -127,6 +140,14 @@ def pg_commits(database_url: str) -> int | None:
     with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
         return conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [name]).fetchone()[0]
+
+
+def gc_times(count_file: Path) -> dict:
+    """The web process's time in the garbage collector so far, by generation (settings_events)."""
+    try:
+        return json.loads(Path(f"{count_file}.gc").read_text())
+    except (OSError, ValueError):
+        return {"seconds": [0.0, 0.0, 0.0], "count": [0, 0, 0]}
 
 
 def query_count(path: Path) -> int:
@@ -166,6 +187,8 @@ async def measure(app, n: int, job_id: str, change, count_file: Path) -> dict:
     healthz = await latencies(app.base, app.token, "/healthz")
     job_get = await latencies(app.base, app.token, f"/api/virtual-fitting/{job_id}")
 
+    profiler = _profile(pid)
+    gc0 = gc_times(count_file)
     deliveries, per_stream = [], []
     for k in range(CHANGES):
         step = ("bottom", "top")[k % 2]
@@ -180,6 +203,14 @@ async def measure(app, n: int, job_id: str, change, count_file: Path) -> dict:
         arrivals = [s.arrived_at - t0 for s in streams]
         deliveries.append(max(arrivals))
         per_stream += arrivals
+    await asyncio.sleep(0.5)  # the web process writes its GC times every 0.2 s
+    gc1 = gc_times(count_file)
+    gc_s = [b - a for a, b in zip(gc0["seconds"], gc1["seconds"], strict=True)]
+    gc_n = [b - a for a, b in zip(gc0["count"], gc1["count"], strict=True)]
+    log(f"  GC during the changes: {gc_n} collections (gen 0, 1, 2), {[round(x, 3) for x in gc_s]} s")
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(60)
     for s in streams:
         s.close()
     result = {
@@ -198,6 +229,8 @@ async def measure(app, n: int, job_id: str, change, count_file: Path) -> dict:
         "delivery_p50": percentile(deliveries, 50),
         "delivery_p99": percentile(deliveries, 99),
         "per_stream_p50": statistics.median(per_stream),
+        "gc_s": sum(gc_s),
+        "gc_full": gc_n[2],
     }
     log(f"  N={n}: {result}")
     return result
@@ -209,6 +242,7 @@ def run_database(kind: str) -> list[dict]:
     env = {
         "DJANGO_SETTINGS_MODULE": "bench.settings_events",
         "BENCH_QUERY_COUNT_FILE": str(count_file),
+        "BENCH_GC_FILE": f"{count_file}.gc",
         "FITTING_EVENTS_PER_USER": "0",
         "DJANGO_DEBUG": "false",
         "DATABASE_URL": POSTGRES_URL if kind in ("postgres", "redis") else "",

@@ -1,7 +1,7 @@
 """1. Pipeline overhead: what ``run_job`` costs beyond the engine's own time.
 
 In one process: Django on a temporary SQLite file, the Gemini engine pointed at the fake
-Gemini server (tests/fakegemini.py, answering at once with ``ok()`` at the real model's
+Gemini server (tests/fakegemini.py, answering at once with a good answer (tests.quality_modes) at the real model's
 output size), one worker (this process), jobs of three steps on a 1024×1536 JPEG photo.
 
 "Engine's own" time is the time inside ``client.models.generate_content``: the SDK's
@@ -226,19 +226,30 @@ def _micro(photo_bytes: bytes) -> list[str]:
     return lines
 
 
+GATE = "quality gate (prepare + assess_answer)"
+STEPS = ("top", "bottom", "outer")
+
+
+def _median_buckets(per: dict[str, list[float]]) -> dict[str, float]:
+    return {bucket: statistics.median(values) for bucket, values in per.items()}
+
+
 def run() -> list[Row]:
-    from tests.fakegemini import ok
+    from django.test import override_settings
+
+    from tests.fakegemini import answer_mode
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     # The stock fake's own image work (~0.5 s a call) is engine time either way; the cheap
-    # variant answers the same ok() without it, so the benchmark runs in a third of the time.
+    # variant answers with a good answer (tests.quality_modes, drawn at the model's output
+    # size) made once per request images, so the quality gate passes every step at once.
     fake = cheap_fake_gemini().start()
     try:
         _setup(tmp, fake.base_url)
         from django.contrib.auth import get_user_model
         from django.core.files.uploadedfile import SimpleUploadedFile
 
-        from fitting.models import FittingResult, Item, Status
+        from fitting.models import FittingResult, Item, Status, StepAttempt
         from fitting.pipeline import run_job
         from users.services import photo_create
 
@@ -247,103 +258,134 @@ def run() -> list[Row]:
         user = get_user_model().objects.get(username="demo")
         photo_bytes = make_photo()
         photo = photo_create(owner=user, upload=SimpleUploadedFile("photo.jpg", photo_bytes, "image/jpeg"))
-        items = [
-            Item.objects.filter(category=c, is_active=True).order_by("id").first() for c in ("top", "bottom", "outer")
-        ]
+        items = [Item.objects.filter(category=c, is_active=True).order_by("id").first() for c in STEPS]
         log(
             f"[pipeline] photo {photo.width}x{photo.height}, {len(photo_bytes) // 1024} KiB; garments "
             + ", ".join(f"{i.image.width}x{i.image.height}" for i in items)
         )
 
         timers = Timers()
-        walls: list[float] = []
-        overheads: list[float] = []
-        cpu_overheads: list[float] = []  # the same in CPU time (every thread: libvips has its own): load-proof
-        per_bucket: dict[str, list[float]] = defaultdict(list)
-        per_bucket_cpu: dict[str, list[float]] = defaultdict(list)
+        # Per gate setting ("off": the overhead's target; "on": with the gate's checks), jobs
+        # alternating between the two so both see the same machine.
+        walls: dict[str, list[float]] = defaultdict(list)
+        overheads: dict[str, list[float]] = defaultdict(list)
+        cpu_overheads: dict[str, list[float]] = defaultdict(list)  # CPU time, every thread: load-proof
+        per_bucket: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        per_bucket_cpu: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        counts: dict[str, dict[str, int]] = {}
         instrumented = False
-        for index in range(WARMUP + JOBS):
-            fake.script_image(*(ok(ENGINE_OUTPUT_SIZE) for _ in range(3)))
+        loads = [os.getloadavg()[0]]
+        for index in range(2 * (WARMUP + JOBS)):
+            gate = ("off", "on")[index % 2]
+            fake.script_image(*(answer_mode("good", c) for c in STEPS))
             job = _start_job(user, photo, items)
-            if not instrumented:
-                # The first job builds the genai client; wrap it only once it exists.
-                started = time.perf_counter()
-                run_job(job_id=str(job.id), attempt=job.attempt)
-                log(f"[pipeline] first (cold) job: {(time.perf_counter() - started) * 1000:.0f} ms")
-                from fitting.engines import gemini
+            with override_settings(FITTING_QUALITY_GATE=gate):
+                if not instrumented:
+                    # The first job builds the genai client; wrap it only once it exists.
+                    started = time.perf_counter()
+                    run_job(job_id=str(job.id), attempt=job.attempt)
+                    log(f"[pipeline] first (cold) job: {(time.perf_counter() - started) * 1000:.0f} ms")
+                    from fitting import quality
+                    from fitting.engines import gemini
 
-                gemini.get_client()
-                _instrument(timers)
-                instrumented = True
-            else:
-                timers.reset()
-                started, started_cpu = time.perf_counter(), time.process_time()
-                run_job(job_id=str(job.id), attempt=job.attempt)
-                wall = time.perf_counter() - started
-                cpu = time.process_time() - started_cpu
-                if index >= WARMUP:
-                    engine = timers.totals[ENGINE]
-                    walls.append(wall * 1000)
-                    overheads.append((wall - engine) * 1000)
-                    cpu_overheads.append((cpu - timers.cpu[ENGINE]) * 1000)
-                    for bucket, total in timers.totals.items():
-                        per_bucket[bucket].append(total * 1000)
-                        per_bucket_cpu[bucket].append(timers.cpu[bucket] * 1000)
-                    per_bucket["(whole job)"].append(wall * 1000)
-                    per_bucket_cpu["(whole job)"].append(cpu * 1000)
+                    gemini.get_client()
+                    _instrument(timers)
+                    timers.wrap(quality, "prepare", GATE)
+                    timers.wrap(quality, "assess_answer", GATE)
+                    instrumented = True
+                else:
+                    timers.reset()
+                    started, started_cpu = time.perf_counter(), time.process_time()
+                    run_job(job_id=str(job.id), attempt=job.attempt)
+                    wall = time.perf_counter() - started
+                    cpu = time.process_time() - started_cpu
+                    if index >= 2 * WARMUP:
+                        engine = timers.totals[ENGINE]
+                        walls[gate].append(wall * 1000)
+                        overheads[gate].append((wall - engine) * 1000)
+                        cpu_overheads[gate].append((cpu - timers.cpu[ENGINE]) * 1000)
+                        for bucket, total in timers.totals.items():
+                            per_bucket[gate][bucket].append(total * 1000)
+                            per_bucket_cpu[gate][bucket].append(timers.cpu[bucket] * 1000)
+                        per_bucket[gate]["(whole job)"].append(wall * 1000)
+                        per_bucket_cpu[gate]["(whole job)"].append(cpu * 1000)
+                        counts[gate] = dict(timers.counts)
             job.refresh_from_db()
             require(
                 job.status == Status.COMPLETED,
-                f"job {index} ended {job.status} {job.error_code} {job.error_message}",
+                f"job {index} (gate {gate}) ended {job.status} {job.error_code} {job.error_message}",
             )
             # The work measured: three image calls and one message call, all made by the engine.
+            # A quality-gate retry would be a fourth image call: it must not hide in the figure.
             made = (len(fake.image_requests), len(fake.text_requests))
             require(
-                made == (3, 1), f"job {index}: {made[0]} image and {made[1]} text calls reached the engine, not 3 and 1"
+                made == (3, 1),
+                f"job {index} (gate {gate}): {made[0]} image and {made[1]} text calls reached the engine, "
+                "not 3 and 1" + (" (a step was retried: the gate rejected an answer)" if made[0] > 3 else ""),
+            )
+            attempts = list(StepAttempt.objects.filter(job=job).values_list("passed", flat=True))
+            require(
+                len(attempts) <= 3 and (gate == "off" or attempts == [True, True, True]),
+                f"job {index} (gate {gate}): step attempts recorded {attempts}, not one passed attempt per step",
             )
             fake.requests.clear()
             fake.outputs.clear()
+            loads.append(os.getloadavg()[0])
         require(not fake.errors, f"the fake Gemini could not answer: {fake.errors[:2]}")
         require(
-            FittingResult.objects.filter(status=Status.COMPLETED).count() == WARMUP + JOBS,
+            FittingResult.objects.filter(status=Status.COMPLETED).count() == 2 * (WARMUP + JOBS),
             "not every job completed",
         )
+        load = f"load {min(loads):.1f}–{max(loads):.1f}"
 
-        p50 = statistics.median(overheads)
-        log(
-            f"[pipeline] {JOBS} jobs: wall p50 {statistics.median(walls):.0f} ms, overhead p50 {p50:.0f} ms, "
-            f"p90 {percentile(overheads, 90):.0f} ms; overhead in CPU time p50 {statistics.median(cpu_overheads):.0f} ms "
-            f"(load average {os.getloadavg()[0]:.1f})"
-        )
-        log("[pipeline] per-job breakdown (median ms of wall time, of the process's CPU time; calls per job):")
-        for bucket, values in sorted(per_bucket.items(), key=lambda kv: -statistics.median(kv[1])):
-            calls = timers.counts.get(bucket, 0)
-            cpu_ms = statistics.median(per_bucket_cpu[bucket])
-            log(f"    {bucket:<44} {statistics.median(values):7.1f} {cpu_ms:7.1f}   {calls if calls else ''}")
-        others = [
-            statistics.median(per[("(whole job)")])
-            - sum(statistics.median(v) for k, v in per.items() if k != "(whole job)")
-            for per in (per_bucket, per_bucket_cpu)
-        ]
-        log(f"    {'other (Python: ORM, SDK glue, pipeline)':<44} {others[0]:7.1f} {others[1]:7.1f}")
+        for gate in ("off", "on"):
+            log(
+                f"[pipeline] gate {gate}, {JOBS} jobs: wall p50 {statistics.median(walls[gate]):.0f} ms, overhead p50 "
+                f"{statistics.median(overheads[gate]):.0f} ms, p90 {percentile(overheads[gate], 90):.0f} ms; overhead in "
+                f"CPU time p50 {statistics.median(cpu_overheads[gate]):.0f} ms ({load})"
+            )
+            log(f"[pipeline] gate {gate}: per-job breakdown (median ms of wall time, of CPU time; calls per job):")
+            wall_ms, cpu_ms = _median_buckets(per_bucket[gate]), _median_buckets(per_bucket_cpu[gate])
+            for bucket in sorted(wall_ms, key=lambda b: -wall_ms[b]):
+                calls = counts[gate].get(bucket, 0)
+                log(f"    {bucket:<44} {wall_ms[bucket]:7.1f} {cpu_ms[bucket]:7.1f}   {calls if calls else ''}")
+            others = [
+                per["(whole job)"] - sum(v for k, v in per.items() if k != "(whole job)") for per in (wall_ms, cpu_ms)
+            ]
+            log(f"    {'other (Python: ORM, SDK glue, pipeline)':<44} {others[0]:7.1f} {others[1]:7.1f}")
 
-        engine_p50 = statistics.median(per_bucket[ENGINE])
+        p50 = statistics.median(overheads["off"])
+        engine_p50 = statistics.median(per_bucket["off"][ENGINE])
         row = Row(
-            "1. pipeline overhead per 3-step job (1 worker, fake Gemini ok())",
-            f"{p50:.0f} ms p50 (p90 {percentile(overheads, 90):.0f}); job wall {statistics.median(walls):.0f} ms, "
-            f"engine {engine_p50:.0f} ms; CPU-time overhead p50 {statistics.median(cpu_overheads):.0f} ms "
-            f"(load {os.getloadavg()[0]:.1f})",
+            "1. pipeline overhead per 3-step job, quality gate off (1 worker, fake Gemini)",
+            f"{p50:.0f} ms p50 (p90 {percentile(overheads['off'], 90):.0f}); job wall "
+            f"{statistics.median(walls['off']):.0f} ms, engine {engine_p50:.0f} ms; CPU-time overhead p50 "
+            f"{statistics.median(cpu_overheads['off']):.0f} ms ({load})",
             f"≤ {TARGET_MS} ms",
             met(p50 <= TARGET_MS),
         )
+        gate_wall = per_bucket["on"][GATE]
+        gate_cpu = per_bucket_cpu["on"][GATE]
+        gate_row = Row(
+            "1. quality gate's own cost per 3-step job (gate on, every step passed at once)",
+            f"{statistics.median(gate_wall):.0f} ms p50 wall, {statistics.median(gate_cpu):.0f} ms CPU "
+            f"(prepare + assess_answer, 3 steps); gate on − off: overhead p50 "
+            f"{statistics.median(overheads['on']) - p50:+.0f} ms wall, "
+            f"{statistics.median(cpu_overheads['on']) - statistics.median(cpu_overheads['off']):+.0f} ms CPU "
+            f"(overhead with the gate {statistics.median(overheads['on']):.0f} ms p50)",
+            "—",
+            "info; 1 attempt per step",
+        )
+        rows = [row, gate_row]
         if not DETAILS:
-            return [row]
+            return rows
         # cProfile of a few jobs: which functions stand out (own time).
         profile = cProfile.Profile()
         for _ in range(3):
-            fake.script_image(*(ok(ENGINE_OUTPUT_SIZE) for _ in range(3)))
+            fake.script_image(*(answer_mode("good", c) for c in STEPS))
             job = _start_job(user, photo, items)
-            profile.runcall(run_job, job_id=str(job.id), attempt=job.attempt)
+            with override_settings(FITTING_QUALITY_GATE="off"):
+                profile.runcall(run_job, job_id=str(job.id), attempt=job.attempt)
         stream = io.StringIO()
         stats = pstats.Stats(profile, stream=stream)
         stats.sort_stats("tottime").print_stats(12)
@@ -357,7 +399,7 @@ def run() -> list[Row]:
         for line in _micro(photo_bytes):
             log("    " + line)
 
-        return [row]
+        return rows
     finally:
         fake.stop()
 

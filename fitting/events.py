@@ -52,14 +52,23 @@ T = TypeVar("T")
 _now = time.monotonic
 
 
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
-    """Whether ``event`` was set within ``timeout`` seconds."""
+async def _wait(changed: asyncio.Future, timeout: float) -> bool:
+    """Whether ``changed`` was done within ``timeout`` seconds.
+
+    One timer handle per wait and nothing else: no task (``wait_for`` on 3.11), no
+    ``asyncio.timeout`` object; at thousands of streams per change each object per wait counts."""
+    if changed.done():
+        return True
+    timer = asyncio.get_running_loop().call_later(timeout, _time_up, changed)
     try:
-        async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for on 3.11
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True
+        return await changed
+    finally:
+        timer.cancel()
+
+
+def _time_up(changed: asyncio.Future) -> None:
+    if not changed.done():
+        changed.set_result(False)
 
 
 async def job_events(request: HttpRequest, job_id: UUID) -> HttpResponse:
@@ -222,6 +231,7 @@ async def _stream(
     heartbeat = settings.FITTING_EVENTS_HEARTBEAT
     give_up_at = _now() + settings.FITTING_EVENTS_MAX_DURATION
     key = _render_key(request)
+    render = functools.partial(_rendered_event, request=request)
     # A client that goes away cancels this generator at an await (CancelledError) or closes
     # it at a yield (GeneratorExit): either way ``finally`` leaves the watcher.
     try:
@@ -236,7 +246,7 @@ async def _stream(
             now = _now()
             if now >= give_up_at:
                 return
-            if not await _wait(subscription.changed, min(heartbeat - (now - last_sent), give_up_at - now)):
+            if not await _wait(subscription.changed(), min(heartbeat - (now - last_sent), give_up_at - now)):
                 if _now() - last_sent >= heartbeat:
                     yield ": keepalive\n\n"
                     last_sent = _now()
@@ -247,7 +257,7 @@ async def _stream(
             if change.job is None:  # deleted under us
                 return
             # Rendered and encoded once per change for all streams with the same key.
-            new_data, encoded = change.rendered(key, functools.partial(_rendered_event, request=request))
+            new_data, encoded = change.rendered(key, render)
             terminal = change.job.status in Status.terminal()
             if new_data != data:
                 data = new_data

@@ -84,14 +84,23 @@ def _seconds_left(deadline: datetime) -> float:
     return (deadline - timezone.now()).total_seconds()
 
 
-def _read_image(field, error: type[JobError]) -> Image.Image:
+# Catalogue images decoded in this worker, by content (FITTING_GARMENT_CACHE_MB of pixels):
+# every job of the same garment decodes it once per process.
+_garments = images.DecodedImages()
+
+
+def _read_image(field, error: type[JobError], *, garment: bool = False) -> Image.Image:
     try:
         with field.open("rb") as handle:
             data = handle.read()
         # Stored files were checked on the way in; the limits here only guard the worker.
         # Nothing is decoded beyond the working size, so whatever a photo or a catalogue
         # image weighs, a job holds a few images of at most PHOTO_MAX_SIDE.
-        return images.decode(data, max_bytes=10 * settings.UPLOAD_MAX_BYTES, max_side=settings.PHOTO_MAX_SIDE)
+        limits = {"max_bytes": 10 * settings.UPLOAD_MAX_BYTES, "max_side": settings.PHOTO_MAX_SIDE}
+        if garment:
+            return _garments.decode(data, budget=settings.FITTING_GARMENT_CACHE_MB * 2**20, **limits)
+        # A stored photo or step image is sent on as stored when decoding changed nothing.
+        return images.keep_source_jpeg(images.decode(data, **limits), data)
     except Exception as exc:
         raise error() from exc
 
@@ -124,7 +133,7 @@ def _run_steps(job: FittingResult, *, engine_name: str | None) -> None:
         garments: list[AppliedGarment] = []
         for job_item in items:
             step = job_item.category
-            garment = _read_image(job_item.item.image, ItemImageUnreadableError)
+            garment = _read_image(job_item.item.image, ItemImageUnreadableError, garment=True)
             garments.append(AppliedGarment(category=step, image=garment))
             if step in done:
                 continue

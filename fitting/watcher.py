@@ -120,7 +120,7 @@ class TooManyStreams(Exception):
 class Subscription:
     """An open stream: its user's slot under the cap, and the job it follows.
 
-    ``changed`` is set when a new ``change`` is there; ``close()`` (idempotent) gives the
+    ``changed()`` is done when a new ``change`` is there; ``close()`` (idempotent) gives the
     slot back and leaves the watcher. It also runs if the stream is dropped unclosed.
     """
 
@@ -129,9 +129,11 @@ class Subscription:
         self.job_id = job_id
         self.stamp: datetime | None = None  # the updated_at this stream has seen
         self.change: Change | None = None
-        self.changed = asyncio.Event()
         self.closed = False
         self._watcher: Watcher | None = None
+        self._loop = asyncio.get_running_loop()
+        self._untaken = False  # a change has come that the stream has not taken
+        self._waiter: asyncio.Future | None = None
 
     def seen(self, stamp: datetime) -> None:
         """The stream has shown the job as of ``stamp`` (its first read)."""
@@ -139,12 +141,25 @@ class Subscription:
             self.stamp = stamp
 
     def deliver(self, change: Change) -> None:
+        """On the loop's thread. One plain future per waiting stream, set here: no asyncio.Event
+        and no timeout object per wait, which at thousands of streams per change are the
+        allocations the garbage collector then walks (bench/README.md §8)."""
         self.change = change
         self.stamp = change.job.updated_at if change.job is not None else None
-        self.changed.set()
+        self._untaken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    def changed(self) -> asyncio.Future:
+        """A future that is done (True) once a change has come that ``take()`` has not taken."""
+        waiter = self._waiter = self._loop.create_future()
+        if self._untaken:
+            waiter.set_result(True)
+        return waiter
 
     def take(self) -> Change | None:
-        self.changed.clear()
+        self._untaken = False
         return self.change
 
     def close(self) -> None:

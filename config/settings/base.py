@@ -402,6 +402,11 @@ if FITTING_RESULT_CACHE_SCOPE not in ("owner", "global"):
 # content, garments up to that step, engine, model and prompt version; whose jobs count:
 # FITTING_RESULT_CACHE_SCOPE), and only the remaining steps call the engine.
 FITTING_STEP_CACHE = env.bool("FITTING_STEP_CACHE", default=True)
+# Megabytes of decoded catalogue images each worker process keeps (by content hash; least
+# recently used first out): a garment worn in many jobs is decoded once. 0 turns it off.
+FITTING_GARMENT_CACHE_MB = env.int("FITTING_GARMENT_CACHE_MB", default=32)
+if FITTING_GARMENT_CACHE_MB < 0:
+    config_error(f"FITTING_GARMENT_CACHE_MB must be 0 or more, not {FITTING_GARMENT_CACHE_MB}")
 # Prompt variants (fitting/prompts.py): JSON {version: weight}, e.g. {"v4": 80, "v5": 20}. Each
 # new Gemini job gets a version by weight, decided by its id (the same id, the same version);
 # the job is pinned to it like to its model. Unset: every job gets the default version.
@@ -468,6 +473,10 @@ FITTING_START_RATE = env("FITTING_START_RATE", default="30/minute")
 # The event stream: seconds between the poll backend's batched checks of every watched job
 # (below), between keepalive comments while nothing changes, and the longest it stays open.
 FITTING_EVENTS_POLL = env.float("FITTING_EVENTS_POLL", default=0.5)
+# The web process's first garbage-collector threshold (Python's default 700): a change sent to
+# thousands of event streams allocates a few objects per stream that live for one pass of the
+# event loop (bench/README.md §8). 0 leaves Python's default.
+WEB_GC_THRESHOLD = env.int("WEB_GC_THRESHOLD", default=50_000)
 FITTING_EVENTS_HEARTBEAT = env.float("FITTING_EVENTS_HEARTBEAT", default=15)
 FITTING_EVENTS_MAX_DURATION = env.float("FITTING_EVENTS_MAX_DURATION", default=FITTING_JOB_TIMEOUT + 120)
 # Webhooks: private and loopback receivers are refused unless this is on (local and test

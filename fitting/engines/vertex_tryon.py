@@ -18,9 +18,9 @@ from django.conf import settings
 from google.genai import types
 from PIL import Image
 
+import fitting.engines.gemini as gemini
 from core import images
 from core.errors import ServiceError
-from fitting.engines import gemini
 from fitting.engines.base import KeepGoing, StepResult
 from fitting.engines.gemini import GeminiEngine, call_with_retries, encode_input, get_client
 from fitting.engines.identity import EngineIdentity, vertex_tryon_identity

@@ -176,3 +176,15 @@ def test_a_step_image_is_encoded_once_and_sent_on_as_stored(fake_gemini, user, p
     assert _inline_bytes(calls[2])[0] == stored["bottom"]
     assert _inline_bytes(fake_gemini.text_requests[0]) == [stored["outer"]] == [stored["final"]]
     assert calls[1].mime_types[0] == "image/jpeg"
+
+
+def test_the_first_step_is_sent_the_stored_photo_as_stored(fake_gemini, user, photo, catalogue):
+    """Step 1's person image is the stored photo's JPEG itself, not a decode and a new encoding."""
+    job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"]))
+    assert job.status == "completed", job.error_message
+    photo.image.open("rb")
+    with photo.image:
+        stored = photo.image.read()
+    first = fake_gemini.image_requests[0]
+    assert _inline_bytes(first)[0] == stored
+    assert first.mime_types[0] == "image/jpeg"

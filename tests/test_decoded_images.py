@@ -1,0 +1,81 @@
+"""core.images.DecodedImages (the worker's cache of decoded catalogue images) and
+keep_source_jpeg (a stored JPEG sent on as stored): issue 27."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image, ImageCms
+
+from core import images
+from fitting.engines.gemini import encode_input
+
+LIMITS = {"max_bytes": 10_000_000, "max_side": 2048}
+
+
+def png(colour: tuple[int, int, int], size=(60, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def jpeg(**options) -> bytes:
+    buffer = io.BytesIO()
+    Image.radial_gradient("L").convert("RGB").resize((90, 120)).save(buffer, "JPEG", quality=85, **options)
+    return buffer.getvalue()
+
+
+def test_a_cached_decode_has_the_same_pixels_and_is_decoded_once():
+    cache = images.DecodedImages()
+    data = png((10, 120, 200))
+    first = cache.decode(data, budget=1_000_000, **LIMITS)
+    assert first.tobytes() == images.decode(data, **LIMITS).tobytes()
+    assert (first.mode, first.size) == ("RGB", (60, 40))
+    assert cache.decode(data, budget=1_000_000, **LIMITS) is first
+    # Other decode arguments are another entry: a smaller working size is other pixels.
+    smaller = cache.decode(data, budget=1_000_000, max_bytes=10_000_000, max_side=30)
+    assert smaller.size == (30, 20) and smaller is not first
+    assert len(cache) == 2
+
+
+def test_the_cache_is_bounded_by_its_budget_least_recently_used_first_out():
+    cache = images.DecodedImages()
+    weight = 60 * 40 * 3
+    budget = 2 * weight + 100  # room for two
+    a, b, c = png((1, 2, 3)), png((4, 5, 6)), png((7, 8, 9))
+    kept_a = cache.decode(a, budget=budget, **LIMITS)
+    cache.decode(b, budget=budget, **LIMITS)
+    assert cache.decode(a, budget=budget, **LIMITS) is kept_a  # a is now the most recently used
+    cache.decode(c, budget=budget, **LIMITS)  # b goes
+    assert len(cache) == 2 and cache.held_bytes == 2 * weight <= budget
+    assert cache.decode(a, budget=budget, **LIMITS) is kept_a
+    # An image larger than the whole budget is decoded, not kept; a budget of 0 keeps nothing.
+    big = cache.decode(png((0, 0, 0), size=(200, 200)), budget=budget, **LIMITS)
+    assert big.size == (200, 200) and len(cache) == 2
+    off = images.DecodedImages()
+    assert off.decode(a, budget=0, **LIMITS).tobytes() == kept_a.tobytes() and len(off) == 0
+
+
+def test_a_plain_stored_jpeg_is_sent_as_stored():
+    data = jpeg()
+    image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
+    assert images.result_bytes(image) == data
+    assert encode_input(image) == (data, "image/jpeg")
+
+
+@pytest.mark.parametrize("what", ["orientation", "icc", "shrunk"])
+def test_a_jpeg_that_decoding_changed_is_encoded_again(what):
+    if what == "orientation":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotated: the decoded pixels are turned
+        data, limits = jpeg(exif=exif.tobytes()), LIMITS
+    elif what == "icc":
+        profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+        data, limits = jpeg(icc_profile=profile), LIMITS
+    else:
+        data, limits = jpeg(), {**LIMITS, "max_side": 60}
+    image = images.keep_source_jpeg(images.decode(data, **limits), data)
+    assert images.result_bytes(image) is None
+    sent, mime = encode_input(image)
+    assert sent != data and mime == "image/jpeg"
