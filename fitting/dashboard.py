@@ -20,8 +20,18 @@ from django.utils.translation import gettext as _
 
 from fitting import costs
 from fitting.charts import Series, horizontal_bars, stacked_bars
-from fitting.models import STEP_ORDER, FittingResult, ImageStep, Status
-from fitting.selectors import LATENCY_MAX_JOBS, LATENCY_WINDOW, QUALITY_WINDOW, fitting_dashboard, quality_by_identity
+from fitting.models import STEP_ORDER, FittingResult, ImageStep, RatingReason, Status
+from fitting.selectors import (
+    LATENCY_MAX_JOBS,
+    LATENCY_WINDOW,
+    PROMPT_COMPARISON_WINDOW,
+    QUALITY_WINDOW,
+    PromptComparisonRow,
+    fitting_dashboard,
+    prompt_comparison,
+    quality_by_identity,
+)
+from fitting.stats import wilson
 
 STATUS_COLOURS = {
     Status.COMPLETED: "#2e8540",
@@ -51,6 +61,19 @@ def _cost_30_days() -> str | None:
     if any(row.cost is None for row in rows):
         return None
     return f"${sum(row.cost for row in rows):.2f}"
+
+
+def _comparison_row(row: PromptComparisonRow) -> dict:
+    """One identity's figures as the page shows them: each rate with its 95% Wilson interval."""
+    cost = costs.tokens_cost(row.model, row.input_tokens, row.output_tokens)
+    labels = dict(RatingReason.choices)
+    return {
+        "row": row,
+        "completion": wilson(row.completed, row.jobs),
+        "gate": wilson(row.passed, row.checked),
+        "reasons": [(labels[reason], wilson(count, row.ratings)) for reason, count in row.reasons.items() if count],
+        "cost_per_completed": costs.format_cost(cost / row.completed) if cost is not None and row.completed else "-",
+    }
 
 
 def dashboard_view(request):
@@ -83,6 +106,8 @@ def dashboard_view(request):
             for row in quality_rows
         ],
         "quality_days": QUALITY_WINDOW.days,
+        "comparison": [_comparison_row(row) for row in prompt_comparison(now=data.now)],
+        "comparison_days": PROMPT_COMPARISON_WINDOW.days,
         "data": data,
         "generated_at": formats.date_format(data.now, "DATETIME_FORMAT"),
         "hourly": hourly,

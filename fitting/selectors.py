@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import CharField, Count, F, Prefetch, Q, QuerySet, Value
+from django.db.models import Avg, CharField, Count, F, FloatField, Prefetch, Q, QuerySet, Sum, Value
+from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Replace, TruncDate, TruncHour
 from django.utils import timezone
 
-from fitting.models import FittingResult, Item, Status, StepAttempt
+from fitting.models import FittingRating, FittingResult, Item, RatingReason, Status, StepAttempt
 
 
 def item_list(*, category: str | None = None) -> QuerySet[Item]:
@@ -269,3 +270,102 @@ def quality_by_identity() -> tuple[list[str], list[QualityRow]]:
         )
         for key in sorted(attempts)
     ]
+
+
+# --- the prompt comparison (issue 24) -----------------------------------------------------------
+PROMPT_COMPARISON_WINDOW = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class PromptComparisonRow:
+    """One engine, model and prompt version over the window: counts only (the page makes the rates).
+
+    Jobs are those started in the window and not served from the result cache (a cache hit
+    says nothing of its prompt); attempts and ratings are those of these jobs.
+    """
+
+    engine: str
+    model: str
+    prompt_version: str
+    jobs: int
+    completed: int
+    input_tokens: int  # of all the jobs, failed ones too: what the completed ones cost
+    output_tokens: int
+    attempts: int  # engine calls of the steps
+    steps: int  # steps run (each step's first attempt)
+    checked: int  # attempts the quality checks judged
+    passed: int
+    judged: int  # attempts with a judge's score
+    judge_mean: float | None
+    ratings: int
+    rating_mean: float | None
+    reasons: dict[str, int]  # rating reason -> ratings that gave it
+
+    @property
+    def mean_attempts(self) -> float | None:
+        return self.attempts / self.steps if self.steps else None
+
+
+def prompt_comparison(*, now: datetime | None = None) -> list[PromptComparisonRow]:
+    """Per engine identity over the last PROMPT_COMPARISON_WINDOW; three grouped queries, no row loop."""
+    since = (now or timezone.now()) - PROMPT_COMPARISON_WINDOW
+    identity = ("engine", "model", "prompt_version")
+    jobs = (
+        FittingResult.objects.filter(created_at__gte=since, cached=False)
+        .values(*identity)
+        .order_by(*identity)
+        .annotate(
+            jobs=Count("id"),
+            completed=Count("id", filter=Q(status=Status.COMPLETED)),
+            input=Sum("input_tokens"),
+            output=Sum("output_tokens"),
+        )
+    )
+    by_job = [f"job__{name}" for name in identity]
+    attempts = {
+        tuple(row[name] for name in by_job): row
+        for row in StepAttempt.objects.filter(job__created_at__gte=since, job__cached=False)
+        .values(*by_job)
+        .order_by(*by_job)
+        .annotate(
+            attempts=Count("id"),
+            steps=Count("id", filter=Q(number=1)),
+            checked=Count("id", filter=Q(passed__isnull=False)),
+            passed=Count("id", filter=Q(passed=True)),
+            judge=Avg(Cast(KT("scores__judge__score"), FloatField())),
+            judged=Count(Cast(KT("scores__judge__score"), FloatField())),
+        )
+    }
+    # A reason is a string in the rating's JSON list: matched as its quoted text (SQLite and PostgreSQL).
+    reason_counts = {f"reason_{r}": Count("id", filter=Q(reasons__icontains=f'"{r}"')) for r in RatingReason.values}
+    ratings = {
+        tuple(row[name] for name in by_job): row
+        for row in FittingRating.objects.filter(job__created_at__gte=since, job__cached=False)
+        .values(*by_job)
+        .order_by(*by_job)
+        .annotate(ratings=Count("id"), mean=Avg("score"), **reason_counts)
+    }
+    rows = []
+    for row in jobs:
+        key = tuple(row[name] for name in identity)
+        tried = attempts.get(key, {})
+        rated = ratings.get(key, {})
+        rows.append(
+            PromptComparisonRow(
+                *key,
+                jobs=row["jobs"],
+                completed=row["completed"],
+                input_tokens=row["input"] or 0,
+                output_tokens=row["output"] or 0,
+                attempts=tried.get("attempts", 0),
+                steps=tried.get("steps", 0),
+                checked=tried.get("checked", 0),
+                passed=tried.get("passed", 0),
+                judged=tried.get("judged", 0),
+                judge_mean=tried.get("judge"),
+                ratings=rated.get("ratings", 0),
+                rating_mean=None if rated.get("mean") is None else float(rated["mean"]),
+                reasons={r: rated.get(f"reason_{r}", 0) for r in RatingReason.values},
+            )
+        )
+    return rows

@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from fitting import costs
-from fitting.models import Status, UsageDay
-from fitting.selectors import fitting_dashboard
+from fitting.models import FittingRating, RatingReason, Status, StepAttempt, UsageDay
+from fitting.selectors import fitting_dashboard, prompt_comparison
 from tests.factories import make_job, make_user
 
 NOW = timezone.now().replace(minute=30, second=0, microsecond=0)
@@ -112,3 +112,65 @@ def test_the_dashboard_shows_the_estimated_cost_of_30_days(staff, settings, user
     costs.usage_add(user_id=user.pk, model="unpriced", output_tokens=1)
     html = staff.get(reverse("admin:dashboard")).content.decode()
     assert 'data-testid="cost"><div class="value">—</div>' in html  # a model without a price: no figure
+
+
+def test_the_prompt_comparison_counts_each_version_with_intervals(staff, settings, user, photo, catalogue):
+    """Per engine, model and prompt version: jobs, completion, the gate, the judge, ratings, cost."""
+    settings.FITTING_PRICES = {"img": {"input": 1, "output": 30}}
+    top = catalogue["top"]
+
+    def job(version, status, *, attempts=(), rating=None, days_ago=1, cached=False):
+        made = make_job(
+            user,
+            photo,
+            top,
+            status=status,
+            engine="gemini",
+            model="img",
+            prompt_version=version,
+            created_at=timezone.now() - timedelta(days=days_ago),
+            input_tokens=1_000_000,
+            output_tokens=100_000,
+            cached=cached,
+        )
+        for number, (passed, judge) in enumerate(attempts, start=1):
+            scores = {"checks": {}} if judge is None else {"checks": {}, "judge": {"score": judge}}
+            StepAttempt.objects.create(
+                job=made, category="top", number=number, passed=passed, scores=scores, outcome="accepted"
+            )
+        if rating is not None:
+            FittingRating.objects.create(job=made, score=rating[0], reasons=rating[1])
+        return made
+
+    # v4: 3 jobs (2 completed); top steps: [fail, pass(judge 6)], [pass(judge 8)], [fail]
+    job("v4", Status.COMPLETED, attempts=[(False, None), (True, 6)], rating=(2, ["face_changed", "fit"]))
+    job("v4", Status.COMPLETED, attempts=[(True, 8)], rating=(4, ["fit"]))
+    job("v4", Status.FAILED, attempts=[(False, None)])
+    job("v4", Status.COMPLETED, attempts=[(True, 1)], days_ago=31)  # out of the window
+    job("v4", Status.COMPLETED, cached=True)  # a cache hit says nothing of its prompt
+    # v5: one completed job, one unchecked attempt (the gate off), no rating
+    job("v5", Status.COMPLETED, attempts=[(None, None)])
+
+    v4, v5 = prompt_comparison()
+    assert (v4.prompt_version, v5.prompt_version) == ("v4", "v5")
+    assert (v4.jobs, v4.completed, v4.attempts, v4.steps, v4.checked, v4.passed) == (3, 2, 4, 3, 4, 2)
+    assert v4.mean_attempts == pytest.approx(4 / 3)
+    assert (v4.judged, v4.judge_mean) == (2, pytest.approx(7.0))
+    assert (v4.ratings, v4.rating_mean) == (2, pytest.approx(3.0))
+    assert v4.reasons == {**dict.fromkeys(RatingReason.values, 0), "face_changed": 1, "fit": 2}
+    assert (v4.input_tokens, v4.output_tokens) == (3_000_000, 300_000)
+    assert (v5.jobs, v5.completed, v5.checked, v5.judge_mean, v5.ratings, v5.rating_mean) == (1, 1, 0, None, 0, None)
+
+    html = staff.get(reverse("admin:dashboard")).content.decode()
+    section = html.split('data-testid="prompt-comparison"')[1]
+    assert "프롬프트 비교" in html and "품질 검사 통과율" in section and "완료 작업당 비용" in section
+    row = section.split('data-testid="comparison-v4"')[1].split("</tr>")[0]
+    # 2 of 3 completed: 67% (21–94%); 2 of 4 attempts passed: 50% (15–85%) (Wilson, 95%)
+    assert "67% (21–94%)" in row and "50% (15–85%)" in row
+    assert "7.0/10" in row and "(n=2)" in row and "3.00" in row
+    assert "얼굴" in row and "100% (34–100%)" in row  # "fit" in both ratings; 1 of 2 face_changed: 50% (9–91%)
+    assert "50% (9–91%)" in row
+    # Three jobs of $4 each (1M input at $1, 100k output at $30), two completed: $6 each.
+    assert "$6.0000" in row
+    v5_row = section.split('data-testid="comparison-v5"')[1].split("</tr>")[0]
+    assert "100% (21–100%)" in v5_row and "—" in v5_row
