@@ -119,6 +119,7 @@ def test_the_admin_in_korean_at_1400_px(stack_with_jobs, admin_page):
     expect(page.locator("h1")).to_have_text(re.compile("피팅 작업"))
     assert_korean(page)
     images = page.locator(".inline-group img")
+    images.first.scroll_into_view_if_needed()  # lazy, and below the job's own sections: loaded once on screen
     expect(images.first).to_be_visible()
     for image in images.all():
         image.scroll_into_view_if_needed()  # lazy: loaded once on screen
