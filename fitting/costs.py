@@ -169,5 +169,5 @@ def cost_of_day(day: date) -> CostRow | None:
 
 
 def format_cost(cost: Decimal | None) -> str:
-    """USD with four decimals (an image is about $0.039); "-" for a model without a price."""
+    """USD with four decimals (an image is about $0.067 with the default model); "-" for a model without a price."""
     return "-" if cost is None else f"${cost:.4f}"
