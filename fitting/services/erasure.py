@@ -20,6 +20,7 @@ from rest_framework.throttling import UserRateThrottle
 
 from core.files import files_delete_unreferenced
 from core.logcontext import log_context
+from core.throttling import period_start_key
 from fitting import notify
 from fitting.errors import PhotoInUseError
 from fitting.models import FittingResult, FittingResultImage, JobEvent, Status, StepAttempt, WebhookDelivery
@@ -156,7 +157,7 @@ def _rate_counters_delete(user_id) -> None:
     keys = []
     for scope in USER_THROTTLE_SCOPES:
         key = UserRateThrottle.cache_format % {"scope": scope, "ident": user_id}
-        keys += [key, f"{key}_started"]  # core.throttling.AtomicUserRateThrottle's period start
+        keys += [key, period_start_key(key)]  # core.throttling.AtomicUserRateThrottle's period start
     cache.delete_many(keys)
 
 
