@@ -93,7 +93,7 @@ USER_THROTTLE_SCOPES = ("fitting_start", "photo_upload")
 
 @transaction.atomic
 def user_delete(*, user: AbstractBaseUser) -> None:
-    """Erase a user: jobs (running ones too), photos, their files, API token, sessions, account,
+    """Erase a user: jobs (running ones too), photos, their files, API tokens, sessions, account,
     and the traces they left: login attempts under their username, the admin's log entries
     about them and their objects, the queue's task rows of their jobs, their rate counters.
 
@@ -107,7 +107,7 @@ def user_delete(*, user: AbstractBaseUser) -> None:
     photos_delete(UserImage.objects.filter(owner=user))
     _sessions_delete(user)
     username, user_id = user.get_username(), user.pk
-    user.delete()  # the API token and the admin's log entries BY this user go with it (CASCADE)
+    user.delete()  # the API tokens (knox) and the admin's log entries BY this user go with it (CASCADE)
     LogEntry.objects.filter(logged_about).delete()
     _tasks_delete(task_names)
     for model in (AccessAttempt, AccessFailureLog, AccessLog):
