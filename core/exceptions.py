@@ -133,6 +133,12 @@ def _is_api(request: HttpRequest) -> bool:
     return path.startswith(("/api/", settings.MEDIA_URL)) or path in ("/healthz", "/metrics")
 
 
+def _is_thumbnail(request: HttpRequest) -> bool:
+    # core.media.serve_thumbnail (config.urls: "thumbs/"): it reads the database (who may see
+    # the image) and, for an anonymous client, the cache (THUMBNAIL_ANON_RATE), like /media/.
+    return request.path_info.startswith("/thumbs/")
+
+
 def _json_error(code: str, message: str, status_code: int) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status_code, json_dumps_params={"ensure_ascii": False})
 
@@ -168,11 +174,12 @@ class DatabaseUnavailableMiddleware(MiddlewareMixin):
     """A view on an API path that fails because the database or Redis cannot be reached: 503, not 500.
 
     DRF's views get the same answer from ``exception_handler``; this covers the others on API
-    paths (media, the event stream, /metrics). The outage is logged without a traceback each time.
+    paths (media, the event stream, /metrics) and thumbnails (/thumbs/). The outage is logged
+    without a traceback each time.
     """
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not (isinstance(exception, UNAVAILABLE_ERRORS) and _is_api(request)):
+        if not (isinstance(exception, UNAVAILABLE_ERRORS) and (_is_api(request) or _is_thumbnail(request))):
             return None
         logger.error("%s unavailable on %s: %s", _unavailable_service(exception), request.path_info, exception)
         error = ServiceUnavailableError()

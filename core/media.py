@@ -182,7 +182,7 @@ def _stored_thumbnail(path: str) -> bytes | None:
     try:
         with default_storage.open(thumbnail_name(path)) as stored:
             return stored.read()
-    except (FileNotFoundError, OSError):
+    except OSError:  # FileNotFoundError among them: not made yet
         return None
 
 

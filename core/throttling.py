@@ -5,6 +5,11 @@ from __future__ import annotations
 from rest_framework.throttling import UserRateThrottle
 
 
+def period_start_key(key: str) -> str:
+    """The cache key beside a counter ``key`` that holds when its period started (for Retry-After)."""
+    return f"{key}_started"
+
+
 class AtomicUserRateThrottle(UserRateThrottle):
     """DRF's ``UserRateThrottle`` counted with one atomic increment per request.
 
@@ -48,7 +53,7 @@ class AtomicUserRateThrottle(UserRateThrottle):
 
     @property
     def _started_key(self) -> str:
-        return f"{self.key}_started"
+        return period_start_key(self.key)
 
     def wait(self) -> float:
         started = self.cache.get(self._started_key)

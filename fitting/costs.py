@@ -163,11 +163,6 @@ def cost_by_user(*, days: int = 30) -> list[CostRow]:
     return sorted(_rows("user_id", days), key=lambda r: (r.cost or Decimal(0), r.jobs), reverse=True)
 
 
-def cost_of_day(day: date) -> CostRow | None:
-    rows = cost_by_day(days=(timezone.localdate() - day).days + 1)
-    return next((r for r in rows if r.key == day), None)
-
-
 def format_cost(cost: Decimal | None) -> str:
-    """USD with four decimals (an image is about $0.039); "-" for a model without a price."""
+    """USD with four decimals (an image is about $0.067 with the default model); "-" for a model without a price."""
     return "-" if cost is None else f"${cost:.4f}"

@@ -224,10 +224,8 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 def current_watcher() -> Watcher | None:
     """The watcher of the running loop, if any stream is open in it (for tests and metrics)."""
-    try:
-        return _watchers.get(asyncio.get_running_loop())
-    except RuntimeError:
-        return None
+    loop = _running_loop()
+    return None if loop is None else _watchers.get(loop)
 
 
 # --- database reads, in the loop's default executor, connections closed after -------------------

@@ -195,6 +195,22 @@ def test_starting_a_job_or_uploading_while_redis_is_down_is_a_503_to_retry(redis
     )
 
 
+def test_an_anonymous_thumbnail_while_redis_is_down_is_a_503_to_retry(redis_down, catalogue):
+    # Anonymous thumbnails count their rate in the cache (THUMBNAIL_ANON_RATE), like /media/ a JSON path.
+    response = Client(raise_request_exception=False).get(f"/thumbs/{catalogue['top'].image.name}")
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert response["Retry-After"] == "5"
+
+
+def test_a_thumbnail_while_the_database_is_down_is_a_503_to_retry(user):
+    photo = make_photo(user)
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    with database_down():
+        response = client.get(f"/thumbs/{photo.image.name}")
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+
+
 def test_a_500_on_an_html_page_stays_djangos_page(user):
     client = Client(raise_request_exception=False)
     client.force_login(user)

@@ -20,6 +20,7 @@ from rest_framework.throttling import UserRateThrottle
 
 from core.files import files_delete_unreferenced
 from core.logcontext import log_context
+from core.throttling import period_start_key
 from fitting import notify
 from fitting.errors import PhotoInUseError
 from fitting.models import FittingResult, FittingResultImage, JobEvent, Status, StepAttempt, WebhookDelivery
@@ -92,7 +93,7 @@ USER_THROTTLE_SCOPES = ("fitting_start", "photo_upload")
 
 @transaction.atomic
 def user_delete(*, user: AbstractBaseUser) -> None:
-    """Erase a user: jobs (running ones too), photos, their files, API token, sessions, account,
+    """Erase a user: jobs (running ones too), photos, their files, API tokens, sessions, account,
     and the traces they left: login attempts under their username, the admin's log entries
     about them and their objects, the queue's task rows of their jobs, their rate counters.
 
@@ -106,7 +107,7 @@ def user_delete(*, user: AbstractBaseUser) -> None:
     photos_delete(UserImage.objects.filter(owner=user))
     _sessions_delete(user)
     username, user_id = user.get_username(), user.pk
-    user.delete()  # the API token and the admin's log entries BY this user go with it (CASCADE)
+    user.delete()  # the API tokens (knox) and the admin's log entries BY this user go with it (CASCADE)
     LogEntry.objects.filter(logged_about).delete()
     _tasks_delete(task_names)
     for model in (AccessAttempt, AccessFailureLog, AccessLog):
@@ -156,7 +157,7 @@ def _rate_counters_delete(user_id) -> None:
     keys = []
     for scope in USER_THROTTLE_SCOPES:
         key = UserRateThrottle.cache_format % {"scope": scope, "ident": user_id}
-        keys += [key, f"{key}_started"]  # core.throttling.AtomicUserRateThrottle's period start
+        keys += [key, period_start_key(key)]  # core.throttling.AtomicUserRateThrottle's period start
     cache.delete_many(keys)
 
 
