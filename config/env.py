@@ -26,7 +26,7 @@ def read_env_file() -> None:
     ``.env`` if there is one (a convenience for development).
     """
     named = os.environ.get("DJANGO_ENV_FILE", "")
-    if named and not Path(named).is_file():
+    if named and not (Path(named).is_file() and os.access(named, os.R_OK)):
         config_error(f"DJANGO_ENV_FILE names no readable file: {named!r}")
     environ.Env.read_env(named or BASE_DIR / ".env", overwrite=False)
 
