@@ -138,10 +138,6 @@ class Evaluation:
     def judge_on(self) -> bool:
         return settings.FITTING_QUALITY_JUDGE == "gemini"
 
-    def planned_calls(self) -> int:
-        steps = sum(len(case.garments) for case in self.cases)
-        return steps * len(self.versions) * self.samples * (2 if self.judge_on else 1)
-
 
 def evaluate(
     *,
