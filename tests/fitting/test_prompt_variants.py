@@ -157,7 +157,8 @@ def test_a_failed_v5_job_is_reprocessed_as_v5_by_a_v4_process(fake_gemini, user,
     assert job.status == Status.COMPLETED, job.error_message
     assert fake_gemini.image_requests[0].texts == [step_prompt("top", "v5")]
     # Switching engines keeps the version the new engine has; the local one has its own.
-    assert fitting_reprocess(job=make_job(user, photo, catalogue["top"], prompt_version="v5"), engine="gemini")
+    gemini = fitting_reprocess(job=make_job(user, photo, catalogue["top"], prompt_version="v5"), engine="gemini")
+    assert gemini.prompt_version == "v5"
     local = fitting_reprocess(job=make_job(user, photo, catalogue["top"], prompt_version="v5"), engine="local")
     assert local.prompt_version == engine_identity("local").prompt_version
 
