@@ -65,6 +65,8 @@ def load_cases(directory: Path) -> list[Case]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise EvaluationError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EvaluationError(f'{path} must be a JSON object: {{"cases": [...]}}')
     cases = []
     for number, raw in enumerate(data.get("cases") or [], start=1):
         try:
