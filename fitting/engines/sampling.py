@@ -14,6 +14,7 @@ through an event, so a canceled job makes no retry and stops waiting at once.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -89,7 +90,9 @@ def _concurrently(
     pool = ThreadPoolExecutor(max_workers=len(seeds), thread_name_prefix="fitting-sample")
     try:
         futures: dict[Future, int] = {
+            # In a copy of this thread's context each: the threads' log lines keep the job's fields (log_context).
             pool.submit(
+                contextvars.copy_context().run,
                 engine.apply_garment,
                 **arguments,
                 timeout=timeout,
