@@ -9,7 +9,7 @@
 
 The threads make only the engine's HTTP calls: the cancel check (``keep_going``, a database
 read) stays in the calling thread, which asks it while it waits and lets the threads know
-through an event, so a canceled job makes no retry and stops waiting at once.
+through a flag their ``keep_going`` reads, so a canceled job makes no retry and stops waiting at once.
 """
 
 from __future__ import annotations
