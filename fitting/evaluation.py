@@ -65,6 +65,8 @@ def load_cases(directory: Path) -> list[Case]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise EvaluationError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EvaluationError(f'{path} must be a JSON object: {{"cases": [...]}}')
     cases = []
     for number, raw in enumerate(data.get("cases") or [], start=1):
         try:
@@ -137,10 +139,6 @@ class Evaluation:
     @property
     def judge_on(self) -> bool:
         return settings.FITTING_QUALITY_JUDGE == "gemini"
-
-    def planned_calls(self) -> int:
-        steps = sum(len(case.garments) for case in self.cases)
-        return steps * len(self.versions) * self.samples * (2 if self.judge_on else 1)
 
 
 def evaluate(

@@ -1,4 +1,4 @@
-"""The sequential fitting job: top → bottom → outer, each step's output the next one's input.
+"""The sequential fitting job, top → dress → bottom → outer → shoes, each step's output the next one's input.
 
 Every input is decoded once per job and intermediates stay in memory between steps; each
 step's image is stored and committed as soon as it exists, so progress survives a crash

@@ -452,7 +452,7 @@ def grapheme_count(text: str) -> int:
 
 
 def compose_message(phrases: list[str]) -> str:
-    """One sentence from one to three "<colour> <category>" phrases, within 50 graphemes."""
+    """One sentence from one to four "<colour> <category>" phrases (``MESSAGE_TEMPLATES``), within 50 graphemes."""
     templates = MESSAGE_TEMPLATES[len(phrases)]
     for template in templates:
         message = template.format(*map(Phrase, phrases))

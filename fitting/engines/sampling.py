@@ -9,11 +9,12 @@
 
 The threads make only the engine's HTTP calls: the cancel check (``keep_going``, a database
 read) stays in the calling thread, which asks it while it waits and lets the threads know
-through an event, so a canceled job makes no retry and stops waiting at once.
+through a flag their ``keep_going`` reads, so a canceled job makes no retry and stops waiting at once.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -89,7 +90,9 @@ def _concurrently(
     pool = ThreadPoolExecutor(max_workers=len(seeds), thread_name_prefix="fitting-sample")
     try:
         futures: dict[Future, int] = {
+            # In a copy of this thread's context each: the threads' log lines keep the job's fields (log_context).
             pool.submit(
+                contextvars.copy_context().run,
                 engine.apply_garment,
                 **arguments,
                 timeout=timeout,

@@ -126,11 +126,6 @@ def _image(image: Image.Image) -> types.Image:
     return types.Image(image_bytes=data, mime_type=mime_type)
 
 
-def read_image(response: types.RecontextImageResponse) -> Image.Image:
-    """The first generated image; ENGINE_BLOCKED when the safety filter took it (``rai_filtered_reason``)."""
-    return read_images(response)[0]
-
-
 def read_images(response: types.RecontextImageResponse) -> list[Image.Image]:
     """The generated images (at least one); ENGINE_BLOCKED when the safety filter took them all."""
     generated = response.generated_images or []
@@ -146,4 +141,4 @@ def read_images(response: types.RecontextImageResponse) -> list[Image.Image]:
         raise EngineBadImageError() from exc
 
 
-__all__ = ["VertexTryOnEngine", "read_image", "read_images", "tryon_config"]
+__all__ = ["VertexTryOnEngine", "read_images", "tryon_config"]

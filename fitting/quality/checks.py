@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -140,9 +140,6 @@ class Thresholds:
                 raise ValueError(f"the threshold of {name!r} must be a number from 0 to 1, not {value!r}")
             values[name] = float(value)
         return cls(**values)
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

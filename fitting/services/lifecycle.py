@@ -152,7 +152,7 @@ def fitting_reprocess(
     (``fitting.pipeline.run_job``). The admin actions and ``reprocess_failed_fittings``
     both come here.
 
-    ``engine`` ("local", "gemini") switches the job to that engine explicitly: its new
+    ``engine`` ("local", "gemini", "vertex-tryon") switches the job to that engine explicitly: its new
     identity (engine, model, prompt version) and cache key are recorded, and it restarts
     from scratch, since the earlier step images were made by the old engine. Without it,
     a job pinned to another engine than this process's is refused (see

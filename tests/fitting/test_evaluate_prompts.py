@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from fitting.evaluation import load_cases
+from fitting.evaluation import EvaluationError, load_cases
 from fitting.models import FittingResult, StepAttempt
 from fitting.prompts import step_prompt
 from tests.fakegemini import answer_mode, text
@@ -121,3 +121,10 @@ def test_an_engine_without_prompt_versions_or_an_unknown_version_is_refused(eval
 def test_the_shipped_case_set_names_files_in_the_repository():
     cases = load_cases(ROOT / "bench/prompt_cases")
     assert len(cases) >= 3 and all(case.photo.is_file() for case in cases)
+
+
+@pytest.mark.parametrize("content", ["[]", '"cases"', '{"cases": {"name": "x"}}', '{"cases": ["x"]}'])
+def test_a_cases_file_of_another_shape_is_refused_with_a_message(tmp_path, content):
+    (tmp_path / "cases.json").write_text(content)
+    with pytest.raises(EvaluationError):
+        load_cases(tmp_path)

@@ -126,7 +126,7 @@ def test_reprocess_with_the_engine_restarts_such_jobs_once_the_setting_is_change
     assert failed is None, out
     job.refresh_from_db()
     assert (job.status, job.model, job.error_code) == (Status.COMPLETED, "gemini-3.1-flash-image", "")
-    assert "engine gemini->gemini" in out or "restarted" in out
+    assert "engine gemini->gemini" in out and "restarted" in out
     assert [r.model for r in fake_gemini.image_requests] == [OLD_IMAGE] + ["gemini-3.1-flash-image"] * 2
 
 

@@ -160,9 +160,10 @@ def test_accept_best_keeps_the_best_scoring_attempt_marked_not_passed(gate, user
     assert len(attempts) == 2 and not any(a.passed for a in attempts)
     best = max(attempts, key=lambda a: a.scores["score"])
     assert [a.outcome for a in attempts] == ["best" if a == best else "rejected" for a in attempts]
-    kept = Image.open(job.images.get(step="top").image)
-    stored_best = Image.open(best.image)
-    assert kept.size == stored_best.size
+    (other,) = [a for a in attempts if a != best]
+    kept = Image.open(job.images.get(step="top").image).convert("RGB").tobytes()
+    assert kept == Image.open(best.image).convert("RGB").tobytes()  # the best one's pixels, not just its size
+    assert kept != Image.open(other.image).convert("RGB").tobytes()
     step = steps(job)[0]
     assert (step["attempts"], step["qualityPassed"]) == (2, False)
     assert job.input_tokens == 2 * 1290  # the best one's tokens are not counted twice

@@ -7,8 +7,11 @@ answers where the quality gate must tell good candidates from bad ones.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from core.logcontext import ContextFilter
 from fitting.models import FittingResult, MetricCounter, StepAttempt, UsageDay
 from fitting.selectors import fitting_with_details
 from fitting.serializers import JobOutputSerializer
@@ -16,7 +19,7 @@ from fitting.services.erasure import fitting_delete
 from fitting.services.reuse import result_cache_key
 from tests import helpers
 from tests.factories import run_now, start_job
-from tests.fakegemini import answer_mode
+from tests.fakegemini import answer_mode, fail, ok
 from tests.fitting.test_quality_gate import real_item, real_photo
 
 URL = "/api/virtual-fitting"
@@ -170,6 +173,18 @@ def test_the_daily_quota_counts_a_job_of_four_candidates_once(api, fake_gemini, 
     assert UsageDay.objects.get(user=user).jobs_started == 1
     refused = post(api, photo, catalogue["bottom"], numSamples=4)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "QUOTA_EXCEEDED"
+
+
+def test_a_candidates_retry_is_logged_with_the_jobs_context(fake_gemini, user, photo, catalogue, caplog):
+    # The candidates' calls run in a thread pool: their log lines (here the retry of a 503)
+    # carry the job, attempt, step and owner as the calling thread's do.
+    caplog.handler.addFilter(ContextFilter())
+    fake_gemini.script_image(fail(503), ok(), ok())
+    with caplog.at_level(logging.INFO, logger="fitting.engines.gemini"):
+        job = run_now(start_job(user, photo, catalogue["top"], num_samples=2))
+    assert job.status == "completed", job.error_message
+    (retry,) = [r for r in caplog.records if r.getMessage().startswith("Gemini attempt 1 failed")]
+    assert (retry.job_id, retry.attempt, retry.step, retry.user_id) == (str(job.id), job.attempt, "top", user.id)
 
 
 # --- the other engines -------------------------------------------------------------------------
