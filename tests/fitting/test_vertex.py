@@ -23,6 +23,31 @@ from tests.test_deploy_check import manage
 PROJECT, LOCATION = "shop-prod", "asia-northeast3"
 
 
+def use_a_service_account(settings, monkeypatch, tmp_path, token_url: str) -> None:
+    """Vertex AI with a project and a location, authenticated by a service account's key file
+    (application default credentials) whose tokens come from ``token_url`` (the fake server)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    credentials = tmp_path / "service-account.json"
+    credentials.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": PROJECT,
+                "private_key_id": "stand-in",
+                "private_key": pem.decode(),
+                "client_email": f"fitting@{PROJECT}.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": token_url,
+            }
+        )
+    )
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
+    settings.GEMINI_API_KEY = ""
+    settings.GOOGLE_CLOUD_PROJECT, settings.GOOGLE_CLOUD_LOCATION = PROJECT, LOCATION
+    gemini.reset_client()
+
+
 @pytest.fixture
 def vertex(fake_gemini, settings, monkeypatch):
     """The fake server, and settings for Vertex AI (each test picks the authentication)."""
@@ -64,26 +89,7 @@ def test_express_mode_runs_a_job_through_vertex_paths_with_the_api_key(vertex, s
 def test_project_and_location_use_application_default_credentials(
     vertex, settings, monkeypatch, tmp_path, user, photo, catalogue
 ):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    credentials = tmp_path / "service-account.json"
-    credentials.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": "stand-in",
-                "private_key": pem.decode(),
-                "client_email": f"fitting@{PROJECT}.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": vertex.token_url,
-            }
-        )
-    )
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
-    settings.GEMINI_API_KEY = ""
-    settings.GOOGLE_CLOUD_PROJECT, settings.GOOGLE_CLOUD_LOCATION = PROJECT, LOCATION
-    gemini.reset_client()
+    use_a_service_account(settings, monkeypatch, tmp_path, vertex.token_url)
 
     run_a_job(user, photo, catalogue)
 

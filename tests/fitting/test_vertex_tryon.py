@@ -6,12 +6,8 @@ the fake checks the request's shape and answers as Vertex AI does. Nothing calls
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from PIL import Image
 
 from fitting.engines import engine_identity, gemini, get_engine
@@ -20,9 +16,9 @@ from fitting.engines.vertex_tryon import VertexTryOnEngine
 from fitting.models import FittingResult
 from tests.factories import run_now, start_job
 from tests.fakegemini import ACCESS_TOKEN, block, fail, marker_box, marker_color, text_only
+from tests.fitting.test_vertex import LOCATION, PROJECT, use_a_service_account
 from tests.test_deploy_check import manage
 
-PROJECT, LOCATION = "shop-prod", "asia-northeast3"
 MODEL = "virtual-try-on-001"
 
 
@@ -91,26 +87,7 @@ def _colour_near(image, item) -> bool:
 def test_project_and_location_call_the_projects_predict_path_with_a_bearer_token(
     tryon, settings, monkeypatch, tmp_path, user, photo, catalogue
 ):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    credentials = tmp_path / "service-account.json"
-    credentials.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": "stand-in",
-                "private_key": pem.decode(),
-                "client_email": f"fitting@{PROJECT}.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": tryon.token_url,
-            }
-        )
-    )
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
-    settings.GEMINI_API_KEY = ""
-    settings.GOOGLE_CLOUD_PROJECT, settings.GOOGLE_CLOUD_LOCATION = PROJECT, LOCATION
-    gemini.reset_client()
+    use_a_service_account(settings, monkeypatch, tmp_path, tryon.token_url)
 
     job = run_now(start_job(user, photo, catalogue["top"]))
 
