@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from fitting.engines.base import CATEGORIES
 from fitting.engines.local import CHIN_PER_FACE_BOX, HEAD_PER_FACE_BOX, BodyFrame, cut_out_garment, find_body
 from fitting.errors import EngineError
 
@@ -43,7 +44,6 @@ WORK_SIDE = 512  # every check runs on images of this long side
 # portrait is still about 30 px there, above the cascade's 24 px).
 DETECT_SIDE = 384
 CHECKS = ("changed", "identity", "scene", "garment", "not_product")
-CATEGORIES = ("top", "bottom", "outer", "dress", "shoes")
 ASSESSMENT_VERSION = 1  # in ``as_json``: bump when a value's meaning changes
 
 # --- regions, in head units of the local engine's body frame --------------------------------

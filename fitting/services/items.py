@@ -21,7 +21,7 @@ def item_image_clean(data: bytes) -> tuple[bytes, str]:
     image = images.decode(data, max_side=settings.PHOTO_MAX_SIDE)  # never at full size
     if "A" in image.getbands():
         return images.encode_png(image), ".png"
-    return images.encode_result(image), ".jpg"
+    return images.encode_result(image), f".{images.RESULT_EXTENSION}"
 
 
 def item_image_check(data: bytes) -> str:
