@@ -41,6 +41,7 @@ KNOWN_ENGLISH = [
 LABEL_TAGS = re.compile(r"(?s)<(th|label|h1|h2|h3|caption|button|summary)\b[^>]*>(.*?)</\1>")
 ENGLISH_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
 ALLOWED_WORDS = {"URL", "ID", "HTTP", "GET", "POST", "IP", "English"}  # "English": the language switch
+UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
 
 
 def po_entries(path: Path) -> list[tuple[dict[str, str], str]]:
@@ -124,6 +125,7 @@ def english_labels(html: str, data: list[str]) -> list[str]:
         for value in data:
             text = text.replace(value, " ")
         text = re.sub(r"\S*[./]\S*", " ", text)  # file names and dotted paths
+        text = UUID.sub(" ", text)  # record ids: "6cb34db0-afac-…" is not the English word "afac"
         words = [w for w in ENGLISH_WORD.findall(text) if w not in ALLOWED_WORDS]
         if words:
             found.append(" ".join(text.split()))
@@ -196,3 +198,8 @@ def test_the_job_pages_webhook_columns_have_distinct_heads(korean_staff, languag
     heads = [h for h in heads if h]
     assert len(heads) == 7
     assert len(set(heads)) == len(heads), heads
+
+
+def test_a_record_id_is_not_read_as_english():
+    html = "<h2>6cb34db0-afac-43e5-979a-7572a9f8ce4b</h2><th>피팅 결과 Fitting</th>"
+    assert english_labels(html, []) == ["피팅 결과 Fitting"]
