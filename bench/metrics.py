@@ -203,7 +203,7 @@ def child(database: str) -> None:
         with transaction.atomic():
             FittingResult.objects.filter(id=job.id).update(updated_at=timezone.now())
             if count:
-                metrics.count_step_finished(job=job, step="top", latency_ms=8123, input_tokens=1290, output_tokens=1290)
+                metrics.count_step_finished(job=job, step="top", latency_ms=8123, tokens=[(job.model, 1290, 1290)])
 
     baseline = _time(lambda: step_write(False), 200)
     counting = _time(lambda: step_write(True), 200)

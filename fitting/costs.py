@@ -5,7 +5,9 @@ come from the model table, ``fitting.engines.catalog``). Output tokens are what 
 used beyond its prompt (the image, and any thinking), so an image of about 1,120 tokens costs
 about $0.067 at $60 per million. A step reused from another job
 (``cached``) or a whole-result cache hit used no tokens and costs nothing. Only the image
-steps report their usage; the recommendation message (the text model) is not counted.
+steps report their usage, and the quality judge's (FITTING_QUALITY_JUDGE=gemini): its tokens are
+the text model's (GEMINI_TEXT_MODEL) and are priced at its rate. The recommendation message
+(the text model too) is not counted.
 
 What was used is kept in a ledger, ``UsageDay`` (per user and day: jobs started, engine
 calls, tokens, cost), written by ``usage_add`` in the same transaction as what it counts. The
@@ -42,12 +44,21 @@ def model_price(model: str) -> Price | None:
     return Price(input=Decimal(str(price["input"])), output=Decimal(str(price["output"])))
 
 
-def usage_tokens(usage: dict) -> tuple[int, int]:
-    """(input, output) tokens of a step's usage (prompt/candidates/total tokens as the engine reports)."""
-    prompt = int(usage.get("prompt_tokens") or 0)
-    candidates = int(usage.get("candidates_tokens") or 0)
-    total = int(usage.get("total_tokens") or 0)
+JUDGE_PREFIX = "judge_"  # a step's usage keeps the judge's tokens as judge_prompt_tokens, …
+
+
+def usage_tokens(usage: dict, prefix: str = "") -> tuple[int, int]:
+    """(input, output) tokens of a step's usage (prompt/candidates/total tokens as the engine reports);
+    with ``prefix=JUDGE_PREFIX``, the judge's."""
+    prompt = int(usage.get(f"{prefix}prompt_tokens") or 0)
+    candidates = int(usage.get(f"{prefix}candidates_tokens") or 0)
+    total = int(usage.get(f"{prefix}total_tokens") or 0)
     return prompt, max(candidates, total - prompt)  # thinking tokens are billed as output
+
+
+def judge_model() -> str:
+    """The model the quality judge's tokens are priced as: the text model."""
+    return settings.GEMINI_TEXT_MODEL
 
 
 def tokens_cost(model: str, input_tokens: int, output_tokens: int) -> Decimal | None:
@@ -57,9 +68,23 @@ def tokens_cost(model: str, input_tokens: int, output_tokens: int) -> Decimal | 
     return (price.input * input_tokens + price.output * output_tokens) / MILLION
 
 
+def identity_cost(
+    model: str, input_tokens: int, output_tokens: int, judge_input_tokens: int = 0, judge_output_tokens: int = 0
+) -> Decimal | None:
+    """The image model's tokens at its price plus the judge's at the text model's; None when a
+    model that was used has no price."""
+    cost = tokens_cost(model, input_tokens, output_tokens)
+    if cost is None or not (judge_input_tokens or judge_output_tokens):
+        return cost
+    judge = tokens_cost(judge_model(), judge_input_tokens, judge_output_tokens)
+    return None if judge is None else cost + judge
+
+
 def job_cost(job: FittingResult) -> Decimal | None:
-    """What ``job``'s engine calls cost (all its attempts); None for a model without a price."""
-    return tokens_cost(job.model, job.input_tokens, job.output_tokens)
+    """What ``job``'s engine calls cost (all its attempts, and its judge); None for a model without a price."""
+    return identity_cost(
+        job.model, job.input_tokens, job.output_tokens, job.judge_input_tokens, job.judge_output_tokens
+    )
 
 
 # --- the ledger ---------------------------------------------------------------------------------

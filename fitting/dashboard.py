@@ -65,7 +65,9 @@ def _cost_30_days() -> str | None:
 
 def _comparison_row(row: PromptComparisonRow) -> dict:
     """One identity's figures as the page shows them: each rate with its 95% Wilson interval."""
-    cost = costs.tokens_cost(row.model, row.input_tokens, row.output_tokens)
+    cost = costs.identity_cost(
+        row.model, row.input_tokens, row.output_tokens, row.judge_input_tokens, row.judge_output_tokens
+    )
     labels = dict(RatingReason.choices)
     return {
         "row": row,

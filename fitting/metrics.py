@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 from django.conf import settings
@@ -98,17 +98,19 @@ def counters_add(increments: dict[tuple[str, str], float]) -> None:
             rows.update(value=F("value") + amount)
 
 
-def count_step_finished(*, job: FittingResult, step: str, latency_ms: int, input_tokens: int, output_tokens: int):
+def count_step_finished(
+    *, job: FittingResult, step: str, latency_ms: int, tokens: Iterable[tuple[str, int, int]]
+) -> None:
+    """A step's image stored; ``tokens``: (model, input, output) of the image model, and of the judge."""
     seconds = latency_ms / 1000
-    counters_add(
-        {
-            (LATENCY_BUCKET, _labels(category=step, le=_bucket(seconds))): 1,
-            (LATENCY_SUM, _labels(category=step)): seconds,
-            (OUTCOMES, _labels(engine=job.engine, code=OK)): 1,
-            (TOKENS, _labels(model=job.model, kind="input")): input_tokens,
-            (TOKENS, _labels(model=job.model, kind="output")): output_tokens,
-        }
-    )
+    counts: dict[tuple[str, str], float] = defaultdict(float)
+    counts[(LATENCY_BUCKET, _labels(category=step, le=_bucket(seconds)))] += 1
+    counts[(LATENCY_SUM, _labels(category=step))] += seconds
+    counts[(OUTCOMES, _labels(engine=job.engine, code=OK))] += 1
+    for model, input_tokens, output_tokens in tokens:
+        counts[(TOKENS, _labels(model=model, kind="input"))] += input_tokens
+        counts[(TOKENS, _labels(model=model, kind="output"))] += output_tokens
+    counters_add(counts)
 
 
 def count_step_attempt(*, job: FittingResult, outcome: str, checks: dict[str, str]) -> None:

@@ -176,6 +176,9 @@ class FittingResult(models.Model):
     # Tokens the engine's steps used, all attempts together (fitting.costs prices them).
     input_tokens = models.PositiveBigIntegerField(_("input tokens"), default=0)
     output_tokens = models.PositiveBigIntegerField(_("output tokens"), default=0)
+    # The quality judge's tokens (FITTING_QUALITY_JUDGE=gemini): the text model's, priced at its rate.
+    judge_input_tokens = models.PositiveBigIntegerField(_("judge input tokens"), default=0)
+    judge_output_tokens = models.PositiveBigIntegerField(_("judge output tokens"), default=0)
     cache_key = models.CharField(_("cache key"), max_length=64, db_index=True)
     cached = models.BooleanField(_("from cache"), default=False)
     # NULL for "no key", so the unique constraint only covers jobs that have one.
@@ -376,7 +379,7 @@ class StepAttempt(models.Model):
     outcome = models.CharField(_("outcome"), max_length=10, choices=AttemptResult.choices)
     image = models.ImageField(_("image"), upload_to=attempt_upload_to, blank=True)
     latency_ms = models.PositiveIntegerField(_("latency (ms)"), default=0)
-    usage = models.JSONField(_("engine usage"), default=dict, blank=True)  # tokens, the judge's too
+    usage = models.JSONField(_("engine usage"), default=dict, blank=True)  # tokens; the judge's as judge_*
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from core import images
 from core.logcontext import log_context
+from fitting import costs
 from fitting.engines import get_engine
 from fitting.engines.base import MIN_ATTEMPT_SECONDS, AppliedGarment, Engine, Outfit, StepAbandoned
 from fitting.engines.sampling import apply_garment_samples, calls_for, sample_count
@@ -342,7 +343,8 @@ def step_seeds(job: FittingResult, *, number: int, count: int) -> list[int]:
 def _judge(job: FittingResult, attempt: AttemptMade, *, person: Image.Image, garment: Image.Image, step: str) -> None:
     """FITTING_QUALITY_JUDGE=gemini: the text model's verdict, recorded with the attempt's scores.
 
-    Its tokens go with the attempt's usage (the job's cost). It never fails the step.
+    Its tokens go with the attempt's usage under ``costs.JUDGE_PREFIX`` (the job's cost prices
+    them at the text model's rate). It never fails the step.
     """
     if settings.FITTING_QUALITY_JUDGE != "gemini":
         return
@@ -354,10 +356,7 @@ def _judge(job: FittingResult, attempt: AttemptMade, *, person: Image.Image, gar
         attempt.scores = {**attempt.scores, "judge": None}
         return
     attempt.scores = {**attempt.scores, "judge": verdict.verdict}
-    usage = dict(attempt.usage)
-    for name, count in verdict.usage.items():
-        usage[name] = usage.get(name, 0) + count
-    attempt.usage = usage
+    attempt.usage = {**attempt.usage, **{costs.JUDGE_PREFIX + name: count for name, count in verdict.usage.items()}}
 
 
 def _describe(exc: BaseException) -> str:

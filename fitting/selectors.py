@@ -291,6 +291,8 @@ class PromptComparisonRow:
     completed: int
     input_tokens: int  # of all the jobs, failed ones too: what the completed ones cost
     output_tokens: int
+    judge_input_tokens: int  # the quality judge's (the text model's)
+    judge_output_tokens: int
     attempts: int  # engine calls of the steps
     steps: int  # steps run (each step's first attempt)
     checked: int  # attempts the quality checks judged
@@ -319,6 +321,8 @@ def prompt_comparison(*, now: datetime | None = None) -> list[PromptComparisonRo
             completed=Count("id", filter=Q(status=Status.COMPLETED)),
             input=Sum("input_tokens"),
             output=Sum("output_tokens"),
+            judge_input=Sum("judge_input_tokens"),
+            judge_output=Sum("judge_output_tokens"),
         )
     )
     by_job = [f"job__{name}" for name in identity]
@@ -357,6 +361,8 @@ def prompt_comparison(*, now: datetime | None = None) -> list[PromptComparisonRo
                 completed=row["completed"],
                 input_tokens=row["input"] or 0,
                 output_tokens=row["output"] or 0,
+                judge_input_tokens=row["judge_input"] or 0,
+                judge_output_tokens=row["judge_output"] or 0,
                 attempts=tried.get("attempts", 0),
                 steps=tried.get("steps", 0),
                 checked=tried.get("checked", 0),

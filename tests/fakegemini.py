@@ -148,9 +148,9 @@ def bad_image() -> Behaviour:
     return Behaviour("bad_image")
 
 
-def text(reply: str = DEFAULT_MESSAGE) -> Behaviour:
-    """A text model's answer."""
-    return Behaviour("text", text=reply)
+def text(reply: str = DEFAULT_MESSAGE, *, usage: dict | None = None) -> Behaviour:
+    """A text model's answer (``usage``: its usageMetadata, the image answer's by default)."""
+    return Behaviour("text", text=reply, usage=usage)
 
 
 def disconnect() -> Behaviour:
@@ -348,7 +348,7 @@ class FakeGemini:
         if behaviour.kind == "block":
             return 200, _answer(request, [], behaviour.reason, None)
         if behaviour.kind in ("text_only", "text"):
-            return 200, _answer(request, [{"text": behaviour.text}], behaviour.reason or "STOP", None)
+            return 200, _answer(request, [{"text": behaviour.text}], behaviour.reason or "STOP", behaviour.usage)
         if behaviour.kind == "bad_image":
             junk = base64.b64encode(b"definitely not a PNG").decode()
             return 200, _answer(request, [{"inlineData": {"mimeType": "image/png", "data": junk}}], "STOP", None)

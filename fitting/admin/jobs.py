@@ -305,7 +305,7 @@ class FittingResultAdmin(admin.ModelAdmin):
         (_("Candidates"), {"fields": ("num_samples", "seed")}),
         (_("User rating"), {"fields": ("user_rating",)}),
         (_("Webhook"), {"fields": ("webhook_url", "webhook_events")}),
-        (_("Cost"), {"fields": ("input_tokens", "output_tokens", "cost")}),
+        (_("Cost"), {"fields": ("input_tokens", "output_tokens", "judge_input_tokens", "judge_output_tokens", "cost")}),
         (
             _("Timing"),
             {

@@ -169,6 +169,7 @@ def fitting_step_finished(
         metrics_of_step.update(attempts=attempts, quality_passed=quality_passed, quality=kept_scores)
     step_metrics = {**job.step_metrics, step: metrics_of_step}
     input_tokens, output_tokens = costs.usage_tokens(usage)
+    judge_input, judge_output = costs.usage_tokens(usage, prefix=costs.JUDGE_PREFIX)
     outranked = []
     for rank, other in enumerate(others, start=1):
         other_row = _attempt_row(job, step, other, AttemptResult.OUTRANKED, candidate_rank=rank if candidates else None)
@@ -185,6 +186,8 @@ def fitting_step_finished(
                 step_metrics=step_metrics,
                 input_tokens=job.input_tokens + input_tokens,
                 output_tokens=job.output_tokens + output_tokens,
+                judge_input_tokens=job.judge_input_tokens + judge_input,
+                judge_output_tokens=job.judge_output_tokens + judge_output,
             )
             row.save()
             if attempt is not None:  # on the step image's file: no copy
@@ -209,8 +212,14 @@ def fitting_step_finished(
             costs.usage_add(
                 user_id=job.owner_id, model=job.model, input_tokens=input_tokens, output_tokens=output_tokens
             )
+            costs.usage_add(
+                user_id=job.owner_id, model=costs.judge_model(), input_tokens=judge_input, output_tokens=judge_output
+            )
             metrics.count_step_finished(
-                job=job, step=step, latency_ms=latency_ms, input_tokens=input_tokens, output_tokens=output_tokens
+                job=job,
+                step=step,
+                latency_ms=latency_ms,
+                tokens=[(job.model, input_tokens, output_tokens), (costs.judge_model(), judge_input, judge_output)],
             )
             notify.job_changed_on_commit(job_id=job.id, event=JobEvent.STEP_FINISHED)
     except BaseException:

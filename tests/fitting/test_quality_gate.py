@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from django.db import connection
 from django.utils import translation
 from PIL import Image
 
-from fitting.models import FittingResult, Item, MetricCounter, StepAttempt
+from fitting import costs
+from fitting.models import FittingResult, Item, MetricCounter, StepAttempt, UsageDay
 from fitting.serializers import JobOutputSerializer
 from fitting.services.erasure import fitting_delete
 from fitting.services.items import item_save
@@ -181,8 +183,13 @@ VERDICT = {
 
 def test_the_judge_verdict_is_parsed_recorded_shown_and_its_tokens_counted(gate, user, settings, staff_client):
     settings.FITTING_QUALITY_JUDGE = "gemini"
-    gate.script_image(answer_mode("good"))
-    gate.script_text(text(json.dumps(VERDICT)))
+    image_model, text_model = settings.GEMINI_IMAGE_MODEL, settings.GEMINI_TEXT_MODEL
+    # Prices that tell the two models apart: the judge's tokens are the text model's.
+    settings.FITTING_PRICES = {image_model: {"input": 1, "output": 100}, text_model: {"input": 3, "output": 7}}
+    gate.script_image(answer_mode("good"))  # 1,290 tokens in, 1,290 out
+    gate.script_text(
+        text(json.dumps(VERDICT), usage={"promptTokenCount": 2000, "candidatesTokenCount": 50, "totalTokenCount": 2050})
+    )
     job = run_now(start_job(user, real_photo(user), real_item()))
     assert job.status == "completed", job.error_message
     judge_call = gate.text_requests[0]
@@ -191,9 +198,22 @@ def test_the_judge_verdict_is_parsed_recorded_shown_and_its_tokens_counted(gate,
     assert len(judge_call.images) == 3  # input, garment, answer
     (attempt,) = StepAttempt.objects.filter(job=job)
     assert attempt.scores["judge"] == {**VERDICT, "score": 7.0}
-    assert job.input_tokens == 2 * 1290  # the image call and the judge's
+    assert (job.input_tokens, job.output_tokens) == (1290, 1290)  # the image call's
+    assert (job.judge_input_tokens, job.judge_output_tokens) == (2000, 50)
+    want = (Decimal(1290 * 1 + 1290 * 100) + Decimal(2000 * 3 + 50 * 7)) / 1_000_000
+    assert costs.job_cost(job) == want
+    assert UsageDay.objects.get(user=user).cost == want  # the ledger prices each model at its rate
+    counters = MetricCounter.objects.filter(name="fitting_tokens_total")
+    tokens = {(json.loads(c.labels)["model"], json.loads(c.labels)["kind"]): c.value for c in counters}
+    assert tokens == {
+        (image_model, "input"): 1290,
+        (image_model, "output"): 1290,
+        (text_model, "input"): 2000,
+        (text_model, "output"): 50,
+    }
     page = staff_client.get(f"/admin/fitting/fittingresult/{job.id}/change/").content.decode()
     assert "7/10" in page and "garment_faithful" in page and "blurred collar" in page
+    assert "$0.1366" in page  # the job's cost: $0.13029 for the image, $0.00635 for the judge
 
 
 def test_a_failing_judge_never_fails_the_step(gate, user, settings):
