@@ -8,18 +8,26 @@ answers where the quality gate must tell good candidates from bad ones.
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
+from django.db import connection
+from PIL import Image
 
 from core.logcontext import ContextFilter
+from fitting.engines.base import StepAbandoned, StepResult
+from fitting.engines.sampling import apply_garment_samples
+from fitting.errors import DeadlineExceeded, EngineRejectedError
 from fitting.models import FittingResult, MetricCounter, StepAttempt, UsageDay
+from fitting.pipeline import run_job
 from fitting.selectors import fitting_with_details
 from fitting.serializers import JobOutputSerializer
 from fitting.services.erasure import fitting_delete
 from fitting.services.reuse import result_cache_key
 from tests import helpers
+from tests.e2e import wait_until
 from tests.factories import run_now, start_job
-from tests.fakegemini import answer_mode, fail, ok
+from tests.fakegemini import answer_mode, fail, hold, ok
 from tests.fitting.test_quality_gate import real_item, real_photo
 
 URL = "/api/virtual-fitting"
@@ -185,6 +193,134 @@ def test_a_candidates_retry_is_logged_with_the_jobs_context(fake_gemini, user, p
     assert job.status == "completed", job.error_message
     (retry,) = [r for r in caplog.records if r.getMessage().startswith("Gemini attempt 1 failed")]
     assert (retry.job_id, retry.attempt, retry.step, retry.user_id) == (str(job.id), job.attempt, "top", user.id)
+
+
+def test_a_failed_candidate_is_left_out_and_logged_and_the_others_go_on(fake_gemini, user, photo, catalogue, caplog):
+    fake_gemini.script_image(ok(), fail(400, "one candidate refused"), ok())  # in the order the calls arrive
+    with caplog.at_level(logging.WARNING, logger="fitting.engines.sampling"):
+        job = run_now(start_job(user, photo, catalogue["top"], num_samples=3))
+    assert job.status == "completed", job.error_message
+    assert len(fake_gemini.image_requests) == 3
+    assert len(shown(job)["candidates"]) == 2
+    assert StepAttempt.objects.filter(job=job).count() == 2
+    (warning,) = [r for r in caplog.records if r.name == "fitting.engines.sampling"]
+    assert "one candidate refused" in warning.getMessage()
+    assert UsageDay.objects.get(user=user).engine_calls == 3  # the failed call was made: it counts
+
+
+def test_when_every_candidate_fails_the_step_fails_with_the_engines_code(fake_gemini, user, photo, catalogue):
+    fake_gemini.script_image(fail(400, "refused"), fail(400, "refused"))
+    job = run_now(start_job(user, photo, catalogue["top"], num_samples=2))
+    assert (job.status, job.failed_step, job.error_code) == ("failed", "top", "ENGINE_REJECTED")
+    assert len(fake_gemini.image_requests) == 2
+    assert job.images.count() == 0 and StepAttempt.objects.filter(job=job).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_while_candidates_are_in_flight_stops_the_step_without_waiting_for_them(
+    fake_gemini, api, user, photo, catalogue, media_root
+):
+    gate = threading.Event()  # the candidates' calls are held until the end of the test
+    fake_gemini.script_image(hold(gate), hold(gate), ok())
+    job = start_job(user, photo, catalogue["top"], catalogue["bottom"], num_samples=2)
+
+    def worker():
+        try:
+            run_job(job_id=str(job.id), attempt=job.attempt)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(fake_gemini.image_requests) == 2, timeout=60, what="both candidates' calls in flight")
+        assert api.post(f"{URL}/{job.id}/cancel").status_code == 202
+        # The worker lets go while both calls are still held: it does not wait for their answers.
+        wait_until(lambda: not thread.is_alive(), timeout=60, what="the worker to give up the step")
+    finally:
+        gate.set()
+        thread.join(timeout=60)
+    job.refresh_from_db()
+    assert job.status == "canceled"
+    assert len(fake_gemini.image_requests) == 2  # no next step, no retry, no message
+    assert fake_gemini.text_requests == []
+    assert job.images.count() == 0 and StepAttempt.objects.filter(job=job).count() == 0
+    wait_until(lambda: len(fake_gemini.outputs) == 2, timeout=60, what="the held calls to answer")
+    assert not (media_root / "results").exists() or not any((media_root / "results").iterdir())
+
+
+class HeldEngine:
+    """An engine whose calls wait for ``gate``; ``fail_seeds`` answer an error instead of an image."""
+
+    def __init__(self, gate: threading.Event, fail_seeds=()):
+        self.gate, self.fail_seeds, self.seeds = gate, set(fail_seeds), []
+
+    def apply_garment(self, *, person, garment, category, canvas_size, timeout, keep_going, seed):
+        self.seeds.append(seed)
+        if seed in self.fail_seeds:
+            raise EngineRejectedError(f"seed {seed} refused")
+        self.gate.wait(60)
+        return StepResult(image=Image.new("RGB", canvas_size), usage={})
+
+
+def samples_of(engine, *, timeout: float, keep_going=None):
+    image = Image.new("RGB", (64, 64))
+    return apply_garment_samples(
+        engine,
+        person=image,
+        garment=image,
+        category="top",
+        canvas_size=(64, 64),
+        timeout=timeout,
+        seeds=[1, 2, 3],
+        keep_going=keep_going,
+    )
+
+
+def test_candidates_past_the_deadline_end_the_step_as_a_timeout_without_waiting_for_them():
+    gate = threading.Event()  # never set while the step runs: only the deadline can end it
+    engine = HeldEngine(gate)
+    try:
+        with pytest.raises(DeadlineExceeded):
+            samples_of(engine, timeout=0.5)
+    finally:
+        gate.set()
+    assert sorted(engine.seeds) == [1, 2, 3]
+
+
+def test_past_the_deadline_the_candidates_that_came_back_go_on():
+    gate = threading.Event()
+    engine = HeldEngine(gate, fail_seeds=[2])
+    original = engine.apply_garment
+
+    def apply_garment(**arguments):
+        if arguments["seed"] == 1:  # seed 1 answers at once, seed 2 fails, seed 3 is held past the deadline
+            return StepResult(image=Image.new("RGB", arguments["canvas_size"]), usage={})
+        return original(**arguments)
+
+    engine.apply_garment = apply_garment
+    try:
+        samples = samples_of(engine, timeout=0.5)
+    finally:
+        gate.set()
+    assert [sample.index for sample in samples] == [0]  # candidate 0 (seed 1); 1 failed, 2 was late
+
+
+def test_a_cancel_seen_while_waiting_abandons_the_step_and_tells_the_calls():
+    gate = threading.Event()
+    engine = HeldEngine(gate)
+    asked = []
+
+    def keep_going():
+        asked.append(True)
+        return False  # the job was canceled
+
+    try:
+        with pytest.raises(StepAbandoned):
+            samples_of(engine, timeout=60, keep_going=keep_going)
+    finally:
+        gate.set()
+    assert asked  # asked while the calls were in flight, not after they answered
 
 
 # --- the other engines -------------------------------------------------------------------------
