@@ -17,17 +17,19 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
-from django.urls import reverse
+from django.urls import get_resolver, reverse
 from django.utils import timezone
 from django_q.conf import Conf as QConf
 from django_q.models import OrmQ, Success, Task
 from knox.models import AuthToken
 from rest_framework.test import APIClient
+from rest_framework.throttling import UserRateThrottle
 
 from fitting.engines.local import LocalEngine
 from fitting.errors import JobPhotoDeletedError
 from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Status, WebhookDelivery
 from fitting.pipeline import run_job
+from fitting.services.erasure import USER_THROTTLE_SCOPES
 from fitting.services.lifecycle import fitting_reprocess
 from tests.factories import image_bytes, make_job, make_photo, make_token, run_now, start_job
 from tests.helpers import body
@@ -470,3 +472,17 @@ def test_erasure_removes_the_users_rate_counters(
     assert [key for key in keys(alice) if cache.get(key) is not None] == []
     assert all(cache.get(key) is not None for key in keys(bob))
     cache.clear()
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def test_every_per_user_rate_of_the_api_is_cleared_on_erasure():
+    """USER_THROTTLE_SCOPES is the list erasure clears: a new per-user throttle must join it."""
+    assert get_resolver().url_patterns  # every API module, and so every throttle class, imported
+    # The throttles that name a scope of their own (not DRF's nor core's base classes).
+    scopes = {throttle.scope for throttle in _subclasses(UserRateThrottle) if "scope" in vars(throttle)}
+    assert scopes == set(USER_THROTTLE_SCOPES)
