@@ -262,6 +262,7 @@ class FakeGemini:
         self.token_requests: list[dict[str, str]] = []  # form fields of each POST /token
         self.model_gets: list[str] = []  # paths of each GET models/<name> (client.models.get)
         self.retired: set[str] = set()  # models answered 404 NOT_FOUND, as shut-down ones are
+        self.model_get_error: tuple[int, str] | None = None  # (status, message) answered to every GET models/<name>
         # Called with each RecordedRequest in the server's thread, before it is answered.
         self.on_request: Callable[[RecordedRequest], None] | None = None
         self._image_script: deque[Behaviour] = deque()
@@ -530,6 +531,10 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
                 return
             fake.model_gets.append(path)
             model = match["model"]
+            if fake.model_get_error is not None:
+                status, message = fake.model_get_error
+                self._send(status, _error_body(status, message, None))
+                return
             if model in fake.retired:
                 self._send(404, _not_found_body(model, match["version"]))
                 return

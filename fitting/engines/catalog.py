@@ -30,7 +30,7 @@ a live browser):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import date
 
 IMAGE, TEXT, TRY_ON = "image", "text", "try-on"
@@ -44,6 +44,7 @@ class KnownModel:
     kind: str  # IMAGE, TEXT or TRY_ON
     released: date | None
     shutdown: date | None  # the announced (earliest) shutdown; None: none announced
+    _: KW_ONLY  # the rest by name: a positional True once landed in image_price
     input_price: float | None = None  # USD per million input tokens
     output_price: float | None = None  # USD per million output tokens (image and thinking tokens)
     image_price: float | None = None  # USD per image, for models billed per image
@@ -55,21 +56,57 @@ MODELS: tuple[KnownModel, ...] = (
     # --- current -------------------------------------------------------------------------------
     # Input $0.50 and output $60 per million image tokens ($0.067 per 1K image, $0.101 per 2K):
     # UNCONFIRMED (resellers' pages quoting Google's; the same figures on several of them).
-    KnownModel("gemini-3.1-flash-image", IMAGE, date(2026, 5, 28), None, 0.50, 60.00, takes_image_size=True),
+    KnownModel(
+        "gemini-3.1-flash-image",
+        IMAGE,
+        date(2026, 5, 28),
+        None,
+        input_price=0.50,
+        output_price=60.00,
+        takes_image_size=True,
+    ),
     # Input $2.00: UNCONFIRMED (the previous preview's price); output $120 from the pricing page.
-    KnownModel("gemini-3-pro-image", IMAGE, date(2026, 5, 28), None, 2.00, 120.00, takes_image_size=True),
-    KnownModel("gemini-3.5-flash", TEXT, date(2026, 5, 19), None, 1.50, 9.00),
+    KnownModel(
+        "gemini-3-pro-image",
+        IMAGE,
+        date(2026, 5, 28),
+        None,
+        input_price=2.00,
+        output_price=120.00,
+        takes_image_size=True,
+    ),
+    KnownModel("gemini-3.5-flash", TEXT, date(2026, 5, 19), None, input_price=1.50, output_price=9.00),
     # Prices UNCONFIRMED (not found on a stored copy of the pricing page).
-    KnownModel("gemini-3.1-flash-lite", TEXT, date(2026, 5, 7), date(2027, 5, 7), None, None),
+    KnownModel("gemini-3.1-flash-lite", TEXT, date(2026, 5, 7), date(2027, 5, 7)),
     # Vertex AI Virtual Try-On (a later engine): release date and price per image UNCONFIRMED.
     KnownModel("virtual-try-on-001", TRY_ON, None, None),
     # --- shut down or announced: kept so the check names them and old jobs keep a cost -------
-    KnownModel("gemini-3.1-flash-image-preview", IMAGE, date(2026, 2, 26), date(2026, 6, 25), 0.50, 60.00, True),
-    KnownModel("gemini-3-pro-image-preview", IMAGE, date(2025, 11, 20), date(2026, 6, 25), 2.00, 120.00, True),
-    KnownModel("gemini-2.5-flash-image", IMAGE, date(2025, 10, 2), date(2026, 10, 2), 0.30, 30.00),
-    KnownModel("gemini-2.5-flash", TEXT, date(2025, 6, 17), date(2026, 6, 17), 0.30, 2.50),
-    KnownModel("gemini-2.5-flash-lite", TEXT, date(2025, 7, 22), date(2026, 7, 22), 0.10, 0.40),
-    KnownModel("gemini-2.5-pro", TEXT, date(2025, 6, 17), date(2026, 6, 17), 1.25, 10.00),
+    KnownModel(
+        "gemini-3.1-flash-image-preview",
+        IMAGE,
+        date(2026, 2, 26),
+        date(2026, 6, 25),
+        input_price=0.50,
+        output_price=60.00,
+        takes_image_size=True,
+    ),
+    KnownModel(
+        "gemini-3-pro-image-preview",
+        IMAGE,
+        date(2025, 11, 20),
+        date(2026, 6, 25),
+        input_price=2.00,
+        output_price=120.00,
+        takes_image_size=True,
+    ),
+    KnownModel(
+        "gemini-2.5-flash-image", IMAGE, date(2025, 10, 2), date(2026, 10, 2), input_price=0.30, output_price=30.00
+    ),
+    KnownModel("gemini-2.5-flash", TEXT, date(2025, 6, 17), date(2026, 6, 17), input_price=0.30, output_price=2.50),
+    KnownModel(
+        "gemini-2.5-flash-lite", TEXT, date(2025, 7, 22), date(2026, 7, 22), input_price=0.10, output_price=0.40
+    ),
+    KnownModel("gemini-2.5-pro", TEXT, date(2025, 6, 17), date(2026, 6, 17), input_price=1.25, output_price=10.00),
 )
 _BY_NAME = {model.name: model for model in MODELS}
 

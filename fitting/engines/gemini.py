@@ -164,6 +164,18 @@ class ModelProbe:
     status: int | None = None  # the HTTP status of a refusal; None when nothing answered
     detail: str = ""
 
+    @property
+    def outcome(self) -> str:
+        """served; retired (404: the model is gone, change the setting); refused (400/401/403: the
+        credentials or their access); busy (any other status: try again); silent (no answer)."""
+        if self.served:
+            return "served"
+        if self.status is None:
+            return "silent"
+        if self.status == 404:
+            return "retired"
+        return "refused" if self.status in (400, 401, 403) else "busy"
+
     def __str__(self) -> str:
         if self.served:
             return f"{self.setting}={self.model}: served"
@@ -218,16 +230,18 @@ def log_model_probe() -> None:
     finally:
         reset_client()  # made in the cluster's parent process: its workers build their own
     for probe in probes:
-        if probe.served:
+        if probe.outcome == "served":
             logger.info("Gemini model check via %s: %s", endpoint(), probe)
-        elif probe.status is not None:
+        elif probe.outcome == "retired":
             logger.error(
                 "Gemini model check via %s: %s. Jobs will fail with ENGINE_MODEL_UNAVAILABLE until %s is changed.",
                 endpoint(),
                 probe,
                 probe.setting,
             )
-        else:
+        elif probe.outcome == "refused":
+            logger.error("Gemini model check via %s: %s. Check the credentials and their access.", endpoint(), probe)
+        else:  # busy or silent: may be a passing blip
             logger.warning("Gemini model check via %s: %s", endpoint(), probe)
 
 

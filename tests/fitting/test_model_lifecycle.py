@@ -47,6 +47,16 @@ def test_the_defaults_are_current_models_of_the_table():
         assert known is not None and known.kind == kind and known.shutdown is None
 
 
+def test_the_table_rows_are_well_formed():
+    for model in catalog.MODELS:
+        assert model.kind in (catalog.IMAGE, catalog.TEXT, catalog.TRY_ON), model
+        for price in (model.input_price, model.output_price, model.image_price):
+            assert price is None or (type(price) is float and price >= 0), model
+        # Every Gemini 3.x image model, previews too, takes image_config.image_size; 2.5 does not.
+        is_3x_image = model.kind == catalog.IMAGE and model.name.startswith("gemini-3")
+        assert model.takes_image_size == is_3x_image, model
+
+
 def test_the_defaults_run_a_job(fake_gemini, user, photo, catalogue):
     fake_gemini.retire(OLD_IMAGE, OLD_TEXT)  # as the real API does today: the old defaults are gone
     job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"]))
@@ -255,6 +265,26 @@ def test_check_engine_exits_1_when_the_provider_does_not_answer(fake_gemini, set
     assert failed is not None and failed.returncode == 1
     assert "did not answer" in str(failed)
     assert all(": no answer (" in line for line in out.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "advice"),
+    [
+        (400, "API key not valid. Please pass a valid API key.", "check the credentials"),
+        (403, "Permission denied on resource project.", "check the credentials"),
+        (429, "Resource has been exhausted", "try again later"),
+        (503, "The model is overloaded.", "try again later"),
+    ],
+)
+def test_check_engine_names_a_setting_only_when_the_model_is_gone(fake_gemini, caplog, status, message, advice):
+    fake_gemini.model_get_error = (status, message)
+    out, failed = run("check_engine")
+    assert failed is not None and failed.returncode == 1
+    assert advice in str(failed) and "change GEMINI" not in str(failed)
+    assert all(f"NOT served (HTTP {status}" in line for line in out.splitlines())
+    with caplog.at_level(logging.INFO, logger="fitting.engines.gemini"):
+        gemini.log_model_probe()  # the worker's log does not blame the model either
+    assert not any("ENGINE_MODEL_UNAVAILABLE" in r.getMessage() for r in caplog.records)
 
 
 def test_check_engine_asks_vertex_ai_on_its_paths(fake_gemini, settings, monkeypatch):

@@ -9,10 +9,13 @@ own token endpoint.)
 from __future__ import annotations
 
 import json
+from io import StringIO
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from fitting.engines import gemini
 from fitting.engines.gemini import nearest_aspect_ratio
@@ -109,6 +112,24 @@ def test_project_and_location_use_application_default_credentials(
     )
     assert vertex.token_requests  # the service account's JWT exchanged for the access token
     assert vertex.token_requests[0]["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def test_check_engine_asks_vertex_ai_with_a_project_and_location(vertex, settings, monkeypatch, tmp_path):
+    use_a_service_account(settings, monkeypatch, tmp_path, vertex.token_url)
+    vertex.retire(settings.GEMINI_TEXT_MODEL)
+    out = StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("check_engine", stdout=out)
+    assert failed.value.returncode == 1 and "change GEMINI_TEXT_MODEL" in str(failed.value)
+    image, text = out.getvalue().splitlines()
+    assert image == f"GEMINI_IMAGE_MODEL={settings.GEMINI_IMAGE_MODEL}: served via {vertex.base_url}"
+    assert text.startswith(f"GEMINI_TEXT_MODEL={settings.GEMINI_TEXT_MODEL}: NOT served (HTTP 404")
+    # The SDK asks for a publisher model without the project's prefix, with the service account's token.
+    assert vertex.model_gets == [
+        f"/v1beta1/publishers/google/models/{settings.GEMINI_IMAGE_MODEL}",
+        f"/v1beta1/publishers/google/models/{settings.GEMINI_TEXT_MODEL}",
+    ]
+    assert vertex.token_requests
 
 
 # --- the photo's aspect ratio in image_config -------------------------------------------------
