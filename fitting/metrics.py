@@ -107,10 +107,21 @@ def count_step_finished(
     counts[(LATENCY_BUCKET, _labels(category=step, le=_bucket(seconds)))] += 1
     counts[(LATENCY_SUM, _labels(category=step))] += seconds
     counts[(OUTCOMES, _labels(engine=job.engine, code=OK))] += 1
+    counts.update(_token_counts(tokens))
+    counters_add(counts)
+
+
+def count_tokens(*, model: str, input_tokens: int, output_tokens: int) -> None:
+    """Tokens of an attempt the quality gate rejected (paid for, though no image was kept)."""
+    counters_add(_token_counts([(model, input_tokens, output_tokens)]))
+
+
+def _token_counts(tokens: Iterable[tuple[str, int, int]]) -> dict[tuple[str, str], float]:
+    counts: dict[tuple[str, str], float] = defaultdict(float)
     for model, input_tokens, output_tokens in tokens:
         counts[(TOKENS, _labels(model=model, kind="input"))] += input_tokens
         counts[(TOKENS, _labels(model=model, kind="output"))] += output_tokens
-    counters_add(counts)
+    return counts
 
 
 def count_step_attempt(*, job: FittingResult, outcome: str, checks: dict[str, str]) -> None:

@@ -108,6 +108,7 @@ def fitting_attempt_rejected(*, job: FittingResult, step: str, attempt: AttemptM
             )
             row.save()
             metrics.count_step_attempt(job=job, outcome=AttemptResult.REJECTED, checks=attempt.check_outcomes)
+            metrics.count_tokens(model=job.model, input_tokens=input_tokens, output_tokens=output_tokens)
             costs.usage_add(
                 user_id=job.owner_id, model=job.model, input_tokens=input_tokens, output_tokens=output_tokens
             )

@@ -91,6 +91,10 @@ def test_a_bad_answer_is_caught_by_its_check_and_the_good_retry_continues(gate, 
     counters = {(c.name, c.labels): c.value for c in MetricCounter.objects.all()}
     assert counters[("fitting_step_attempts_total", '{"engine":"gemini","outcome":"rejected"}')] == 1
     assert counters[("fitting_step_attempts_total", '{"engine":"gemini","outcome":"accepted"}')] == 1
+    # /metrics counts the rejected attempt's tokens too (what fitting_cost_usd_total prices).
+    assert counters[("fitting_tokens_total", json.dumps({"kind": "input", "model": job.model}).replace(" ", ""))] == (
+        2 * 1290
+    )
     assert (
         counters[
             ("fitting_quality_checks_total", json.dumps({"check": MODES[mode], "outcome": "failed"}).replace(" ", ""))
