@@ -57,8 +57,14 @@ def test_the_cache_is_bounded_by_its_budget_least_recently_used_first_out():
     assert off.decode(a, budget=0, **LIMITS).tobytes() == kept_a.tobytes() and len(off) == 0
 
 
-def test_a_plain_stored_jpeg_is_sent_as_stored():
-    data = jpeg()
+@pytest.mark.parametrize("made_by", ["pillow", "encode_upload", "encode_result"])
+def test_a_plain_stored_jpeg_is_sent_as_stored(made_by):
+    picture = images.decode(jpeg(), **LIMITS)
+    data = {
+        "pillow": jpeg(),
+        "encode_upload": images.encode_upload(picture)[0],  # a photo as stored
+        "encode_result": images.encode_result(picture.copy()),  # a step image as stored
+    }[made_by]
     image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
     assert images.result_bytes(image) == data
     assert encode_input(image) == (data, "image/jpeg")
@@ -79,3 +85,36 @@ def test_a_jpeg_that_decoding_changed_is_encoded_again(what):
     assert images.result_bytes(image) is None
     sent, mime = encode_input(image)
     assert sent != data and mime == "image/jpeg"
+
+
+PHONE = b"010-1234-5678"
+
+
+def metadata_jpeg(what: str) -> bytes:
+    """A JPEG that decodes to plain upright sRGB pixels but carries ``PHONE`` in a metadata block
+    (or after its end)."""
+    if what == "comment":
+        return jpeg(comment=PHONE)
+    if what == "exif":
+        exif = Image.Exif()
+        exif[0x010F] = PHONE.decode()  # Make
+        return jpeg(exif=exif.tobytes())
+    if what == "xmp":
+        return jpeg(xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:creator>' + PHONE + b"</dc:creator></x:xmpmeta>")
+    if what == "jfxx":  # an APP0 that is not JFIF's
+        data = jpeg()
+        segment = b"JFXX\x00\x13" + PHONE
+        return data[:2] + b"\xff\xe0" + (len(segment) + 2).to_bytes(2, "big") + segment + data[2:]
+    assert what == "appended"  # a second image after the end marker, as some phones write
+    return jpeg() + jpeg(comment=PHONE)
+
+
+@pytest.mark.parametrize("what", ["comment", "exif", "xmp", "jfxx", "appended"])
+def test_a_jpeg_carrying_metadata_is_encoded_again_without_it(what):
+    data = metadata_jpeg(what)
+    assert PHONE in data
+    image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
+    assert images.result_bytes(image) is None
+    sent, mime = encode_input(image)
+    assert PHONE not in sent and mime == "image/jpeg"
+    assert [marker for marker, _ in Image.open(io.BytesIO(sent)).applist] in ([], ["APP0"])
