@@ -11,10 +11,12 @@ younger one may be a file whose row is being written right now.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.files import files_delete_orphans
@@ -23,6 +25,8 @@ from fitting.services.erasure import jobs_delete, photos_delete
 from users.models import UserImage
 
 ORPHAN_MIN_AGE = timedelta(days=1)
+# Rows (jobs, then photos) deleted in one transaction: its locks are held that long.
+RETENTION_BATCH = 200
 
 
 def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[str, int]:
@@ -44,8 +48,29 @@ def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[s
         }
     # Through the erasure services: the rows locked first, each job's deletion announced (its
     # event streams end), the files deleted after the commit unless another row names them.
-    with transaction.atomic():
-        job_count = jobs_delete(jobs)
-        photo_count = photos_delete(photos)
+    # In batches of RETENTION_BATCH rows, one transaction each, so a backlog never holds its
+    # locks for long. The jobs go first: the photos' query then sees only the jobs kept.
+    job_count = _delete_in_batches(jobs, jobs_delete)
+    photo_count = _delete_in_batches(photos, photos_delete)
     orphans = files_delete_orphans(older_than=now - ORPHAN_MIN_AGE)
     return {"jobs": job_count, "photos": photo_count, "orphanFiles": orphans}
+
+
+def _delete_in_batches(rows: QuerySet, delete: Callable[[QuerySet], int]) -> int:
+    """``delete`` the rows of ``rows``, at most RETENTION_BATCH per transaction, in primary key
+    order; how many were deleted.
+
+    Each batch is ``rows`` again (its conditions checked anew under the batch's lock: a job
+    reprocessed meanwhile is no longer finished, and stays) restricted to the next keys. A
+    batch that fails is rolled back whole and stops the purge; the batches before it stay
+    deleted, their files too (deleted after each batch's commit).
+    """
+    deleted, last = 0, None
+    while True:
+        page = rows.order_by("pk") if last is None else rows.filter(pk__gt=last).order_by("pk")
+        keys = list(page.values_list("pk", flat=True)[:RETENTION_BATCH])
+        if not keys:
+            return deleted
+        with transaction.atomic():
+            deleted += delete(rows.filter(pk__in=keys))
+        last = keys[-1]
