@@ -259,11 +259,17 @@ def test_the_local_engine_is_checked_but_never_retried(user, settings):
     settings.FITTING_ENGINE = "local"
     settings.FITTING_QUALITY_GATE = "on"
     settings.FITTING_QUALITY_RETRIES = 2
+    settings.FITTING_QUALITY_POLICY = "fail"
+    # Thresholds the local answer cannot reach (it scores 1.0 on identity and scene, a little
+    # under 1 on garment and not_product): a retry would be asked for, were it ever retried.
+    settings.FITTING_QUALITY_THRESHOLDS = {"garment": 1, "not_product": 1}
     job = run_now(start_job(user, real_photo(user, "astronaut.png", 512), real_item()))
-    assert job.status == "completed", job.error_message
-    (attempt,) = StepAttempt.objects.filter(job=job)
-    assert attempt.seed is None and attempt.passed is not None
+    assert job.status == "completed", job.error_message  # kept whatever the checks say, even with policy fail
+    (attempt,) = StepAttempt.objects.filter(job=job)  # one call: no retry
+    assert (attempt.number, attempt.outcome, attempt.passed, attempt.seed) == (1, "best", False, None)
+    assert set(attempt.failed_checks) == {"garment", "not_product"}
     assert set(attempt.scores["checks"]) == {"changed", "identity", "scene", "garment", "not_product"}
+    assert steps(job)[0]["attempts"] == 1 and steps(job)[0]["qualityPassed"] is False
 
 
 def test_attempts_show_on_the_admin_page_and_the_dashboard_and_go_with_the_job(
