@@ -12,16 +12,18 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
-from django.utils import translation
+from django.utils import timezone, translation
 from PIL import Image
 
-from fitting import costs
+from fitting import costs, pipeline
+from fitting.engines.base import MIN_ATTEMPT_SECONDS
 from fitting.models import FittingResult, Item, MetricCounter, StepAttempt, UsageDay
 from fitting.serializers import JobOutputSerializer
 from fitting.services.erasure import fitting_delete
@@ -235,6 +237,42 @@ def test_the_judge_does_not_run_on_a_failed_answer(gate, user, settings):
     gate.script_image(answer_mode("unchanged"))
     run_now(start_job(user, real_photo(user), real_item()))
     assert gate.text_requests == []
+
+
+class FrozenClock:
+    """The pipeline's clock (``fitting.pipeline.timezone``): the real one until ``freeze(at)``."""
+
+    def __init__(self):
+        self.at = None
+
+    def now(self):
+        return self.at or timezone.now()
+
+
+@pytest.mark.parametrize("policy", ["fail", "accept_best"])
+def test_no_retry_is_made_with_less_than_min_attempt_seconds_left(gate, user, settings, monkeypatch, policy):
+    settings.FITTING_QUALITY_POLICY = policy
+    gate.script_image(answer_mode("unchanged"), answer_mode("good"))
+    job = start_job(user, real_photo(user), real_item())
+    clock = FrozenClock()
+    monkeypatch.setattr(pipeline, "timezone", clock)
+
+    def time_runs_out_during_the_first_call(request):  # in the fake server's thread, before it answers
+        if request.wants_image:
+            clock.at = job.deadline_at - timedelta(seconds=MIN_ATTEMPT_SECONDS / 2)
+
+    gate.on_request = time_runs_out_during_the_first_call
+    job = run_now(job)
+    assert len(gate.image_requests) == 1  # the retry would have had less than MIN_ATTEMPT_SECONDS
+    (attempt,) = StepAttempt.objects.filter(job=job)
+    assert attempt.passed is False and "changed" in attempt.failed_checks
+    if policy == "fail":
+        assert (job.status, job.failed_step, job.error_code) == ("failed", "top", "QUALITY_CHECK_FAILED")
+        assert attempt.outcome == "rejected"
+    else:
+        assert job.status == "completed", job.error_message
+        assert attempt.outcome == "best"
+        assert job.llm_message is None and gate.text_requests == []  # no time left for the message either
 
 
 @pytest.mark.django_db(transaction=True)
