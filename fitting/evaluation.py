@@ -215,9 +215,10 @@ def _call(run, engine, record, person, garment, category, canvas, thresholds) ->
         verdict = judge(
             person=person, garment=garment, answer=answer, category=category, timeout=settings.FITTING_MESSAGE_TIMEOUT
         )
-        if verdict is not None:
-            record.judge_score = verdict.verdict["score"]
+        if verdict is not None:  # answered: its tokens count, a verdict or not
             record.judge_input_tokens, record.judge_output_tokens = costs.usage_tokens(verdict.usage)
+            if verdict.verdict is not None:
+                record.judge_score = verdict.verdict["score"]
     return answer
 
 

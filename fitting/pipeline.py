@@ -344,19 +344,18 @@ def _judge(job: FittingResult, attempt: AttemptMade, *, person: Image.Image, gar
     """FITTING_QUALITY_JUDGE=gemini: the text model's verdict, recorded with the attempt's scores.
 
     Its tokens go with the attempt's usage under ``costs.JUDGE_PREFIX`` (the job's cost prices
-    them at the text model's rate). It never fails the step.
+    them at the text model's rate), an answer that was not a verdict's included. It never
+    fails the step: a failed or timed-out call, or no verdict, is recorded as ``"judge": null``.
     """
     if settings.FITTING_QUALITY_JUDGE != "gemini":
         return
     from fitting.quality.judge import judge  # google-genai: only when a judge is configured
 
     budget = min(settings.FITTING_MESSAGE_TIMEOUT, _seconds_left(job.deadline_at) - MIN_ATTEMPT_SECONDS)
-    verdict = judge(person=person, garment=garment, answer=attempt.image, category=step, timeout=budget)
-    if verdict is None:
-        attempt.scores = {**attempt.scores, "judge": None}
-        return
-    attempt.scores = {**attempt.scores, "judge": verdict.verdict}
-    attempt.usage = {**attempt.usage, **{costs.JUDGE_PREFIX + name: count for name, count in verdict.usage.items()}}
+    said = judge(person=person, garment=garment, answer=attempt.image, category=step, timeout=budget)
+    attempt.scores = {**attempt.scores, "judge": said.verdict if said is not None else None}
+    if said is not None:
+        attempt.usage = {**attempt.usage, **{costs.JUDGE_PREFIX + name: count for name, count in said.usage.items()}}
 
 
 def _describe(exc: BaseException) -> str:

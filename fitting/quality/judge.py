@@ -4,7 +4,8 @@ It gets the step's input, the garment and the answer, and returns structured JSO
 ``response_schema``: same person, garment applied, garment faithful, other clothes kept,
 artifacts, and a 0-10 score. The pipeline asks it only for answers that passed the local
 checks; what it says is recorded for staff and never fails a step (``judge`` returns None
-on any failure or timeout).
+when the call failed or timed out, and a Verdict without a verdict, but with the tokens the
+call used, when the model answered something else than the verdict).
 """
 
 from __future__ import annotations
@@ -50,9 +51,13 @@ FLAGS = ("same_person", "garment_applied", "garment_faithful", "other_clothes_ke
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the judge said (``verdict``: the parsed JSON, normalised) and the tokens it used."""
+    """What the judge said (``verdict``: the parsed JSON, normalised) and the tokens it used.
 
-    verdict: dict[str, Any]
+    ``verdict`` is None when the model answered but not with the verdict's JSON: the call
+    was made and paid for, so its ``usage`` still counts.
+    """
+
+    verdict: dict[str, Any] | None
     usage: dict[str, int] = field(default_factory=dict)
 
 
@@ -76,7 +81,10 @@ def parse_verdict(text: str | None) -> dict[str, Any] | None:
 def judge(
     *, person: Image.Image, garment: Image.Image, answer: Image.Image, category: str, timeout: float
 ) -> Verdict | None:
-    """The text model's verdict on ``answer``; None when it failed, timed out or answered nonsense."""
+    """The text model's verdict on ``answer``; None when the call failed or timed out.
+
+    An answer that is not the verdict's JSON gives ``Verdict(verdict=None, usage=…)``.
+    """
     if timeout <= 0:
         return None
     try:
@@ -100,5 +108,4 @@ def judge(
     verdict = parse_verdict(_text_of(response))
     if verdict is None:
         logger.warning("quality judge answered no verdict: %.200r", _text_of(response))
-        return None
     return Verdict(verdict=verdict, usage=_usage(response))

@@ -128,3 +128,16 @@ def test_a_cases_file_of_another_shape_is_refused_with_a_message(tmp_path, conte
     (tmp_path / "cases.json").write_text(content)
     with pytest.raises(EvaluationError):
         load_cases(tmp_path)
+
+
+def test_a_judge_answer_that_is_no_verdict_counts_its_tokens_and_no_score(evaluation, db, settings):
+    fake, cases, out = evaluation
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    fake.script_text(
+        text("not json at all", usage={"promptTokenCount": 2000, "candidatesTokenCount": 50, "totalTokenCount": 2050})
+    )
+    run(cases, out, "--versions", "v4", "--samples", "1")
+    report = json.loads((out / "report.json").read_text())
+    v4 = report["versions_summary"]["v4"]
+    assert report["judge_calls"] == 1 and (v4["judged"], v4["mean_judge_score"]) == (0, None)
+    assert (v4["input_tokens"], v4["output_tokens"]) == (1290 + 2000, 1290 + 50)  # the judge's call was paid for

@@ -30,7 +30,7 @@ from fitting.services.erasure import fitting_delete
 from fitting.services.items import item_save
 from fitting.services.lifecycle import fitting_cancel
 from tests.factories import run_now, start_job
-from tests.fakegemini import answer_mode, fail, text
+from tests.fakegemini import answer_mode, delay, fail, text
 from tests.quality_modes import MODES
 from users.services import photo_create
 
@@ -225,10 +225,44 @@ def test_the_judge_verdict_is_parsed_recorded_shown_and_its_tokens_counted(gate,
 def test_a_failing_judge_never_fails_the_step(gate, user, settings):
     settings.FITTING_QUALITY_JUDGE = "gemini"
     gate.script_image(answer_mode("good"))
-    gate.script_text(fail(400, "judge refused"), text("not json at all"))
+    gate.script_text(fail(400, "judge refused"))  # the next text call, the message, is answered
     job = run_now(start_job(user, real_photo(user), real_item()))
     assert job.status == "completed", job.error_message
     assert StepAttempt.objects.get(job=job).scores["judge"] is None
+    assert (job.judge_input_tokens, job.judge_output_tokens) == (0, 0)  # no answer, nothing to count
+    assert job.llm_message
+
+
+def test_a_judge_answer_that_is_no_verdict_is_null_and_its_tokens_still_count(gate, user, settings):
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    settings.FITTING_PRICES = {
+        settings.GEMINI_IMAGE_MODEL: {"input": 1, "output": 100},
+        settings.GEMINI_TEXT_MODEL: {"input": 3, "output": 7},
+    }
+    gate.script_image(answer_mode("good"))
+    gate.script_text(
+        text("not json at all", usage={"promptTokenCount": 2000, "candidatesTokenCount": 50, "totalTokenCount": 2050})
+    )
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.status == "completed", job.error_message
+    (attempt,) = StepAttempt.objects.filter(job=job)
+    assert attempt.passed is True and attempt.scores["judge"] is None
+    assert (job.judge_input_tokens, job.judge_output_tokens) == (2000, 50)  # the call was paid for
+    assert costs.job_cost(job) == (Decimal(1290 * 1 + 1290 * 100) + Decimal(2000 * 3 + 50 * 7)) / 1_000_000
+
+
+def test_a_judge_timing_out_leaves_the_step_passing_with_judge_null(gate, user, settings):
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    settings.FITTING_MESSAGE_TIMEOUT = 0.5  # the judge's budget
+    gate.script_image(answer_mode("good"))
+    gate.script_text(delay(60, text(json.dumps(VERDICT))))  # answers long after the budget (the fake's stop ends it)
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.status == "completed", job.error_message
+    assert len(gate.text_requests) == 2  # the judge, then the message
+    (attempt,) = StepAttempt.objects.filter(job=job)
+    assert attempt.passed is True and attempt.outcome == "accepted"
+    assert "judge" in attempt.scores and attempt.scores["judge"] is None
+    assert (job.judge_input_tokens, job.judge_output_tokens) == (0, 0)
 
 
 def test_the_judge_does_not_run_on_a_failed_answer(gate, user, settings):
