@@ -321,8 +321,13 @@ def _gated_step(
 
 
 def _seed_of(engine: Engine, seeds: list[int | None], index: int) -> int | None:
-    """The seed candidate ``index`` was asked with: an engine making them in one call takes the first."""
-    return seeds[0] if hasattr(engine, "apply_garment_samples") else seeds[index]
+    """The seed candidate ``index`` was made with; None when none was sent.
+
+    An engine making the candidates in one call sends at most one seed and says which
+    (``sent_seed``: the try-on model sends none with its watermark on); any other engine's
+    candidate k is asked with ``seeds[k]``.
+    """
+    return engine.sent_seed(seeds) if hasattr(engine, "apply_garment_samples") else seeds[index]
 
 
 SEED_RANGE = 2**31  # seeds are 0 to 2**31 - 1 (what the models take)

@@ -67,6 +67,14 @@ class VertexTryOnEngine(GeminiEngine):
             seeds=[seed],
         )[0]
 
+    def sent_seed(self, seeds: list[int | None]) -> int | None:
+        """The seed a call for ``seeds`` sends: the first, or None with the watermark on.
+
+        Vertex AI refuses a seed with ``add_watermark``; the pipeline records this on the
+        attempts, so staff never see a seed the model did not get.
+        """
+        return None if settings.VERTEX_TRYON_WATERMARK else seeds[0]
+
     def apply_garment_samples(
         self,
         *,
@@ -84,7 +92,8 @@ class VertexTryOnEngine(GeminiEngine):
         It takes one seed per call: ``seeds[0]`` is sent, and the model's k-th image of that
         seed is candidate k. The seed is sent only without the watermark: Vertex AI refuses a
         seed with ``add_watermark``, so a watermarked call relies on the model's own
-        randomness (a seeded job is then not repeatable; the seed is still stored).
+        randomness (a seeded job is then not repeatable; the job keeps its seed, its attempts
+        record none: ``sent_seed``).
         Images the safety filter took are left out; none left is ENGINE_BLOCKED.
         """
         deadline = gemini._now() + timeout  # the Gemini engine's clock (tests replace it)
@@ -94,8 +103,7 @@ class VertexTryOnEngine(GeminiEngine):
             product_images=[types.ProductImage(product_image=_image(garment))],
         )
         config = tryon_config(number_of_images=len(seeds))
-        if seeds[0] is not None and not config.add_watermark:
-            config.seed = seeds[0]
+        config.seed = self.sent_seed(seeds)
         client = get_client()
 
         def call(http_options: types.HttpOptions) -> types.RecontextImageResponse:

@@ -356,6 +356,9 @@ def test_the_tryon_model_makes_the_candidates_in_one_call(tryon, settings, user,
     assert call.parameters["sampleCount"] == 3
     # Vertex AI refuses a seed with the watermark: then none is sent (the job keeps its seed).
     assert call.parameters.get("seed") == (None if watermark else 42)
+    # The attempts record the seed the model got: none with the watermark (staff see no seed it never had).
+    rows = StepAttempt.objects.filter(job=job)
+    assert [row.seed for row in rows] == [None if watermark else 42] * 3
     assert len(shown(job)["candidates"]) == 3
     assert UsageDay.objects.get(user=user).engine_calls == 1
     assert FittingResult.objects.get(id=job.id).seed == 42
