@@ -14,6 +14,8 @@ invisible SynthID watermark unless VERTEX_TRYON_WATERMARK is turned off.
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from google.genai import types
 from PIL import Image
@@ -25,6 +27,8 @@ from fitting.engines.base import KeepGoing, StepResult
 from fitting.engines.gemini import GeminiEngine, call_with_retries, encode_input, get_client
 from fitting.engines.identity import EngineIdentity, vertex_tryon_identity
 from fitting.errors import EngineBadImageError, EngineBlockedError, EngineNoImageError
+
+logger = logging.getLogger(__name__)
 
 # The prompt version of the message (``GeminiEngine.write_message``): pinned, part of TRYON_VERSION.
 TRYON_MESSAGE_PROMPT_VERSION = "v4"
@@ -94,7 +98,7 @@ class VertexTryOnEngine(GeminiEngine):
         seed with ``add_watermark``, so a watermarked call relies on the model's own
         randomness (a seeded job is then not repeatable; the job keeps its seed, its attempts
         record none: ``sent_seed``).
-        Images the safety filter took are left out; none left is ENGINE_BLOCKED.
+        Images the safety filter took are left out (and logged); none left is ENGINE_BLOCKED.
         """
         deadline = gemini._now() + timeout  # the Gemini engine's clock (tests replace it)
         model = self.identity.model
@@ -135,14 +139,24 @@ def _image(image: Image.Image) -> types.Image:
 
 
 def read_images(response: types.RecontextImageResponse) -> list[Image.Image]:
-    """The generated images (at least one); ENGINE_BLOCKED when the safety filter took them all."""
+    """The generated images (at least one); ENGINE_BLOCKED when the safety filter took them all.
+
+    When it took only some, the others go on and the filtered ones are logged (how many, and why).
+    """
     generated = response.generated_images or []
     found = [g.image.image_bytes for g in generated if g.image and g.image.image_bytes]
+    reasons = [" ".join(g.rai_filtered_reason.split())[:200] for g in generated if g.rai_filtered_reason]
     if not found:
-        reasons = [g.rai_filtered_reason for g in generated if g.rai_filtered_reason]
         if reasons:
-            raise EngineBlockedError(f"The try-on model filtered the image ({' '.join(reasons[0].split())[:200]}).")
+            raise EngineBlockedError(f"The try-on model filtered the image ({reasons[0]}).")
         raise EngineNoImageError("The try-on model answered without an image.")
+    if reasons:
+        logger.warning(
+            "the try-on model's safety filter took %s of %s images: %s",
+            len(reasons),
+            len(generated),
+            "; ".join(dict.fromkeys(reasons)),
+        )
     try:
         return [images.decode(data) for data in found]
     except ServiceError as exc:
