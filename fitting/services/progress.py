@@ -15,6 +15,7 @@ from fitting import costs, metrics, notify
 from fitting.errors import FailureCode
 from fitting.models import AttemptResult, FittingResult, FittingResultImage, ImageStep, JobEvent, Status, StepAttempt
 from fitting.services.reuse import step_prefix_key
+from users.selectors import user_daily_job_quota
 
 # Failures that give the job's daily-quota slot back: nothing usable was made (issue 22).
 QUOTA_GIVEN_BACK_CODES = (FailureCode.QUALITY_CHECK_FAILED,)
@@ -275,5 +276,5 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
     )
     metrics.count_job_ended(job=job, status=status, code=code)
     if code in QUOTA_GIVEN_BACK_CODES:
-        costs.usage_give_back_job(job=job)
+        costs.usage_give_back_job(job=job, cap=user_daily_job_quota(user=job.owner))
     notify.job_changed_on_commit(job_id=job.id, event=JobEvent.TIMEOUT if status == Status.TIMEOUT else JobEvent.FAILED)
