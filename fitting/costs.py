@@ -3,7 +3,7 @@
 Prices are FITTING_PRICES (USD per million tokens, input and output, per model; its defaults
 come from the model table, ``fitting.engines.catalog``). Output tokens are what a step's answer
 used beyond its prompt (the image, and any thinking), so an image of about 1,120 tokens costs
-about $0.067 at $60 per million. A step reused from another job
+about $0.067 at $60 per million (1K; about $0.10 at 2K). A step reused from another job
 (``cached``) or a whole-result cache hit used no tokens and costs nothing. Only the image
 steps report their usage, and the quality judge's (FITTING_QUALITY_JUDGE=gemini): its tokens are
 the text model's (GEMINI_TEXT_MODEL) and are priced at its rate. The recommendation message
