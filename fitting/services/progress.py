@@ -126,12 +126,15 @@ def fitting_step_started(*, job: FittingResult, step: str, calls: int = 1) -> No
     first_call = job.current_step is None  # no step started yet in this attempt
     _write_if_current_attempt(job, current_step=step)
     costs.usage_add(user_id=job.owner_id, engine_calls=calls, engine_jobs=int(first_call))
+    metrics.count_engine_calls(job=job, calls=calls)
     notify.job_changed_on_commit(job_id=job.id, event=JobEvent.STEP_STARTED)
 
 
+@transaction.atomic
 def fitting_step_retried(*, job: FittingResult, calls: int) -> None:
     """The quality gate asks the step again: its ``calls`` are counted before they are made."""
     costs.usage_add(user_id=job.owner_id, engine_calls=calls)
+    metrics.count_engine_calls(job=job, calls=calls)
 
 
 def fitting_step_finished(

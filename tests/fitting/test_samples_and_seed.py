@@ -217,6 +217,7 @@ def test_a_failed_candidate_is_left_out_and_logged_and_the_others_go_on(fake_gem
     (warning,) = [r for r in caplog.records if r.name == "fitting.engines.sampling"]
     assert "one candidate refused" in warning.getMessage()
     assert UsageDay.objects.get(user=user).engine_calls == 3  # the failed call was made: it counts
+    assert counters()[("fitting_engine_calls_total", f'{{"engine":"gemini","model":"{job.model}"}}')] == 3
 
 
 def test_when_every_candidate_fails_the_step_fails_with_the_engines_code(fake_gemini, user, photo, catalogue):
