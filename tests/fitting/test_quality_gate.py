@@ -19,17 +19,19 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone, translation
 from PIL import Image
 
+from core.errors import QuotaExceededError
 from fitting import costs, pipeline
 from fitting.engines.base import MIN_ATTEMPT_SECONDS
 from fitting.models import FittingResult, Item, MetricCounter, StepAttempt, UsageDay
 from fitting.serializers import JobOutputSerializer
 from fitting.services.erasure import fitting_delete
 from fitting.services.items import item_save
-from fitting.services.lifecycle import fitting_cancel
-from tests.factories import run_now, start_job
+from fitting.services.lifecycle import fitting_cancel, fitting_reprocess
+from tests.factories import make_job, run_now, start_job
 from tests.fakegemini import answer_mode, delay, fail, text
 from tests.quality_modes import MODES
 from users.services import photo_create
@@ -128,6 +130,38 @@ def test_all_bad_answers_fail_the_job_after_one_plus_retries_calls_and_give_the_
     # Nothing usable was made: the day's only slot is free again.
     second = start_job(user, photo, item)
     assert second.status == "processing"
+
+
+def test_a_job_gives_its_slot_back_once_however_often_it_is_reprocessed(gate, user, settings):
+    settings.FITTING_DAILY_QUOTA = 2
+    settings.FITTING_QUALITY_RETRIES = 0
+    gate.script_image(*[answer_mode("unchanged")] * 3)
+    photo, item = real_photo(user), real_item()
+    failing = run_now(start_job(user, photo, item))
+    assert failing.error_code == "QUALITY_CHECK_FAILED" and failing.quota_given_back
+    start_job(user, photo, real_item("bottom", "bottom_blue_jeans.png"))  # pending: it holds one slot
+    for _ in range(2):  # staff reprocess the failed job; it fails the gate again
+        fitting_reprocess(job=failing)
+        failing = run_now(failing)
+        assert failing.error_code == "QUALITY_CHECK_FAILED"
+    usage = UsageDay.objects.get(user=user)
+    assert (usage.jobs_started, usage.jobs_given_back) == (1, 1)  # the pending job's slot is still counted
+
+
+def test_slots_given_back_in_a_day_are_at_most_the_days_quota(gate, user, settings):
+    """A user whose jobs always fail the gate starts at most twice the quota in a day."""
+    settings.FITTING_DAILY_QUOTA = 2
+    settings.FITTING_QUALITY_RETRIES = 0
+    gate.script_image(*[answer_mode("unchanged")] * 10)
+    photo, item = real_photo(user), real_item()
+    for _ in range(4):
+        job = run_now(start_job(user, photo, item))
+        assert job.error_code == "QUALITY_CHECK_FAILED"
+    assert [job.quota_given_back for job in FittingResult.objects.order_by("created_at")] == [True, True, False, False]
+    with pytest.raises(QuotaExceededError):
+        start_job(user, photo, item)
+    usage = UsageDay.objects.get(user=user)
+    assert (usage.jobs_started, usage.jobs_given_back, usage.engine_calls) == (2, 2, 4)
 
 
 def test_settings_retries_zero_makes_one_call(gate, user, settings):
@@ -375,6 +409,26 @@ def test_a_reused_step_keeps_its_recorded_scores(gate, user, settings):
     assert second.step_metrics["top"]["quality"] == first.step_metrics["top"]["quality"]
 
 
+def test_a_result_cache_hit_keeps_the_recorded_scores_and_stays_out_of_the_dashboards_figures(
+    gate, user, settings, staff_client
+):
+    settings.FITTING_RESULT_CACHE = True
+    gate.script_image(answer_mode("unchanged"), answer_mode("good"))
+    photo, top = real_photo(user), real_item()
+    first = run_now(start_job(user, photo, top))
+    assert first.status == "completed", first.error_message
+    for _ in range(3):
+        hit = start_job(user, photo, top)
+        assert hit.cached
+        step = steps(hit)[0]
+        assert step["cached"] is True and (step["attempts"], step["qualityPassed"]) == (2, True)
+        assert StepAttempt.objects.filter(job=hit, shared=True).count() == 1  # its candidate, copied
+    # The figures are those of the one job that called the engine: 2 attempts, "changed" passed 1 of 2.
+    dashboard = staff_client.get("/admin/dashboard/").content.decode()
+    assert "<td>2.00</td><td>1</td>" in dashboard
+    assert "<td>50%</td>" in dashboard
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -392,3 +446,28 @@ def test_a_bad_quality_setting_stops_the_start_with_one_line(name, value):
     )
     assert result.returncode == 2
     assert result.stderr.startswith(f"configuration error: {name} must be") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_marks_the_rows_copied_before_it(user, photo, catalogue):
+    made = make_job(user, photo, catalogue["top"], status="completed", done=["top"])
+    hit = make_job(user, photo, catalogue["top"], status="completed", done=["top"], cached=True)
+    reused = make_job(
+        user,
+        photo,
+        catalogue["top"],
+        catalogue["bottom"],
+        status="completed",
+        done=["top", "bottom"],
+        step_metrics={"top": {"cached": True}, "bottom": {"cached": True}},
+    )
+    for job in (made, hit, reused):
+        for category in ("top", "bottom") if job is reused else ("top",):
+            StepAttempt.objects.create(job=job, category=category, number=1, outcome="accepted", candidate_rank=0)
+    executor = MigrationExecutor(connection)
+    executor.migrate([("fitting", "0022_judge_tokens")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert StepAttempt.objects.filter(job=made, shared=False).count() == 1
+    assert StepAttempt.objects.filter(job=hit, shared=True).count() == 1
+    assert StepAttempt.objects.filter(job=reused, shared=True).count() == 2
