@@ -358,7 +358,8 @@ class AttemptResult(models.TextChoices):
 
 
 class StepAttempt(models.Model):
-    """One engine call of a step (one candidate of it: ``sample``), with the quality checks' scores (issue 22).
+    """One image an engine answered for a step (a candidate: ``sample``; the try-on model answers
+    numSamples of them in one call), with the quality checks' scores (issue 22).
 
     Every attempt is kept: the one the step kept names the step image's file (no copy), a
     rejected one its own file under ``attempts/``; all go with the job.
