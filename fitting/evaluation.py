@@ -254,7 +254,12 @@ def _call(run, engine, record, person, garment, category, canvas, thresholds) ->
         run.calls += 1
         run.judge_calls += 1
         verdict = judge(
-            person=person, garment=garment, answer=answer, category=category, timeout=settings.FITTING_MESSAGE_TIMEOUT
+            person=person,
+            garment=garment,
+            answer=answer,
+            category=category,
+            timeout=settings.FITTING_MESSAGE_TIMEOUT,
+            keep_going=_within_bound(run),  # its retries are provider requests too
         )
         if verdict is not None:  # answered: its tokens count, a verdict or not
             record.judge_input_tokens, record.judge_output_tokens = costs.usage_tokens(verdict.usage)

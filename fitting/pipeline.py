@@ -357,7 +357,14 @@ def _judge(job: FittingResult, attempt: AttemptMade, *, person: Image.Image, gar
     from fitting.quality.judge import judge  # google-genai: only when a judge is configured
 
     budget = min(settings.FITTING_MESSAGE_TIMEOUT, _seconds_left(job.deadline_at) - MIN_ATTEMPT_SECONDS)
-    said = judge(person=person, garment=garment, answer=attempt.image, category=step, timeout=budget)
+    said = judge(
+        person=person,
+        garment=garment,
+        answer=attempt.image,
+        category=step,
+        timeout=budget,
+        keep_going=functools.partial(fitting_is_current, job=job),  # no retry for a canceled job
+    )
     attempt.scores = {**attempt.scores, "judge": said.verdict if said is not None else None}
     if said is not None:
         attempt.usage = {**attempt.usage, **{costs.JUDGE_PREFIX + name: count for name, count in said.usage.items()}}

@@ -20,6 +20,7 @@ from google.genai import types
 from PIL import Image
 
 from fitting.engines import gemini
+from fitting.engines.base import KeepGoing
 from fitting.engines.gemini import _generate, _image_part, _text_of, _usage
 
 logger = logging.getLogger(__name__)
@@ -79,11 +80,18 @@ def parse_verdict(text: str | None) -> dict[str, Any] | None:
 
 
 def judge(
-    *, person: Image.Image, garment: Image.Image, answer: Image.Image, category: str, timeout: float
+    *,
+    person: Image.Image,
+    garment: Image.Image,
+    answer: Image.Image,
+    category: str,
+    timeout: float,
+    keep_going: KeepGoing | None = None,
 ) -> Verdict | None:
     """The text model's verdict on ``answer``; None when the call failed or timed out.
 
     An answer that is not the verdict's JSON gives ``Verdict(verdict=None, usage=…)``.
+    ``keep_going`` is asked before each retry of the call (False: no retry, None returned).
     """
     if timeout <= 0:
         return None
@@ -101,6 +109,7 @@ def judge(
                 response_mime_type="application/json", response_schema=VERDICT_SCHEMA, temperature=0
             ),
             deadline=gemini._now() + timeout,
+            keep_going=keep_going,
         )
     except Exception:
         logger.warning("quality judge failed", exc_info=True)

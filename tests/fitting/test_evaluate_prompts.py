@@ -144,6 +144,17 @@ def test_the_engines_own_retries_count_against_max_calls(evaluation, db):
     assert report["calls"] == 1 and "--max-calls 1" in report["stopped"]
 
 
+def test_the_judges_own_retries_count_against_max_calls(evaluation, db, settings):
+    fake, cases, out = evaluation
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    fake.script_image(answer_mode("good"))
+    fake.script_text(fail(503), text(json.dumps({**VERDICT, "score": 7})))
+    run(cases, out, "--versions", "v4", "--max-calls", "2")
+    assert (len(fake.image_requests), len(fake.text_requests)) == (1, 1)  # the judge's retry would be a third
+    report = json.loads((out / "report.json").read_text())
+    assert report["calls"] == 2 and "--max-calls 2" in report["stopped"]
+
+
 def test_an_engine_without_prompt_versions_or_an_unknown_version_is_refused(evaluation, settings, db):
     _fake, cases, out = evaluation
     with pytest.raises(CommandError, match="unknown prompt version"):
