@@ -42,14 +42,7 @@ def test_production_settings_pass_check_deploy(tmp_path):
 
 
 def test_check_deploy_warns_when_the_rates_are_counted_per_process(tmp_path):
-    without_redis = {
-        "DJANGO_SECRET_KEY": "x" * 64 + "-a-long-random-production-secret",
-        "DJANGO_ALLOWED_HOSTS": "fitting.example.com",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "FITTING_ENGINE": "local",
-        "SERVE_MEDIA": "true",
-        "REDIS_URL": None,
-    }
+    without_redis = {**PRODUCTION, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "REDIS_URL": None}
     deploy = manage("check", "--deploy", **without_redis)
     assert "core.W001" in deploy.stderr and "REDIS_URL" in deploy.stderr
     assert "core.W001" not in manage("check", **without_redis).stderr  # a deployment warning only
