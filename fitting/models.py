@@ -48,6 +48,11 @@ class Status(models.TextChoices):
         """
         return (cls.FAILED, cls.TIMEOUT, cls.CANCELED) if named else (cls.FAILED, cls.TIMEOUT)
 
+    @classmethod
+    def cancelable(cls) -> tuple[Status, ...]:
+        """The statuses a cancel accepts: a processing job, and a canceled one (nothing changes)."""
+        return (cls.PROCESSING, cls.CANCELED)
+
 
 class ImageStep(models.TextChoices):
     TOP = "top", _("top")

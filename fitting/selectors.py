@@ -65,7 +65,7 @@ def fitting_stamps(*, job_ids: Iterable) -> dict[str, datetime]:
 
 def fitting_failed_list(
     *,
-    statuses: Iterable[str] = (Status.FAILED, Status.TIMEOUT),
+    statuses: Iterable[str] = Status.reprocessable(),
     created_since: datetime | None = None,
     job_ids: Iterable[uuid.UUID] | None = None,
 ) -> QuerySet[FittingResult]:
