@@ -315,15 +315,15 @@ _RESULT_BYTES = "_fitting_result_bytes"
 
 def keep_source_jpeg(image: Image.Image, data: bytes) -> Image.Image:
     """``image`` with ``data`` kept as its encoding (see ``result_bytes``) when ``data`` is a plain
-    JPEG that decodes to exactly ``image``: same size, RGB, and no segment but JFIF's APP0 (no
-    EXIF, XMP or ICC profile, no comment: nothing but pixels leaves with it).
+    JPEG that decodes to exactly ``image``: same size, RGB, no segment but JFIF's APP0 (no EXIF,
+    XMP or ICC profile, no comment) and nothing after its end marker: nothing but pixels leaves with it.
 
     A stored photo is such a JPEG (re-encoded upright, metadata stripped, at most PHOTO_MAX_SIDE),
     and so is a stored step image: sending them to an engine as stored spares a decode-encode
     round trip and a generation of JPEG loss. Anything else (a file stored before its metadata
     was stripped, say) is left without, so it is encoded afresh from its pixels.
     """
-    if image.mode != "RGB" or data[:2] != b"\xff\xd8":
+    if image.mode != "RGB" or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
         return image
     try:
         source = Image.open(io.BytesIO(data))

@@ -102,3 +102,10 @@ def test_a_jpeg_with_metadata_is_never_sent_or_kept_as_is(marker, payload):
     assert images.result_bytes(image) is None
     sent, _mime = encode_input(image)
     assert payload not in sent and images.encode_result(image) != data
+
+
+def test_a_jpeg_with_bytes_after_its_end_is_never_sent_as_is():
+    data = jpeg() + b"PK\x03\x04 a zip appended"  # a polyglot stored before uploads were re-encoded
+    image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
+    assert images.result_bytes(image) is None
+    assert b"PK\x03\x04" not in encode_input(image)[0]
