@@ -4,6 +4,10 @@ A job in progress is never touched, nor the photo it uses. Finished jobs older t
 TTL are deleted with their images; a photo is deleted once it is older than the TTL and
 no job that is kept still uses it. A file shared by a kept row (a cached result) stays.
 
+Rows are deleted in batches of ``BATCH`` (jobs first, then photos), each in its own
+transaction: a large backlog never holds one long lock on thousands of rows, and a failure
+leaves the batches before it deleted (with their files) and the rest as they were.
+
 Files under the media directories that no row names (left by a crash between writing a
 file and committing its row) are deleted once they are older than ``ORPHAN_MIN_AGE``; a
 younger one may be a file whose row is being written right now.
@@ -11,12 +15,10 @@ younger one may be a file whose row is being written right now.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import QuerySet
+from django.db import models, transaction
 from django.utils import timezone
 
 from core.files import files_delete_orphans
@@ -25,8 +27,7 @@ from fitting.services.erasure import jobs_delete, photos_delete
 from users.models import UserImage
 
 ORPHAN_MIN_AGE = timedelta(days=1)
-# Rows (jobs, then photos) deleted in one transaction: its locks are held that long.
-RETENTION_BATCH = 200
+BATCH = 200  # rows deleted (and locked) per transaction
 
 
 def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[str, int]:
@@ -47,30 +48,25 @@ def retention_purge(*, days: int | None = None, dry_run: bool = False) -> dict[s
             "orphanFiles": files_delete_orphans(older_than=now - ORPHAN_MIN_AGE, dry_run=True),
         }
     # Through the erasure services: the rows locked first, each job's deletion announced (its
-    # event streams end), the files deleted after the commit unless another row names them.
-    # In batches of RETENTION_BATCH rows, one transaction each, so a backlog never holds its
-    # locks for long. The jobs go first: the photos' query then sees only the jobs kept.
-    job_count = _delete_in_batches(jobs, jobs_delete)
-    photo_count = _delete_in_batches(photos, photos_delete)
+    # event streams end), the files deleted after each batch's commit unless another row names them.
+    job_count = _in_batches(jobs, jobs_delete)
+    photo_count = _in_batches(photos, photos_delete)  # once the jobs are gone: their photos are free
     orphans = files_delete_orphans(older_than=now - ORPHAN_MIN_AGE)
     return {"jobs": job_count, "photos": photo_count, "orphanFiles": orphans}
 
 
-def _delete_in_batches(rows: QuerySet, delete: Callable[[QuerySet], int]) -> int:
-    """``delete`` the rows of ``rows``, at most RETENTION_BATCH per transaction, in primary key
-    order; how many were deleted.
+def _in_batches(rows: models.QuerySet, delete) -> int:
+    """``delete`` the rows ``BATCH`` at a time, in order of id, one transaction each; how many went.
 
-    Each batch is ``rows`` again (its conditions checked anew under the batch's lock: a job
-    reprocessed meanwhile is no longer finished, and stays) restricted to the next keys. A
-    batch that fails is rolled back whole and stops the purge; the batches before it stay
-    deleted, their files too (deleted after each batch's commit).
+    Each batch is the queryset again (so a row that stopped matching is left), past the last id
+    seen (so a row its service left is not asked for again).
     """
-    deleted, last = 0, None
+    count, after = 0, None
     while True:
-        page = rows.order_by("pk") if last is None else rows.filter(pk__gt=last).order_by("pk")
-        keys = list(page.values_list("pk", flat=True)[:RETENTION_BATCH])
-        if not keys:
-            return deleted
         with transaction.atomic():
-            deleted += delete(rows.filter(pk__in=keys))
-        last = keys[-1]
+            pending = rows.order_by("pk") if after is None else rows.filter(pk__gt=after).order_by("pk")
+            ids = list(pending.values_list("pk", flat=True)[:BATCH])
+            if not ids:
+                return count
+            count += delete(rows.filter(pk__in=ids))
+        after = ids[-1]

@@ -87,31 +87,45 @@ def test_a_jpeg_that_decoding_changed_is_encoded_again(what):
     assert sent != data and mime == "image/jpeg"
 
 
+def with_segment(data: bytes, marker: int, payload: bytes) -> bytes:
+    """``data`` (a JPEG) with one more segment right after SOI."""
+    segment = bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+    return data[:2] + segment + data[2:]
+
+
+@pytest.mark.parametrize(
+    ("marker", "payload"),
+    [
+        (0xFE, b"call 010-1234-5678"),  # COM
+        (0xE1, b"Exif\x00\x00" + Image.Exif().tobytes()),  # APP1 EXIF, even with no orientation
+        (0xE1, b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta>Seoul</x:xmpmeta>"),  # APP1 XMP
+        (0xED, b"Photoshop 3.0\x00"),  # APP13
+    ],
+)
+def test_a_jpeg_with_metadata_is_never_sent_or_kept_as_is(marker, payload):
+    data = with_segment(jpeg(), marker, payload)
+    image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
+    assert images.result_bytes(image) is None
+    sent, _mime = encode_input(image)
+    assert payload not in sent and images.encode_result(image) != data
+
+
+def test_a_jpeg_with_bytes_after_its_end_is_never_sent_as_is():
+    data = jpeg() + b"PK\x03\x04 a zip appended"  # a polyglot stored before uploads were re-encoded
+    image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
+    assert images.result_bytes(image) is None
+    assert b"PK\x03\x04" not in encode_input(image)[0]
+
+
 PHONE = b"010-1234-5678"
 
 
-def metadata_jpeg(what: str) -> bytes:
-    """A JPEG that decodes to plain upright sRGB pixels but carries ``PHONE`` in a metadata block
-    (or after its end)."""
-    if what == "comment":
-        return jpeg(comment=PHONE)
-    if what == "exif":
-        exif = Image.Exif()
-        exif[0x010F] = PHONE.decode()  # Make
-        return jpeg(exif=exif.tobytes())
-    if what == "xmp":
-        return jpeg(xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:creator>' + PHONE + b"</dc:creator></x:xmpmeta>")
-    if what == "jfxx":  # an APP0 that is not JFIF's
-        data = jpeg()
-        segment = b"JFXX\x00\x13" + PHONE
-        return data[:2] + b"\xff\xe0" + (len(segment) + 2).to_bytes(2, "big") + segment + data[2:]
-    assert what == "appended"  # a second image after the end marker, as some phones write
-    return jpeg() + jpeg(comment=PHONE)
-
-
-@pytest.mark.parametrize("what", ["comment", "exif", "xmp", "jfxx", "appended"])
-def test_a_jpeg_carrying_metadata_is_encoded_again_without_it(what):
-    data = metadata_jpeg(what)
+@pytest.mark.parametrize("what", ["jfxx", "second image"])
+def test_an_app0_not_jfif_or_a_second_image_after_the_end_is_never_sent_as_is(what):
+    if what == "jfxx":  # an APP0 that is not JFIF's header
+        data = with_segment(jpeg(), 0xE0, b"JFXX\x00\x13" + PHONE)
+    else:  # a whole JPEG after the end marker, as phones append previews (it ends in FFD9 too)
+        data = jpeg() + jpeg(comment=PHONE)
     assert PHONE in data
     image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
     assert images.result_bytes(image) is None

@@ -470,16 +470,16 @@ class FittingResultAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Cancel (processing jobs)"), permissions=("reprocess",))
     def cancel(self, request, queryset):
-        """The same service as the API's cancel, which decides for each job: a processing one is
-        canceled, a canceled one stays so (counted as canceled), a finished one is left as it is."""
+        """The same service as the API's cancel; jobs that have finished are left as they are."""
         canceled, finished = 0, []
-        for job in queryset:
+        for job in queryset.filter(status__in=Status.cancelable()):
             try:
                 fitting_cancel(job=job)
-            except JobFinishedError:  # finished before, or meanwhile
+            except JobFinishedError:  # finished meanwhile
                 finished.append(job)
             else:
                 canceled += 1
+        finished += list(queryset.exclude(status__in=Status.cancelable()))
         if canceled:
             self.message_user(
                 request,

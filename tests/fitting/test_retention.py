@@ -142,6 +142,39 @@ def test_the_hourly_task_reports_orphans(media_root, db):
     assert tasks.retention_purge() == {"jobs": 0, "photos": 0, "orphanFiles": 1}
 
 
+def test_a_backlog_goes_in_batches_and_a_failed_batch_leaves_the_earlier_ones_deleted(
+    user, catalogue, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.FITTING_RETENTION_DAYS = 30
+    monkeypatch.setattr(retention, "BATCH", 2)
+    photo = make_photo(user)
+    jobs = [make_job(user, photo, catalogue["top"], status="completed", done=["top"]) for _ in range(5)]
+    age(FittingResult, 31)
+    files = {job.id: job.images.get(step="top").image.path for job in jobs}
+    batches = []
+    real_delete = retention.jobs_delete
+
+    def failing_third_batch(rows):
+        batches.append(sorted(rows.values_list("id", flat=True)))
+        if len(batches) == 3:
+            raise RuntimeError("the database went away")
+        return real_delete(rows)
+
+    monkeypatch.setattr(retention, "jobs_delete", failing_third_batch)
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        retention_purge()
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    deleted = set(batches[0] + batches[1])
+    assert set(FittingResult.objects.values_list("id", flat=True)) == {job.id for job in jobs} - deleted
+    assert not any(os.path.exists(files[job_id]) for job_id in deleted)  # each batch's files went with it
+    assert os.path.exists(files[batches[2][0]])
+
+    monkeypatch.setattr(retention, "jobs_delete", real_delete)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert retention_purge()["jobs"] == 1  # the next run takes the rest
+    assert not FittingResult.objects.exists()
+
+
 def expired_backlog(user, catalogue, count: int) -> dict:
     """``count`` finished jobs past the TTL, each with its own old photo and a stored step image:
     the file paths by job id, in primary key order (the order the batches take)."""
@@ -156,10 +189,10 @@ def expired_backlog(user, catalogue, count: int) -> dict:
     return files
 
 
-def test_a_backlog_is_deleted_in_batches_of_retention_batch(
+def test_a_backlog_of_jobs_and_photos_is_deleted_in_batches(
     user, catalogue, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(retention, "RETENTION_BATCH", 2)
+    monkeypatch.setattr(retention, "BATCH", 2)
     files = expired_backlog(user, catalogue, 5)
     batches, real = [], retention.jobs_delete
     monkeypatch.setattr(retention, "jobs_delete", lambda rows: batches.append(real(rows)) or batches[-1])
@@ -171,10 +204,10 @@ def test_a_backlog_is_deleted_in_batches_of_retention_batch(
     assert not any(os.path.exists(path) for paths in files.values() for path in paths)
 
 
-def test_a_failing_batch_leaves_the_batches_before_it_deleted_and_the_rest_intact(
+def test_a_batch_that_fails_after_deleting_is_rolled_back_whole(
     user, catalogue, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(retention, "RETENTION_BATCH", 2)
+    monkeypatch.setattr(retention, "BATCH", 2)
     files = expired_backlog(user, catalogue, 5)
     calls, real = [], retention.jobs_delete
 
