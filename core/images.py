@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pyvips
 from django.conf import settings
-from PIL import ExifTags, Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageOps
 from pillow_heif import register_heif_opener
 
 from core.errors import ImageAspectRatioError, ImageInvalidError, ImageTooLargeError, ImageTooManyPixelsError
@@ -315,13 +315,15 @@ _RESULT_BYTES = "_fitting_result_bytes"
 
 def keep_source_jpeg(image: Image.Image, data: bytes) -> Image.Image:
     """``image`` with ``data`` kept as its encoding (see ``result_bytes``) when ``data`` is a plain
-    JPEG that decodes to exactly ``image``: same size, RGB, no ICC profile, no orientation.
+    JPEG that decodes to exactly ``image``: same size, RGB, no segment but JFIF's APP0 (no EXIF,
+    XMP or ICC profile, no comment) and nothing after its end marker: nothing but pixels leaves with it.
 
     A stored photo is such a JPEG (re-encoded upright, metadata stripped, at most PHOTO_MAX_SIDE),
     and so is a stored step image: sending them to an engine as stored spares a decode-encode
-    round trip and a generation of JPEG loss. Anything decoding changed is left without.
+    round trip and a generation of JPEG loss. Anything else (a file stored before its metadata
+    was stripped, say) is left without, so it is encoded afresh from its pixels.
     """
-    if image.mode != "RGB" or data[:2] != b"\xff\xd8":
+    if image.mode != "RGB" or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
         return image
     try:
         source = Image.open(io.BytesIO(data))
@@ -329,8 +331,8 @@ def keep_source_jpeg(image: Image.Image, data: bytes) -> Image.Image:
             source.format == "JPEG"
             and source.mode == "RGB"
             and source.size == image.size
-            and not source.info.get("icc_profile")
-            and source.getexif().get(ExifTags.Base.Orientation, 1) == 1
+            # Pillow lists every APPn and COM segment it read: only JFIF's own header may be there.
+            and all(marker == "APP0" and payload.startswith(b"JFIF\x00") for marker, payload in source.applist)
         )
     except Exception:  # it decoded once already: any doubt keeps nothing
         return image

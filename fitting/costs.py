@@ -3,7 +3,7 @@
 Prices are FITTING_PRICES (USD per million tokens, input and output, per model; its defaults
 come from the model table, ``fitting.engines.catalog``). Output tokens are what a step's answer
 used beyond its prompt (the image, and any thinking), so an image of about 1,120 tokens costs
-about $0.067 at $60 per million. A step reused from another job
+about $0.067 at $60 per million (1K; about $0.10 at 2K). A step reused from another job
 (``cached``) or a whole-result cache hit used no tokens and costs nothing. Only the image
 steps report their usage, and the quality judge's (FITTING_QUALITY_JUDGE=gemini): its tokens are
 the text model's (GEMINI_TEXT_MODEL) and are priced at its rate. The recommendation message
@@ -115,16 +115,25 @@ def usage_add(*, user_id: int, model: str = "", **counts: int) -> None:
     UsageDay.objects.filter(id=row.id).update(**changes)
 
 
-def usage_give_back_job(*, job: FittingResult) -> None:
-    """Give ``job``'s daily-quota slot back (it made nothing usable: QUALITY_CHECK_FAILED).
+def usage_give_back_job(*, job: FittingResult, cap: int) -> bool:
+    """Give ``job``'s daily-quota slot back (it made nothing usable: QUALITY_CHECK_FAILED); True if given.
 
     Takes one off ``jobs_started`` of the day the job was started (when it counted), in the
-    caller's transaction. Its engine calls and tokens stay: they were paid for.
+    caller's transaction. Its engine calls and tokens stay: they were paid for. Once per job
+    (a reprocessed job that fails again gives nothing more back), and at most ``cap`` slots
+    per user and day (the day's quota; 0: no quota, nothing to give back): a user whose jobs
+    keep failing the gate starts at most twice the quota in a day, never without bound.
     """
+    if not cap or job.quota_given_back:
+        return False
     day = timezone.localdate(job.created_at)
-    UsageDay.objects.filter(user_id=job.owner_id, day=day, jobs_started__gt=0).update(
-        jobs_started=F("jobs_started") - 1
+    given = UsageDay.objects.filter(user_id=job.owner_id, day=day, jobs_started__gt=0, jobs_given_back__lt=cap).update(
+        jobs_started=F("jobs_started") - 1, jobs_given_back=F("jobs_given_back") + 1
     )
+    if given:
+        FittingResult.objects.filter(id=job.id).update(quota_given_back=True)
+        job.quota_given_back = True
+    return bool(given)
 
 
 def usage_jobs_started(*, user_id: int) -> int:

@@ -3,12 +3,15 @@
 Every case (a person photo and its garments, ``cases.json``) runs under every prompt version
 ``samples`` times, straight through the engine: no job, no row, no quota, nothing a user
 sees. Each step's answer is fitted to the canvas, scored by the quality checks
-(``fitting.quality``) and, when FITTING_QUALITY_JUDGE=gemini, by the judge; the next step
-starts from it, as in a job. Unlike a job, a failed answer is not asked again: what is
-measured is the first answer's pass rate, which is what the gate's retries cost.
+(``fitting.quality``) and, when FITTING_QUALITY_JUDGE=gemini, by the judge. The quality gate
+applies as in a job: a failed answer is asked again up to FITTING_QUALITY_RETRIES more times,
+the first that passes is the next step's input, and when none passes the sample ends
+(FITTING_QUALITY_POLICY=fail) or goes on from the best (accept_best). Every attempt is
+recorded, so the report gives both the pass rate per attempt and the attempts per step.
 
-Spend is bounded: before each call the run stops when it would exceed ``max_calls`` (image
-and judge calls both count), and the report says so.
+Spend is bounded: before each call, and before each of the engine's own retries of a call,
+the run stops when it would exceed ``max_calls`` provider requests (image and judge calls
+both count), and the report says so.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from PIL import Image
 from core import images
 from fitting import costs, quality
 from fitting.engines import get_engine
-from fitting.engines.base import CATEGORIES
+from fitting.engines.base import CATEGORIES, StepAbandoned
 from fitting.engines.identity import prompt_versions_of
 from fitting.errors import JobError
 from fitting.stats import Rate, wilson
@@ -111,6 +114,7 @@ class StepRecord:
     version: str
     sample: int
     step: str
+    attempt: int = 1  # 1, 2, … within the step (the quality gate's retries)
     seed: int | None = None
     passed: bool | None = None  # None: no answer (an engine error)
     score: float | None = None
@@ -168,20 +172,53 @@ def evaluate(
             for sample in range(1, samples + 1):
                 current = images.to_canvas(photo, canvas)
                 for category, garment in garments:
-                    if max_calls is not None and run.calls + per_call > max_calls:
-                        run.stopped = f"stopped before exceeding --max-calls {max_calls} ({run.calls} calls made)"
-                        return _finish(run, out)
-                    record = StepRecord(case=case.name, version=version, sample=sample, step=category)
-                    run.records.append(record)
-                    answer = _call(run, engine, record, current, garment, category, canvas, thresholds)
-                    on_call(run.calls)
-                    if answer is None:
-                        break  # the rest of the sample has no input
-                    name = f"images/{index}-{version}-{sample}-{category}.jpg"
-                    _save(answer, out / name)
-                    record.image = name
-                    current = answer
+                    kept, best = None, None
+                    for attempt in range(1, settings.FITTING_QUALITY_RETRIES + 2):
+                        if max_calls is not None and run.calls + per_call > max_calls:
+                            run.stopped = _stopped(run)
+                            return _finish(run, out)
+                        record = StepRecord(
+                            case=case.name, version=version, sample=sample, step=category, attempt=attempt
+                        )
+                        run.records.append(record)
+                        answer = _call(run, engine, record, current, garment, category, canvas, thresholds)
+                        on_call(run.calls)
+                        if run.stopped:  # an engine's retry would have exceeded the bound
+                            return _finish(run, out)
+                        if answer is None:
+                            break  # an engine error: as in a job, the step is not asked again
+                        name = f"images/{index}-{version}-{sample}-{category}-{attempt}.jpg"
+                        _save(answer, out / name)
+                        record.image = name
+                        if record.passed:
+                            kept = answer
+                            break
+                        if best is None or record.score > best[0]:
+                            best = (record.score, answer)
+                    if kept is None and best is not None and settings.FITTING_QUALITY_POLICY == "accept_best":
+                        kept = best[1]
+                    if kept is None:
+                        break  # the sample ends where a job would fail; the rest has no input
+                    current = kept
     return _finish(run, out)
+
+
+def _stopped(run: Evaluation) -> str:
+    return f"stopped before exceeding --max-calls {run.max_calls} ({run.calls} calls made)"
+
+
+def _within_bound(run: Evaluation) -> Callable[[], bool]:
+    """The engine's ``keep_going``, asked before each of its own retries of a call: each retry
+    is a provider request, counted against ``max_calls`` like the first."""
+
+    def keep_going() -> bool:
+        if run.max_calls is not None and run.calls + 1 > run.max_calls:
+            run.stopped = _stopped(run)
+            return False
+        run.calls += 1
+        return True
+
+    return keep_going
 
 
 def _call(run, engine, record, person, garment, category, canvas, thresholds) -> Image.Image | None:
@@ -195,8 +232,12 @@ def _call(run, engine, record, person, garment, category, canvas, thresholds) ->
             category=category,
             canvas_size=canvas,
             timeout=settings.FITTING_JOB_TIMEOUT,
+            keep_going=_within_bound(run),
             seed=record.seed,
         )
+    except StepAbandoned:
+        record.error = run.stopped
+        return None
     except JobError as exc:
         record.error = f"{exc.code}: {exc.message}"
         return None
@@ -213,11 +254,17 @@ def _call(run, engine, record, person, garment, category, canvas, thresholds) ->
         run.calls += 1
         run.judge_calls += 1
         verdict = judge(
-            person=person, garment=garment, answer=answer, category=category, timeout=settings.FITTING_MESSAGE_TIMEOUT
+            person=person,
+            garment=garment,
+            answer=answer,
+            category=category,
+            timeout=settings.FITTING_MESSAGE_TIMEOUT,
+            keep_going=_within_bound(run),  # its retries are provider requests too
         )
-        if verdict is not None:
-            record.judge_score = verdict.verdict["score"]
+        if verdict is not None:  # answered: its tokens count, a verdict or not
             record.judge_input_tokens, record.judge_output_tokens = costs.usage_tokens(verdict.usage)
+            if verdict.verdict is not None:
+                record.judge_score = verdict.verdict["score"]
     return answer
 
 
@@ -253,17 +300,27 @@ def summary(run: Evaluation) -> dict[str, dict]:
     for version in run.versions:
         records = [r for r in run.records if r.version == version]
         checked = [r for r in records if r.passed is not None]
-        samples: dict[tuple[str, int], list[StepRecord]] = {}
+        # Per sample, each step's last attempt: what the step ended with.
+        samples: dict[tuple[str, int], dict[str, StepRecord]] = {}
         for record in records:
-            samples.setdefault((record.case, record.sample), []).append(record)
+            samples.setdefault((record.case, record.sample), {})[record.step] = record
         steps_of = {case.name: len(case.garments) for case in run.cases}
-        whole = [rs for key, rs in samples.items() if len(rs) == steps_of[key[0]] or any(r.passed is None for r in rs)]
+        ended = [list(steps.values()) for steps in samples.values()]
+        # Finished samples: every step ran, or one ended it (an error, or no attempt passed).
+        whole = [
+            rs
+            for (case, _sample), rs in zip(samples, ended, strict=True)
+            if len(rs) == steps_of[case] or any(not r.passed for r in rs)
+        ]
+        steps = sum(len(rs) for rs in ended)
         prices = [_cost(r) for r in records]
         attempts = wilson(sum(r.passed is True for r in checked), len(checked))
         runs = wilson(sum(all(r.passed for r in rs) for rs in whole), len(whole))
         result[version] = {
             "calls": len(records) + (len(checked) if run.judge_on else 0),
             "attempts": len(records),
+            "steps": steps,
+            "mean_attempts_per_step": len(records) / steps if steps else None,
             "errors": sum(bool(r.error) for r in records),
             "attempt_pass_rate": attempts.as_json() if attempts else None,
             "sample_pass_rate": runs.as_json() if runs else None,
@@ -342,14 +399,15 @@ def _html(run: Evaluation, report: dict) -> str:
         parts.append(f"<p class='fail'><strong>Incomplete: {e(run.stopped)}.</strong></p>")
     parts.append(
         "<h2>Per version</h2><table><tr><th>version</th><th>attempts passed (95% interval)</th>"
-        "<th>samples with every step passed</th><th>mean check score</th><th>mean judge score</th>"
-        "<th>image calls</th><th>errors</th><th>estimated cost</th></tr>"
+        "<th>samples with every step passed</th><th>attempts per step</th><th>mean check score</th>"
+        "<th>mean judge score</th><th>image calls</th><th>errors</th><th>estimated cost</th></tr>"
     )
     for version, figures in report["versions_summary"].items():
         cost = "—" if figures["cost_usd"] is None else f"${figures['cost_usd']:.4f}"
         parts.append(
             f"<tr><td>{e(version)}</td><td>{_rate(figures['attempt_pass_rate'])}</td>"
-            f"<td>{_rate(figures['sample_pass_rate'])}</td><td>{_number(figures['mean_score'])}</td>"
+            f"<td>{_rate(figures['sample_pass_rate'])}</td><td>{_number(figures['mean_attempts_per_step'])}</td>"
+            f"<td>{_number(figures['mean_score'])}</td>"
             f"<td>{_number(figures['mean_judge_score'], 1)}</td><td>{figures['attempts']}</td>"
             f"<td>{figures['errors']}</td><td>{cost}</td></tr>"
         )
@@ -370,7 +428,8 @@ def _html(run: Evaluation, report: dict) -> str:
                 parts.append(f"<div>sample {sample}</div><div class='steps'>")
                 for r in records:
                     verdict = "error" if r.passed is None else ("passed" if r.passed else "failed")
-                    label = f"{e(r.step)}: <span class='{'pass' if r.passed else 'fail'}'>{verdict}</span>"
+                    attempt = f" (attempt {r.attempt})" if r.attempt > 1 else ""
+                    label = f"{e(r.step)}{attempt}: <span class='{'pass' if r.passed else 'fail'}'>{verdict}</span>"
                     if r.score is not None:
                         label += f" {r.score:.2f}"
                     if r.judge_score is not None:

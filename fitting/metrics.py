@@ -62,6 +62,7 @@ LATENCY_BUCKET = "fitting_step_latency_seconds_bucket"  # per bucket, not cumula
 LATENCY_SUM = "fitting_step_latency_seconds_sum"
 QUALITY_CHECKS = "fitting_quality_checks_total"
 STEP_ATTEMPTS = "fitting_step_attempts_total"
+ENGINE_CALLS = "fitting_engine_calls_total"
 OK = "OK"  # the outcome of a step that made its image
 
 # Open event streams for /metrics: how often a web process reports its count, and when a
@@ -130,6 +131,12 @@ def count_step_attempt(*, job: FittingResult, outcome: str, checks: dict[str, st
     for check, check_outcome in checks.items():
         increments[(QUALITY_CHECKS, _labels(check=check, outcome=check_outcome))] = 1
     counters_add(increments)
+
+
+def count_engine_calls(*, job: FittingResult, calls: int) -> None:
+    """Image-model calls about to be made (what the usage ledger's engine_calls counts): every
+    candidate's call and every retry, whether it answers, fails or is outranked."""
+    counters_add({(ENGINE_CALLS, _labels(engine=job.engine, model=job.model)): calls})
 
 
 def count_steps_reused(*, steps: list[str]) -> None:
@@ -237,6 +244,15 @@ class FittingCollector:
         for labels, value in series[STEP_ATTEMPTS]:
             attempts.add_metric([labels["engine"], labels["outcome"]], value)
         yield attempts
+        calls = CounterMetricFamily(
+            "fitting_engine_calls",
+            "Calls of the image model by the steps (every candidate and retry; one per try-on call), "
+            "by engine and model.",
+            labels=["engine", "model"],
+        )
+        for labels, value in series[ENGINE_CALLS]:
+            calls.add_metric([labels["engine"], labels["model"]], value)
+        yield calls
 
     def _latency(self, series) -> Metric:
         histogram = HistogramMetricFamily(

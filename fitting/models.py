@@ -48,6 +48,11 @@ class Status(models.TextChoices):
         """
         return (cls.FAILED, cls.TIMEOUT, cls.CANCELED) if named else (cls.FAILED, cls.TIMEOUT)
 
+    @classmethod
+    def cancelable(cls) -> tuple[Status, ...]:
+        """The statuses a cancel accepts: a processing job, and a canceled one (nothing changes)."""
+        return (cls.PROCESSING, cls.CANCELED)
+
 
 class ImageStep(models.TextChoices):
     TOP = "top", _("top")
@@ -179,6 +184,8 @@ class FittingResult(models.Model):
     # The quality judge's tokens (FITTING_QUALITY_JUDGE=gemini): the text model's, priced at its rate.
     judge_input_tokens = models.PositiveBigIntegerField(_("judge input tokens"), default=0)
     judge_output_tokens = models.PositiveBigIntegerField(_("judge output tokens"), default=0)
+    # QUALITY_CHECK_FAILED gave the day's quota slot back (once per job, however often it is reprocessed).
+    quota_given_back = models.BooleanField(_("quota slot given back"), default=False)
     cache_key = models.CharField(_("cache key"), max_length=64, db_index=True)
     cached = models.BooleanField(_("from cache"), default=False)
     # NULL for "no key", so the unique constraint only covers jobs that have one.
@@ -356,7 +363,8 @@ class AttemptResult(models.TextChoices):
 
 
 class StepAttempt(models.Model):
-    """One engine call of a step (one candidate of it: ``sample``), with the quality checks' scores (issue 22).
+    """One image an engine answered for a step (a candidate: ``sample``; the try-on model answers
+    numSamples of them in one call), with the quality checks' scores (issue 22).
 
     Every attempt is kept: the one the step kept names the step image's file (no copy), a
     rejected one its own file under ``attempts/``; all go with the job.
@@ -369,6 +377,8 @@ class StepAttempt(models.Model):
     number = models.PositiveSmallIntegerField(_("attempt"))  # 1, 2, … within the step
     # Which of the attempt's numSamples candidates (0, 1, …): all share ``number``.
     sample = models.PositiveSmallIntegerField(_("candidate"), default=0)
+    # A copy of an earlier job's row (a reused last step or a cache hit): no engine call of this job.
+    shared = models.BooleanField(_("from an earlier job"), default=False)
     # The job's candidates (the last step's kept call, issue 23): 0 is the result, 1… the others
     # best first; NULL for every other attempt.
     candidate_rank = models.PositiveSmallIntegerField(_("candidate rank"), null=True, blank=True)
@@ -546,6 +556,8 @@ class UsageDay(models.Model):
     # Accepted jobs that were not whole-result cache hits: what the daily quota counts.
     jobs_started = models.PositiveIntegerField(_("jobs started"), default=0)
     cached_jobs = models.PositiveIntegerField(_("jobs from the result cache"), default=0)
+    # Slots QUALITY_CHECK_FAILED jobs gave back (at most the day's quota: fitting.costs.usage_give_back_job).
+    jobs_given_back = models.PositiveIntegerField(_("quota slots given back"), default=0)
     # Job attempts that made at least one engine call (counted at their first one).
     engine_jobs = models.PositiveIntegerField(_("jobs calling the engine"), default=0)
     # Calls of the image model (one per step the engine made; reused steps make none).

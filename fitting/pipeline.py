@@ -321,8 +321,13 @@ def _gated_step(
 
 
 def _seed_of(engine: Engine, seeds: list[int | None], index: int) -> int | None:
-    """The seed candidate ``index`` was asked with: an engine making them in one call takes the first."""
-    return seeds[0] if hasattr(engine, "apply_garment_samples") else seeds[index]
+    """The seed candidate ``index`` was made with; None when none was sent.
+
+    An engine making the candidates in one call sends at most one seed and says which
+    (``sent_seed``: the try-on model sends none with its watermark on); any other engine's
+    candidate k is asked with ``seeds[k]``.
+    """
+    return engine.sent_seed(seeds) if hasattr(engine, "apply_garment_samples") else seeds[index]
 
 
 SEED_RANGE = 2**31  # seeds are 0 to 2**31 - 1 (what the models take)
@@ -344,19 +349,25 @@ def _judge(job: FittingResult, attempt: AttemptMade, *, person: Image.Image, gar
     """FITTING_QUALITY_JUDGE=gemini: the text model's verdict, recorded with the attempt's scores.
 
     Its tokens go with the attempt's usage under ``costs.JUDGE_PREFIX`` (the job's cost prices
-    them at the text model's rate). It never fails the step.
+    them at the text model's rate), an answer that was not a verdict's included. It never
+    fails the step: a failed or timed-out call, or no verdict, is recorded as ``"judge": null``.
     """
     if settings.FITTING_QUALITY_JUDGE != "gemini":
         return
     from fitting.quality.judge import judge  # google-genai: only when a judge is configured
 
     budget = min(settings.FITTING_MESSAGE_TIMEOUT, _seconds_left(job.deadline_at) - MIN_ATTEMPT_SECONDS)
-    verdict = judge(person=person, garment=garment, answer=attempt.image, category=step, timeout=budget)
-    if verdict is None:
-        attempt.scores = {**attempt.scores, "judge": None}
-        return
-    attempt.scores = {**attempt.scores, "judge": verdict.verdict}
-    attempt.usage = {**attempt.usage, **{costs.JUDGE_PREFIX + name: count for name, count in verdict.usage.items()}}
+    said = judge(
+        person=person,
+        garment=garment,
+        answer=attempt.image,
+        category=step,
+        timeout=budget,
+        keep_going=functools.partial(fitting_is_current, job=job),  # no retry for a canceled job
+    )
+    attempt.scores = {**attempt.scores, "judge": said.verdict if said is not None else None}
+    if said is not None:
+        attempt.usage = {**attempt.usage, **{costs.JUDGE_PREFIX + name: count for name, count in said.usage.items()}}
 
 
 def _describe(exc: BaseException) -> str:

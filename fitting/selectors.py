@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timedelta
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Avg, CharField, Count, F, FloatField, Prefetch, Q, QuerySet, Sum, Value
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Replace, TruncDate, TruncHour
+from django.db.models.functions import Cast, Concat, Replace, TruncDate, TruncHour
 from django.utils import timezone
 
 from fitting.models import FittingRating, FittingResult, Item, RatingReason, Status, StepAttempt
@@ -65,7 +65,7 @@ def fitting_stamps(*, job_ids: Iterable) -> dict[str, datetime]:
 
 def fitting_failed_list(
     *,
-    statuses: Iterable[str] = (Status.FAILED, Status.TIMEOUT),
+    statuses: Iterable[str] = Status.reprocessable(),
     created_since: datetime | None = None,
     job_ids: Iterable[uuid.UUID] | None = None,
 ) -> QuerySet[FittingResult]:
@@ -223,7 +223,7 @@ class QualityRow:
     engine: str
     model: str
     prompt_version: str
-    attempts: int
+    attempts: int  # rounds of engine calls (a round asks for the job's numSamples candidates)
     steps: int
     pass_rates: dict[str, float | None]  # check -> share passed of those judged (None: never judged)
 
@@ -233,25 +233,27 @@ class QualityRow:
 
 
 def quality_by_identity() -> tuple[list[str], list[QualityRow]]:
-    """Per engine identity, over the last QUALITY_WINDOW: pass rate per check, mean attempts per step.
+    """Per engine identity, over the last QUALITY_WINDOW: pass rate per check (per candidate
+    checked), mean attempts (rounds of calls, as the API's ``attempts``) per step.
 
-    Also the checks' names, in the order the assessments list them (read from the scores, so
-    the web process never imports the checks and OpenCV).
+    Rows copied from an earlier job (``shared``: a cache hit, a reused step) made no call and
+    are left out. Also the checks' names, in the order the assessments list them (read from
+    the scores, so the web process never imports the checks and OpenCV).
     """
     rows = (
-        StepAttempt.objects.filter(created_at__gte=timezone.now() - QUALITY_WINDOW)
+        StepAttempt.objects.filter(created_at__gte=timezone.now() - QUALITY_WINDOW, shared=False)
         .order_by("-id")
-        .values_list("job_id", "category", "scores", "job__engine", "job__model", "job__prompt_version")[
+        .values_list("job_id", "category", "number", "scores", "job__engine", "job__model", "job__prompt_version")[
             :QUALITY_MAX_ATTEMPTS
         ]
     )
-    attempts: dict[tuple[str, str, str], int] = defaultdict(int)
+    rounds: dict[tuple[str, str, str], set] = defaultdict(set)
     steps: dict[tuple[str, str, str], set] = defaultdict(set)
     judged: dict[tuple[str, str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     checks: dict[str, None] = {}
-    for job_id, category, scores, engine, model, prompt_version in rows:
+    for job_id, category, number, scores, engine, model, prompt_version in rows:
         key = (engine, model, prompt_version)
-        attempts[key] += 1
+        rounds[key].add((job_id, category, number))
         steps[key].add((job_id, category))
         for name, check in ((scores or {}).get("checks") or {}).items():
             checks.setdefault(name)
@@ -262,13 +264,13 @@ def quality_by_identity() -> tuple[list[str], list[QualityRow]]:
     return list(checks), [
         QualityRow(
             *key,
-            attempts=attempts[key],
+            attempts=len(rounds[key]),
             steps=len(steps[key]),
             pass_rates={
                 name: (judged[key][name][0] / judged[key][name][1]) if judged[key][name][1] else None for name in checks
             },
         )
-        for key in sorted(attempts)
+        for key in sorted(rounds)
     ]
 
 
@@ -293,9 +295,9 @@ class PromptComparisonRow:
     output_tokens: int
     judge_input_tokens: int  # the quality judge's (the text model's)
     judge_output_tokens: int
-    attempts: int  # engine calls of the steps
-    steps: int  # steps run (each step's first attempt)
-    checked: int  # attempts the quality checks judged
+    attempts: int  # rounds of engine calls of the steps (the API's attempts; a round makes numSamples candidates)
+    steps: int  # steps run
+    checked: int  # candidates the quality checks judged
     passed: int
     judged: int  # attempts with a judge's score
     judge_mean: float | None
@@ -306,6 +308,14 @@ class PromptComparisonRow:
     @property
     def mean_attempts(self) -> float | None:
         return self.attempts / self.steps if self.steps else None
+
+
+def _text(*fields: str) -> Concat:
+    """The fields as one text ("a:b:c"), to count distinct combinations on SQLite and PostgreSQL."""
+    parts = []
+    for name in fields:
+        parts += [Cast(name, CharField()), Value(":")]
+    return Concat(*parts[:-1], output_field=CharField())
 
 
 def prompt_comparison(*, now: datetime | None = None) -> list[PromptComparisonRow]:
@@ -328,12 +338,12 @@ def prompt_comparison(*, now: datetime | None = None) -> list[PromptComparisonRo
     by_job = [f"job__{name}" for name in identity]
     attempts = {
         tuple(row[name] for name in by_job): row
-        for row in StepAttempt.objects.filter(job__created_at__gte=since, job__cached=False)
+        for row in StepAttempt.objects.filter(job__created_at__gte=since, job__cached=False, shared=False)
         .values(*by_job)
         .order_by(*by_job)
         .annotate(
-            attempts=Count("id"),
-            steps=Count("id", filter=Q(number=1)),
+            attempts=Count(_text("job_id", "category", "number"), distinct=True),
+            steps=Count(_text("job_id", "category"), distinct=True),
             checked=Count("id", filter=Q(passed__isnull=False)),
             passed=Count("id", filter=Q(passed=True)),
             judge=Avg(Cast(KT("scores__judge__score"), FloatField())),

@@ -24,7 +24,8 @@ is ``fake.token_url``) get an access token without calling out.
 Each call takes the next scripted behaviour from a queue, one queue for image calls
 (``responseModalities`` includes IMAGE, and every ``:predict``) and one for text calls; an
 empty queue answers ``ok()`` or ``text()``. On ``:predict``, ``block(reason)`` is a prediction
-with ``raiFilteredReason``, ``text_only()`` an answer without predictions:
+with ``raiFilteredReason``, ``filtered(count, reason)`` that many of the ``sampleCount``
+predictions filtered and the rest images, ``text_only()`` an answer without predictions:
 
     fake.script_image(fail(503), ok())
     fake.script_text(delay(5))
@@ -94,6 +95,7 @@ class Behaviour:
     usage: dict[str, int] | None = None
     gate: threading.Event | None = None
     mode: str | None = None  # answer_mode(): a tests/quality_modes.py answer
+    count: int = 0  # filtered(): how many predictions the safety filter took
     category: str | None = None
 
 
@@ -137,6 +139,14 @@ def block(finish_reason: str = "IMAGE_SAFETY") -> Behaviour:
 def block_prompt(reason: str = "SAFETY") -> Behaviour:
     """No candidate at all: ``promptFeedback.blockReason``."""
     return Behaviour("block_prompt", reason=reason)
+
+
+def filtered(count: int, reason: str = "The image was filtered by the safety filter.") -> Behaviour:
+    """On ``:predict``: ``count`` of the ``sampleCount`` predictions filtered (``raiFilteredReason``).
+
+    The others are images, as ``ok()`` makes them.
+    """
+    return Behaviour("filtered", reason=reason, count=count)
 
 
 def text_only(text: str = "I can't make that image.", finish_reason: str = "STOP") -> Behaviour:
@@ -323,7 +333,14 @@ class FakeGemini:
 
     def _respond(self, request: RecordedRequest, behaviour: Behaviour) -> tuple[int, dict | None]:
         """The status and JSON body for ``behaviour``; None means hang up."""
-        if request.action == "predict" and behaviour.kind in ("ok", "block", "text_only", "text", "bad_image"):
+        if request.action == "predict" and behaviour.kind in (
+            "ok",
+            "block",
+            "filtered",
+            "text_only",
+            "text",
+            "bad_image",
+        ):
             return 200, self._predictions(request, behaviour)
         if behaviour.kind == "delay":
             if self._stopping.wait(behaviour.delay):
@@ -392,13 +409,16 @@ class FakeGemini:
         if behaviour.kind == "bad_image":
             junk = base64.b64encode(b"definitely not a PNG").decode()
             return {"predictions": [{"bytesBase64Encoded": junk, "mimeType": "image/png"}]}
+        count = request.parameters.get("sampleCount", 1)
+        taken = min(behaviour.count, count) if behaviour.kind == "filtered" else 0
         predictions = []
-        for _ in range(request.parameters.get("sampleCount", 1)):
+        for _ in range(count - taken):
             buffer = io.BytesIO()
             self._make_image(request, behaviour.size).save(buffer, "PNG")
             predictions.append(
                 {"bytesBase64Encoded": base64.b64encode(buffer.getvalue()).decode(), "mimeType": "image/png"}
             )
+        predictions += [{"raiFilteredReason": behaviour.reason}] * taken
         return {"predictions": predictions}
 
     def _make_image(self, request: RecordedRequest, size: tuple[int, int] | None) -> Image.Image:

@@ -79,3 +79,33 @@ def test_a_jpeg_that_decoding_changed_is_encoded_again(what):
     assert images.result_bytes(image) is None
     sent, mime = encode_input(image)
     assert sent != data and mime == "image/jpeg"
+
+
+def with_segment(data: bytes, marker: int, payload: bytes) -> bytes:
+    """``data`` (a JPEG) with one more segment right after SOI."""
+    segment = bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+    return data[:2] + segment + data[2:]
+
+
+@pytest.mark.parametrize(
+    ("marker", "payload"),
+    [
+        (0xFE, b"call 010-1234-5678"),  # COM
+        (0xE1, b"Exif\x00\x00" + Image.Exif().tobytes()),  # APP1 EXIF, even with no orientation
+        (0xE1, b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta>Seoul</x:xmpmeta>"),  # APP1 XMP
+        (0xED, b"Photoshop 3.0\x00"),  # APP13
+    ],
+)
+def test_a_jpeg_with_metadata_is_never_sent_or_kept_as_is(marker, payload):
+    data = with_segment(jpeg(), marker, payload)
+    image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
+    assert images.result_bytes(image) is None
+    sent, _mime = encode_input(image)
+    assert payload not in sent and images.encode_result(image) != data
+
+
+def test_a_jpeg_with_bytes_after_its_end_is_never_sent_as_is():
+    data = jpeg() + b"PK\x03\x04 a zip appended"  # a polyglot stored before uploads were re-encoded
+    image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
+    assert images.result_bytes(image) is None
+    assert b"PK\x03\x04" not in encode_input(image)[0]

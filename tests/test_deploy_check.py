@@ -36,8 +36,16 @@ def test_production_settings_pass_check_deploy(tmp_path):
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         FITTING_ENGINE="local",
         SERVE_MEDIA="true",
+        REDIS_URL="redis://redis.internal:6379/0",  # named, not reached: the check connects to nothing
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_deploy_warns_when_the_rates_are_counted_per_process(tmp_path):
+    without_redis = {**PRODUCTION, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "REDIS_URL": None}
+    deploy = manage("check", "--deploy", **without_redis)
+    assert "core.W001" in deploy.stderr and "REDIS_URL" in deploy.stderr
+    assert "core.W001" not in manage("check", **without_redis).stderr  # a deployment warning only
 
 
 def test_production_refuses_to_start_without_a_secret_key():

@@ -25,9 +25,17 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 from rest_framework.throttling import UserRateThrottle
 
+from core.files import file_store_new
 from fitting.engines.local import LocalEngine
 from fitting.errors import JobPhotoDeletedError
-from fitting.models import FittingResult, FittingResultImage, FittingResultItem, Status, WebhookDelivery
+from fitting.models import (
+    FittingResult,
+    FittingResultImage,
+    FittingResultItem,
+    Status,
+    StepAttempt,
+    WebhookDelivery,
+)
 from fitting.pipeline import run_job
 from fitting.services.erasure import USER_THROTTLE_SCOPES
 from fitting.services.lifecycle import fitting_reprocess
@@ -42,7 +50,18 @@ def files_under(media_root, directory: str) -> set[str]:
 
 
 def paths_of(job: FittingResult) -> set[str]:
-    return {row.image.path for row in job.images.all()}
+    """The job's files: its step images and its quality-gate attempts' own images."""
+    return {row.image.path for row in job.images.all()} | {
+        row.image.path for row in job.step_attempts.exclude(image="")
+    }
+
+
+def add_rejected_attempt(job: FittingResult) -> str:
+    """A rejected attempt with its own image under attempts/, as the quality gate keeps one."""
+    row = StepAttempt(job=job, category="top", number=1, outcome="rejected", passed=False)
+    file_store_new(row.image, "top.jpg", image_bytes())
+    row.save()
+    return row.image.path
 
 
 # --- DELETE /api/virtual-fitting/<jobId> ------------------------------------------------------
@@ -217,6 +236,7 @@ def test_deleting_the_account_erases_every_row_and_file_of_the_user_only(
 ):
     photos = [make_photo(user), make_photo(user)]
     done = run_now(start_job(user, photos[0], catalogue["top"], catalogue["bottom"]))
+    rejected = add_rejected_attempt(done)
     running = start_job(user, photos[1], catalogue["top"])
     token = make_token(user)
     Client().force_login(user)  # a browser session, stored in the database
@@ -241,6 +261,7 @@ def test_deleting_the_account_erases_every_row_and_file_of_the_user_only(
     assert not FittingResult.objects.filter(id__in=[done.id, running.id]).exists()
     assert not AuthToken.objects.filter(user_id=user.id).exists()
     assert [s.get_decoded()["_auth_user_id"] for s in Session.objects.all()] == [str(other_user.id)]
+    assert rejected in alice_files
     assert not any(os.path.exists(path) for path in alice_files - {shared.image.path})
     assert os.path.exists(shared.image.path)  # Bob's job still shows it
     assert os.path.exists(theirs_photo.image.path)

@@ -463,8 +463,8 @@ if FITTING_DAILY_QUOTA < 0:
 # Prices of the engine's models, USD per million tokens (input, output), for the estimated
 # cost in the admin and GET /metrics. Defaults: the model table, fitting/engines/catalog.py
 # (where and when each figure was read, and which are unconfirmed). An image of about 1,120
-# output tokens at $60/M ≈ $0.067. FITTING_PRICES (JSON, e.g. {"my-model": {"input": 1,
-# "output": 2}}) adds or replaces models.
+# output tokens at $60/M ≈ $0.067 (1K); about $0.10 at 2K (photos over 1024 px).
+# FITTING_PRICES (JSON, e.g. {"my-model": {"input": 1, "output": 2}}) adds or replaces models.
 FITTING_PRICES = {
     **default_model_prices(),
     "local-preview-1": {"input": 0, "output": 0},  # the local engine costs nothing

@@ -472,14 +472,14 @@ class FittingResultAdmin(admin.ModelAdmin):
     def cancel(self, request, queryset):
         """The same service as the API's cancel; jobs that have finished are left as they are."""
         canceled, finished = 0, []
-        for job in queryset.filter(status__in=[Status.PROCESSING, Status.CANCELED]):
+        for job in queryset.filter(status__in=Status.cancelable()):
             try:
                 fitting_cancel(job=job)
             except JobFinishedError:  # finished meanwhile
                 finished.append(job)
             else:
                 canceled += 1
-        finished += list(queryset.exclude(status__in=[Status.PROCESSING, Status.CANCELED]))
+        finished += list(queryset.exclude(status__in=Status.cancelable()))
         if canceled:
             self.message_user(
                 request,

@@ -14,6 +14,8 @@ invisible SynthID watermark unless VERTEX_TRYON_WATERMARK is turned off.
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from google.genai import types
 from PIL import Image
@@ -25,6 +27,8 @@ from fitting.engines.base import KeepGoing, StepResult
 from fitting.engines.gemini import GeminiEngine, call_with_retries, encode_input, get_client
 from fitting.engines.identity import EngineIdentity, vertex_tryon_identity
 from fitting.errors import EngineBadImageError, EngineBlockedError, EngineNoImageError
+
+logger = logging.getLogger(__name__)
 
 # The prompt version of the message (``GeminiEngine.write_message``): pinned, part of TRYON_VERSION.
 TRYON_MESSAGE_PROMPT_VERSION = "v4"
@@ -67,6 +71,14 @@ class VertexTryOnEngine(GeminiEngine):
             seeds=[seed],
         )[0]
 
+    def sent_seed(self, seeds: list[int | None]) -> int | None:
+        """The seed a call for ``seeds`` sends: the first, or None with the watermark on.
+
+        Vertex AI refuses a seed with ``add_watermark``; the pipeline records this on the
+        attempts, so staff never see a seed the model did not get.
+        """
+        return None if settings.VERTEX_TRYON_WATERMARK else seeds[0]
+
     def apply_garment_samples(
         self,
         *,
@@ -84,8 +96,9 @@ class VertexTryOnEngine(GeminiEngine):
         It takes one seed per call: ``seeds[0]`` is sent, and the model's k-th image of that
         seed is candidate k. The seed is sent only without the watermark: Vertex AI refuses a
         seed with ``add_watermark``, so a watermarked call relies on the model's own
-        randomness (a seeded job is then not repeatable; the seed is still stored).
-        Images the safety filter took are left out; none left is ENGINE_BLOCKED.
+        randomness (a seeded job is then not repeatable; the job keeps its seed, its attempts
+        record none: ``sent_seed``).
+        Images the safety filter took are left out (and logged); none left is ENGINE_BLOCKED.
         """
         deadline = gemini._now() + timeout  # the Gemini engine's clock (tests replace it)
         model = self.identity.model
@@ -94,8 +107,7 @@ class VertexTryOnEngine(GeminiEngine):
             product_images=[types.ProductImage(product_image=_image(garment))],
         )
         config = tryon_config(number_of_images=len(seeds))
-        if seeds[0] is not None and not config.add_watermark:
-            config.seed = seeds[0]
+        config.seed = self.sent_seed(seeds)
         client = get_client()
 
         def call(http_options: types.HttpOptions) -> types.RecontextImageResponse:
@@ -127,14 +139,24 @@ def _image(image: Image.Image) -> types.Image:
 
 
 def read_images(response: types.RecontextImageResponse) -> list[Image.Image]:
-    """The generated images (at least one); ENGINE_BLOCKED when the safety filter took them all."""
+    """The generated images (at least one); ENGINE_BLOCKED when the safety filter took them all.
+
+    When it took only some, the others go on and the filtered ones are logged (how many, and why).
+    """
     generated = response.generated_images or []
     found = [g.image.image_bytes for g in generated if g.image and g.image.image_bytes]
+    reasons = [" ".join(g.rai_filtered_reason.split())[:200] for g in generated if g.rai_filtered_reason]
     if not found:
-        reasons = [g.rai_filtered_reason for g in generated if g.rai_filtered_reason]
         if reasons:
-            raise EngineBlockedError(f"The try-on model filtered the image ({' '.join(reasons[0].split())[:200]}).")
+            raise EngineBlockedError(f"The try-on model filtered the image ({reasons[0]}).")
         raise EngineNoImageError("The try-on model answered without an image.")
+    if reasons:
+        logger.warning(
+            "the try-on model's safety filter took %s of %s images: %s",
+            len(reasons),
+            len(generated),
+            "; ".join(dict.fromkeys(reasons)),
+        )
     try:
         return [images.decode(data) for data in found]
     except ServiceError as exc:

@@ -4,7 +4,8 @@ It gets the step's input, the garment and the answer, and returns structured JSO
 ``response_schema``: same person, garment applied, garment faithful, other clothes kept,
 artifacts, and a 0-10 score. The pipeline asks it only for answers that passed the local
 checks; what it says is recorded for staff and never fails a step (``judge`` returns None
-on any failure or timeout).
+when the call failed or timed out, and a Verdict without a verdict, but with the tokens the
+call used, when the model answered something else than the verdict).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from google.genai import types
 from PIL import Image
 
 from fitting.engines import gemini
+from fitting.engines.base import KeepGoing
 from fitting.engines.gemini import _generate, _image_part, _text_of, _usage
 
 logger = logging.getLogger(__name__)
@@ -50,9 +52,13 @@ FLAGS = ("same_person", "garment_applied", "garment_faithful", "other_clothes_ke
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the judge said (``verdict``: the parsed JSON, normalised) and the tokens it used."""
+    """What the judge said (``verdict``: the parsed JSON, normalised) and the tokens it used.
 
-    verdict: dict[str, Any]
+    ``verdict`` is None when the model answered but not with the verdict's JSON: the call
+    was made and paid for, so its ``usage`` still counts.
+    """
+
+    verdict: dict[str, Any] | None
     usage: dict[str, int] = field(default_factory=dict)
 
 
@@ -74,9 +80,19 @@ def parse_verdict(text: str | None) -> dict[str, Any] | None:
 
 
 def judge(
-    *, person: Image.Image, garment: Image.Image, answer: Image.Image, category: str, timeout: float
+    *,
+    person: Image.Image,
+    garment: Image.Image,
+    answer: Image.Image,
+    category: str,
+    timeout: float,
+    keep_going: KeepGoing | None = None,
 ) -> Verdict | None:
-    """The text model's verdict on ``answer``; None when it failed, timed out or answered nonsense."""
+    """The text model's verdict on ``answer``; None when the call failed or timed out.
+
+    An answer that is not the verdict's JSON gives ``Verdict(verdict=None, usage=…)``.
+    ``keep_going`` is asked before each retry of the call (False: no retry, None returned).
+    """
     if timeout <= 0:
         return None
     try:
@@ -93,6 +109,7 @@ def judge(
                 response_mime_type="application/json", response_schema=VERDICT_SCHEMA, temperature=0
             ),
             deadline=gemini._now() + timeout,
+            keep_going=keep_going,
         )
     except Exception:
         logger.warning("quality judge failed", exc_info=True)
@@ -100,5 +117,4 @@ def judge(
     verdict = parse_verdict(_text_of(response))
     if verdict is None:
         logger.warning("quality judge answered no verdict: %.200r", _text_of(response))
-        return None
     return Verdict(verdict=verdict, usage=_usage(response))

@@ -15,6 +15,7 @@ from fitting import costs, metrics, notify
 from fitting.errors import FailureCode
 from fitting.models import AttemptResult, FittingResult, FittingResultImage, ImageStep, JobEvent, Status, StepAttempt
 from fitting.services.reuse import step_prefix_key
+from users.selectors import user_daily_job_quota
 
 # Failures that give the job's daily-quota slot back: nothing usable was made (issue 22).
 QUOTA_GIVEN_BACK_CODES = (FailureCode.QUALITY_CHECK_FAILED,)
@@ -125,12 +126,15 @@ def fitting_step_started(*, job: FittingResult, step: str, calls: int = 1) -> No
     first_call = job.current_step is None  # no step started yet in this attempt
     _write_if_current_attempt(job, current_step=step)
     costs.usage_add(user_id=job.owner_id, engine_calls=calls, engine_jobs=int(first_call))
+    metrics.count_engine_calls(job=job, calls=calls)
     notify.job_changed_on_commit(job_id=job.id, event=JobEvent.STEP_STARTED)
 
 
+@transaction.atomic
 def fitting_step_retried(*, job: FittingResult, calls: int) -> None:
     """The quality gate asks the step again: its ``calls`` are counted before they are made."""
     costs.usage_add(user_id=job.owner_id, engine_calls=calls)
+    metrics.count_engine_calls(job=job, calls=calls)
 
 
 def fitting_step_finished(
@@ -275,5 +279,5 @@ def fitting_fail(*, job: FittingResult, step: str | None, code: str, message: st
     )
     metrics.count_job_ended(job=job, status=status, code=code)
     if code in QUOTA_GIVEN_BACK_CODES:
-        costs.usage_give_back_job(job=job)
+        costs.usage_give_back_job(job=job, cap=user_daily_job_quota(user=job.owner))
     notify.job_changed_on_commit(job_id=job.id, event=JobEvent.TIMEOUT if status == Status.TIMEOUT else JobEvent.FAILED)

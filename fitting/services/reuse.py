@@ -150,12 +150,8 @@ def reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) -> 
             )
             for row in rows
         )
-        reused = {row.step: {"cached": True, "source_job": str(row.job_id), "latency_ms": 0} for row in rows}
-        # A reused step keeps what the quality gate recorded of it (its attempts and scores).
         source_metrics = FittingResult.objects.filter(id=newest.job_id).values_list("step_metrics", flat=True).first()
-        for step, values in reused.items():
-            recorded = (source_metrics or {}).get(step) or {}
-            values.update({key: recorded[key] for key in QUALITY_METRICS if key in recorded})
+        reused = {row.step: _reused_step(row.job_id, (source_metrics or {}).get(row.step)) for row in rows}
         if k == len(keys):  # the last step too: its candidates (numSamples > 1) come with it
             _share_candidates(source_id=newest.job_id, job=job, steps=[row.step for row in rows])
         FittingResult.objects.filter(id=job.id).update(step_metrics=reused)
@@ -164,6 +160,13 @@ def reuse_prefix(job: FittingResult, *, photo: UserImage, items: list[Item]) -> 
         logger.info("job %s: %s step(s) reused from job %s", job.id, k, newest.job_id)
         return k
     return 0
+
+
+def _reused_step(source_id, recorded: dict | None) -> dict:
+    """A reused step's metrics: from which job, and what the quality gate recorded of it there
+    (its attempts and scores: a reused step keeps them)."""
+    kept = {key: (recorded or {})[key] for key in QUALITY_METRICS if key in (recorded or {})}
+    return {"cached": True, "source_job": str(source_id), "latency_ms": 0, **kept}
 
 
 def _share_candidates(*, source_id, job: FittingResult, steps: list[str] | None = None) -> None:
@@ -183,6 +186,7 @@ def _share_candidates(*, source_id, job: FittingResult, steps: list[str] | None 
             outcome=row.outcome,
             image=row.image.name,
             candidate_rank=row.candidate_rank,
+            shared=True,  # no call of this job: the dashboard's figures leave it out
         )
         for row in rows
     )
@@ -217,7 +221,7 @@ def complete_from_cache(job: FittingResult) -> bool:
     _share_candidates(source_id=source.id, job=job)  # numSamples > 1: the source's candidates
     # Every step is reused: marked as reuse_prefix marks one (the job's steps say cached: true).
     reused = {
-        image.step: {"cached": True, "source_job": str(source.id), "latency_ms": 0}
+        image.step: _reused_step(source.id, source.step_metrics.get(image.step))
         for image in source.images.all()
         if image.step != ImageStep.FINAL
     }

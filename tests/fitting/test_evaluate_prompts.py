@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from fitting.evaluation import EvaluationError, load_cases
 from fitting.models import FittingResult, StepAttempt
 from fitting.prompts import step_prompt
-from tests.fakegemini import answer_mode, text
+from tests.fakegemini import answer_mode, fail, text
 
 ROOT = Path(__file__).resolve().parents[2]
 VERDICT = {
@@ -30,6 +30,8 @@ VERDICT = {
 def evaluation(settings, fake_gemini, tmp_path):
     settings.FITTING_QUALITY_JUDGE = "off"
     settings.FITTING_QUALITY_THRESHOLDS = {}
+    settings.FITTING_QUALITY_RETRIES = 0  # one attempt a step unless a test says otherwise
+    settings.FITTING_QUALITY_POLICY = "fail"
     settings.FITTING_PRICES = {settings.GEMINI_IMAGE_MODEL: {"input": 1, "output": 30}}
     cases = tmp_path / "cases"
     cases.mkdir()
@@ -109,6 +111,50 @@ def test_max_calls_stops_before_exceeding_and_the_report_says_so(evaluation, db,
     assert "Incomplete" in (out / "report.html").read_text()
 
 
+def test_the_quality_gate_retries_as_in_a_job_and_the_report_counts_attempts_per_step(evaluation, db, settings):
+    fake, cases, out = evaluation
+    settings.FITTING_QUALITY_RETRIES = 2
+    # Sample 1: failed, then passed. Sample 2: three failures, so the sample ends (policy fail).
+    fake.script_image(answer_mode("unchanged"), answer_mode("good"), *[answer_mode("background")] * 3)
+    run(cases, out, "--versions", "v4", "--samples", "2")
+    assert len(fake.image_requests) == 5
+    report = json.loads((out / "report.json").read_text())
+    v4 = report["versions_summary"]["v4"]
+    assert (v4["attempts"], v4["steps"], v4["mean_attempts_per_step"]) == (5, 2, 2.5)
+    assert (v4["sample_pass_rate"]["successes"], v4["sample_pass_rate"]["trials"]) == (1, 2)
+    assert (v4["attempt_pass_rate"]["successes"], v4["attempt_pass_rate"]["trials"]) == (1, 5)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["sample"], r["attempt"], r["passed"]) for r in rows] == [
+        ("1", "1", "False"),
+        ("1", "2", "True"),
+        ("2", "1", "False"),
+        ("2", "2", "False"),
+        ("2", "3", "False"),
+    ]
+    assert len({r["image"] for r in rows}) == 5  # every attempt's answer is in the report
+    assert "2.50" in (out / "report.html").read_text()
+
+
+def test_the_engines_own_retries_count_against_max_calls(evaluation, db):
+    fake, cases, out = evaluation
+    fake.script_image(fail(503), answer_mode("good"))  # a transient error the engine would retry
+    run(cases, out, "--versions", "v4", "--max-calls", "1")
+    assert len(fake.image_requests) == 1  # the retry would have been a second request
+    report = json.loads((out / "report.json").read_text())
+    assert report["calls"] == 1 and "--max-calls 1" in report["stopped"]
+
+
+def test_the_judges_own_retries_count_against_max_calls(evaluation, db, settings):
+    fake, cases, out = evaluation
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    fake.script_image(answer_mode("good"))
+    fake.script_text(fail(503), text(json.dumps({**VERDICT, "score": 7})))
+    run(cases, out, "--versions", "v4", "--max-calls", "2")
+    assert (len(fake.image_requests), len(fake.text_requests)) == (1, 1)  # the judge's retry would be a third
+    report = json.loads((out / "report.json").read_text())
+    assert report["calls"] == 2 and "--max-calls 2" in report["stopped"]
+
+
 def test_an_engine_without_prompt_versions_or_an_unknown_version_is_refused(evaluation, settings, db):
     _fake, cases, out = evaluation
     with pytest.raises(CommandError, match="unknown prompt version"):
@@ -128,3 +174,16 @@ def test_a_cases_file_of_another_shape_is_refused_with_a_message(tmp_path, conte
     (tmp_path / "cases.json").write_text(content)
     with pytest.raises(EvaluationError):
         load_cases(tmp_path)
+
+
+def test_a_judge_answer_that_is_no_verdict_counts_its_tokens_and_no_score(evaluation, db, settings):
+    fake, cases, out = evaluation
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    fake.script_text(
+        text("not json at all", usage={"promptTokenCount": 2000, "candidatesTokenCount": 50, "totalTokenCount": 2050})
+    )
+    run(cases, out, "--versions", "v4", "--samples", "1")
+    report = json.loads((out / "report.json").read_text())
+    v4 = report["versions_summary"]["v4"]
+    assert report["judge_calls"] == 1 and (v4["judged"], v4["mean_judge_score"]) == (0, None)
+    assert (v4["input_tokens"], v4["output_tokens"]) == (1290 + 2000, 1290 + 50)  # the judge's call was paid for

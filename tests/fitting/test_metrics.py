@@ -62,6 +62,8 @@ def test_figures_after_known_jobs(fake_gemini, metrics_on, client, user, photo, 
         (("code", "TIMEOUT"), ("engine", "gemini")): 1,
     }
     model = metrics_on.GEMINI_IMAGE_MODEL
+    # Five calls: 1 + 2 + 2 (the refused one too); the swept job and the cache hit made none.
+    assert m["fitting_engine_calls_total"] == {(("engine", "gemini"), ("model", model)): 5}
     # Four images: three with the fake's default usage (1290 in, 1290 out), one with 1000 in, 1290 out.
     assert m["fitting_tokens_total"] == {
         (("kind", "input"), ("model", model)): 3 * 1290 + 1000,

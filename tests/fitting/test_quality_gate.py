@@ -12,23 +12,27 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
-from django.utils import translation
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone, translation
 from PIL import Image
 
-from fitting import costs
+from core.errors import QuotaExceededError
+from fitting import costs, pipeline
+from fitting.engines.base import MIN_ATTEMPT_SECONDS
 from fitting.models import FittingResult, Item, MetricCounter, StepAttempt, UsageDay
 from fitting.serializers import JobOutputSerializer
 from fitting.services.erasure import fitting_delete
 from fitting.services.items import item_save
-from fitting.services.lifecycle import fitting_cancel
-from tests.factories import run_now, start_job
-from tests.fakegemini import answer_mode, fail, text
+from fitting.services.lifecycle import fitting_cancel, fitting_reprocess
+from tests.factories import make_job, run_now, start_job
+from tests.fakegemini import answer_mode, delay, fail, text
 from tests.quality_modes import MODES
 from users.services import photo_create
 
@@ -128,6 +132,38 @@ def test_all_bad_answers_fail_the_job_after_one_plus_retries_calls_and_give_the_
     assert second.status == "processing"
 
 
+def test_a_job_gives_its_slot_back_once_however_often_it_is_reprocessed(gate, user, settings):
+    settings.FITTING_DAILY_QUOTA = 2
+    settings.FITTING_QUALITY_RETRIES = 0
+    gate.script_image(*[answer_mode("unchanged")] * 3)
+    photo, item = real_photo(user), real_item()
+    failing = run_now(start_job(user, photo, item))
+    assert failing.error_code == "QUALITY_CHECK_FAILED" and failing.quota_given_back
+    start_job(user, photo, real_item("bottom", "bottom_blue_jeans.png"))  # pending: it holds one slot
+    for _ in range(2):  # staff reprocess the failed job; it fails the gate again
+        fitting_reprocess(job=failing)
+        failing = run_now(failing)
+        assert failing.error_code == "QUALITY_CHECK_FAILED"
+    usage = UsageDay.objects.get(user=user)
+    assert (usage.jobs_started, usage.jobs_given_back) == (1, 1)  # the pending job's slot is still counted
+
+
+def test_slots_given_back_in_a_day_are_at_most_the_days_quota(gate, user, settings):
+    """A user whose jobs always fail the gate starts at most twice the quota in a day."""
+    settings.FITTING_DAILY_QUOTA = 2
+    settings.FITTING_QUALITY_RETRIES = 0
+    gate.script_image(*[answer_mode("unchanged")] * 10)
+    photo, item = real_photo(user), real_item()
+    for _ in range(4):
+        job = run_now(start_job(user, photo, item))
+        assert job.error_code == "QUALITY_CHECK_FAILED"
+    assert [job.quota_given_back for job in FittingResult.objects.order_by("created_at")] == [True, True, False, False]
+    with pytest.raises(QuotaExceededError):
+        start_job(user, photo, item)
+    usage = UsageDay.objects.get(user=user)
+    assert (usage.jobs_started, usage.jobs_given_back, usage.engine_calls) == (2, 2, 4)
+
+
 def test_settings_retries_zero_makes_one_call(gate, user, settings):
     settings.FITTING_QUALITY_RETRIES = 0
     gate.script_image(answer_mode("unchanged"), answer_mode("good"))
@@ -223,10 +259,44 @@ def test_the_judge_verdict_is_parsed_recorded_shown_and_its_tokens_counted(gate,
 def test_a_failing_judge_never_fails_the_step(gate, user, settings):
     settings.FITTING_QUALITY_JUDGE = "gemini"
     gate.script_image(answer_mode("good"))
-    gate.script_text(fail(400, "judge refused"), text("not json at all"))
+    gate.script_text(fail(400, "judge refused"))  # the next text call, the message, is answered
     job = run_now(start_job(user, real_photo(user), real_item()))
     assert job.status == "completed", job.error_message
     assert StepAttempt.objects.get(job=job).scores["judge"] is None
+    assert (job.judge_input_tokens, job.judge_output_tokens) == (0, 0)  # no answer, nothing to count
+    assert job.llm_message
+
+
+def test_a_judge_answer_that_is_no_verdict_is_null_and_its_tokens_still_count(gate, user, settings):
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    settings.FITTING_PRICES = {
+        settings.GEMINI_IMAGE_MODEL: {"input": 1, "output": 100},
+        settings.GEMINI_TEXT_MODEL: {"input": 3, "output": 7},
+    }
+    gate.script_image(answer_mode("good"))
+    gate.script_text(
+        text("not json at all", usage={"promptTokenCount": 2000, "candidatesTokenCount": 50, "totalTokenCount": 2050})
+    )
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.status == "completed", job.error_message
+    (attempt,) = StepAttempt.objects.filter(job=job)
+    assert attempt.passed is True and attempt.scores["judge"] is None
+    assert (job.judge_input_tokens, job.judge_output_tokens) == (2000, 50)  # the call was paid for
+    assert costs.job_cost(job) == (Decimal(1290 * 1 + 1290 * 100) + Decimal(2000 * 3 + 50 * 7)) / 1_000_000
+
+
+def test_a_judge_timing_out_leaves_the_step_passing_with_judge_null(gate, user, settings):
+    settings.FITTING_QUALITY_JUDGE = "gemini"
+    settings.FITTING_MESSAGE_TIMEOUT = 0.5  # the judge's budget
+    gate.script_image(answer_mode("good"))
+    gate.script_text(delay(60, text(json.dumps(VERDICT))))  # answers long after the budget (the fake's stop ends it)
+    job = run_now(start_job(user, real_photo(user), real_item()))
+    assert job.status == "completed", job.error_message
+    assert len(gate.text_requests) == 2  # the judge, then the message
+    (attempt,) = StepAttempt.objects.filter(job=job)
+    assert attempt.passed is True and attempt.outcome == "accepted"
+    assert "judge" in attempt.scores and attempt.scores["judge"] is None
+    assert (job.judge_input_tokens, job.judge_output_tokens) == (0, 0)
 
 
 def test_the_judge_does_not_run_on_a_failed_answer(gate, user, settings):
@@ -235,6 +305,42 @@ def test_the_judge_does_not_run_on_a_failed_answer(gate, user, settings):
     gate.script_image(answer_mode("unchanged"))
     run_now(start_job(user, real_photo(user), real_item()))
     assert gate.text_requests == []
+
+
+class FrozenClock:
+    """The pipeline's clock (``fitting.pipeline.timezone``): the real one until ``freeze(at)``."""
+
+    def __init__(self):
+        self.at = None
+
+    def now(self):
+        return self.at or timezone.now()
+
+
+@pytest.mark.parametrize("policy", ["fail", "accept_best"])
+def test_no_retry_is_made_with_less_than_min_attempt_seconds_left(gate, user, settings, monkeypatch, policy):
+    settings.FITTING_QUALITY_POLICY = policy
+    gate.script_image(answer_mode("unchanged"), answer_mode("good"))
+    job = start_job(user, real_photo(user), real_item())
+    clock = FrozenClock()
+    monkeypatch.setattr(pipeline, "timezone", clock)
+
+    def time_runs_out_during_the_first_call(request):  # in the fake server's thread, before it answers
+        if request.wants_image:
+            clock.at = job.deadline_at - timedelta(seconds=MIN_ATTEMPT_SECONDS / 2)
+
+    gate.on_request = time_runs_out_during_the_first_call
+    job = run_now(job)
+    assert len(gate.image_requests) == 1  # the retry would have had less than MIN_ATTEMPT_SECONDS
+    (attempt,) = StepAttempt.objects.filter(job=job)
+    assert attempt.passed is False and "changed" in attempt.failed_checks
+    if policy == "fail":
+        assert (job.status, job.failed_step, job.error_code) == ("failed", "top", "QUALITY_CHECK_FAILED")
+        assert attempt.outcome == "rejected"
+    else:
+        assert job.status == "completed", job.error_message
+        assert attempt.outcome == "best"
+        assert job.llm_message is None and gate.text_requests == []  # no time left for the message either
 
 
 @pytest.mark.django_db(transaction=True)
@@ -259,11 +365,17 @@ def test_the_local_engine_is_checked_but_never_retried(user, settings):
     settings.FITTING_ENGINE = "local"
     settings.FITTING_QUALITY_GATE = "on"
     settings.FITTING_QUALITY_RETRIES = 2
+    settings.FITTING_QUALITY_POLICY = "fail"
+    # Thresholds the local answer cannot reach (it scores 1.0 on identity and scene, a little
+    # under 1 on garment and not_product): a retry would be asked for, were it ever retried.
+    settings.FITTING_QUALITY_THRESHOLDS = {"garment": 1, "not_product": 1}
     job = run_now(start_job(user, real_photo(user, "astronaut.png", 512), real_item()))
-    assert job.status == "completed", job.error_message
-    (attempt,) = StepAttempt.objects.filter(job=job)
-    assert attempt.seed is None and attempt.passed is not None
+    assert job.status == "completed", job.error_message  # kept whatever the checks say, even with policy fail
+    (attempt,) = StepAttempt.objects.filter(job=job)  # one call: no retry
+    assert (attempt.number, attempt.outcome, attempt.passed, attempt.seed) == (1, "best", False, None)
+    assert set(attempt.failed_checks) == {"garment", "not_product"}
     assert set(attempt.scores["checks"]) == {"changed", "identity", "scene", "garment", "not_product"}
+    assert steps(job)[0]["attempts"] == 1 and steps(job)[0]["qualityPassed"] is False
 
 
 def test_attempts_show_on_the_admin_page_and_the_dashboard_and_go_with_the_job(
@@ -297,6 +409,26 @@ def test_a_reused_step_keeps_its_recorded_scores(gate, user, settings):
     assert second.step_metrics["top"]["quality"] == first.step_metrics["top"]["quality"]
 
 
+def test_a_result_cache_hit_keeps_the_recorded_scores_and_stays_out_of_the_dashboards_figures(
+    gate, user, settings, staff_client
+):
+    settings.FITTING_RESULT_CACHE = True
+    gate.script_image(answer_mode("unchanged"), answer_mode("good"))
+    photo, top = real_photo(user), real_item()
+    first = run_now(start_job(user, photo, top))
+    assert first.status == "completed", first.error_message
+    for _ in range(3):
+        hit = start_job(user, photo, top)
+        assert hit.cached
+        step = steps(hit)[0]
+        assert step["cached"] is True and (step["attempts"], step["qualityPassed"]) == (2, True)
+        assert StepAttempt.objects.filter(job=hit, shared=True).count() == 1  # its candidate, copied
+    # The figures are those of the one job that called the engine: 2 attempts, "changed" passed 1 of 2.
+    dashboard = staff_client.get("/admin/dashboard/").content.decode()
+    assert "<td>2.00</td><td>1</td>" in dashboard
+    assert "<td>50%</td>" in dashboard
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -314,3 +446,28 @@ def test_a_bad_quality_setting_stops_the_start_with_one_line(name, value):
     )
     assert result.returncode == 2
     assert result.stderr.startswith(f"configuration error: {name} must be") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_marks_the_rows_copied_before_it(user, photo, catalogue):
+    made = make_job(user, photo, catalogue["top"], status="completed", done=["top"])
+    hit = make_job(user, photo, catalogue["top"], status="completed", done=["top"], cached=True)
+    reused = make_job(
+        user,
+        photo,
+        catalogue["top"],
+        catalogue["bottom"],
+        status="completed",
+        done=["top", "bottom"],
+        step_metrics={"top": {"cached": True}, "bottom": {"cached": True}},
+    )
+    for job in (made, hit, reused):
+        for category in ("top", "bottom") if job is reused else ("top",):
+            StepAttempt.objects.create(job=job, category=category, number=1, outcome="accepted", candidate_rank=0)
+    executor = MigrationExecutor(connection)
+    executor.migrate([("fitting", "0022_judge_tokens")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert StepAttempt.objects.filter(job=made, shared=False).count() == 1
+    assert StepAttempt.objects.filter(job=hit, shared=True).count() == 1
+    assert StepAttempt.objects.filter(job=reused, shared=True).count() == 2

@@ -3,13 +3,14 @@ import os
 from datetime import timedelta
 from io import StringIO
 
+import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from fitting import tasks
+from fitting import retention, tasks
 from fitting.models import FittingResult, FittingResultImage, JobEvent
 from fitting.retention import retention_purge
-from tests.factories import make_photo, run_now, start_job
+from tests.factories import make_job, make_photo, run_now, start_job
 from users.models import UserImage
 
 
@@ -139,3 +140,36 @@ def test_old_files_no_row_names_are_removed_young_or_named_ones_stay(user, photo
 def test_the_hourly_task_reports_orphans(media_root, db):
     write_file(media_root, "photos/crashed-upload.jpg", days_old=3)
     assert tasks.retention_purge() == {"jobs": 0, "photos": 0, "orphanFiles": 1}
+
+
+def test_a_backlog_goes_in_batches_and_a_failed_batch_leaves_the_earlier_ones_deleted(
+    user, catalogue, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.FITTING_RETENTION_DAYS = 30
+    monkeypatch.setattr(retention, "BATCH", 2)
+    photo = make_photo(user)
+    jobs = [make_job(user, photo, catalogue["top"], status="completed", done=["top"]) for _ in range(5)]
+    age(FittingResult, 31)
+    files = {job.id: job.images.get(step="top").image.path for job in jobs}
+    batches = []
+    real_delete = retention.jobs_delete
+
+    def failing_third_batch(rows):
+        batches.append(sorted(rows.values_list("id", flat=True)))
+        if len(batches) == 3:
+            raise RuntimeError("the database went away")
+        return real_delete(rows)
+
+    monkeypatch.setattr(retention, "jobs_delete", failing_third_batch)
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        retention_purge()
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    deleted = set(batches[0] + batches[1])
+    assert set(FittingResult.objects.values_list("id", flat=True)) == {job.id for job in jobs} - deleted
+    assert not any(os.path.exists(files[job_id]) for job_id in deleted)  # each batch's files went with it
+    assert os.path.exists(files[batches[2][0]])
+
+    monkeypatch.setattr(retention, "jobs_delete", real_delete)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert retention_purge()["jobs"] == 1  # the next run takes the rest
+    assert not FittingResult.objects.exists()

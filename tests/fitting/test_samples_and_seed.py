@@ -20,7 +20,7 @@ from fitting.engines.sampling import apply_garment_samples
 from fitting.errors import DeadlineExceeded, EngineRejectedError
 from fitting.models import FittingResult, MetricCounter, StepAttempt, UsageDay
 from fitting.pipeline import run_job
-from fitting.selectors import fitting_with_details
+from fitting.selectors import fitting_with_details, prompt_comparison, quality_by_identity
 from fitting.serializers import JobOutputSerializer
 from fitting.services.erasure import fitting_delete
 from fitting.services.reuse import result_cache_key
@@ -149,6 +149,17 @@ def test_gemini_makes_n_calls_per_step_with_seed_plus_k_and_keeps_the_last_steps
     assert seen[model_tokens] == 6 * 1290
 
 
+def test_the_staff_figures_count_a_round_of_candidates_as_one_attempt(gate, user):
+    gate.script_image(answer_mode("good"), answer_mode("good"), answer_mode("unchanged"))
+    job = run_now(start_job(user, real_photo(user), real_item(), num_samples=3))
+    assert job.status == "completed" and shown(job)["steps"][0]["attempts"] == 1
+    (row,) = prompt_comparison()
+    assert (row.attempts, row.steps, row.checked, row.mean_attempts) == (1, 1, 3, 1.0)
+    _checks, (quality,) = quality_by_identity()
+    assert (quality.attempts, quality.steps) == (1, 1)
+    assert quality.pass_rates["changed"] == pytest.approx(2 / 3)  # per candidate checked
+
+
 def test_a_seeded_retry_uses_seeds_derived_from_the_seed(gate, user):
     gate.script_image(answer_mode("unchanged"), answer_mode("unchanged"), answer_mode("good"), answer_mode("good"))
     job = run_now(start_job(user, real_photo(user), real_item(), num_samples=2, seed=7))
@@ -206,6 +217,7 @@ def test_a_failed_candidate_is_left_out_and_logged_and_the_others_go_on(fake_gem
     (warning,) = [r for r in caplog.records if r.name == "fitting.engines.sampling"]
     assert "one candidate refused" in warning.getMessage()
     assert UsageDay.objects.get(user=user).engine_calls == 3  # the failed call was made: it counts
+    assert counters()[("fitting_engine_calls_total", f'{{"engine":"gemini","model":"{job.model}"}}')] == 3
 
 
 def test_when_every_candidate_fails_the_step_fails_with_the_engines_code(fake_gemini, user, photo, catalogue):
@@ -356,6 +368,9 @@ def test_the_tryon_model_makes_the_candidates_in_one_call(tryon, settings, user,
     assert call.parameters["sampleCount"] == 3
     # Vertex AI refuses a seed with the watermark: then none is sent (the job keeps its seed).
     assert call.parameters.get("seed") == (None if watermark else 42)
+    # The attempts record the seed the model got: none with the watermark (staff see no seed it never had).
+    rows = StepAttempt.objects.filter(job=job)
+    assert [row.seed for row in rows] == [None if watermark else 42] * 3
     assert len(shown(job)["candidates"]) == 3
     assert UsageDay.objects.get(user=user).engine_calls == 1
     assert FittingResult.objects.get(id=job.id).seed == 42

@@ -6,6 +6,8 @@ the fake checks the request's shape and answers as Vertex AI does. Nothing calls
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,9 +15,9 @@ from PIL import Image
 from fitting.engines import engine_identity, gemini, get_engine
 from fitting.engines.identity import TRYON_VERSION, EngineIdentity
 from fitting.engines.vertex_tryon import VertexTryOnEngine
-from fitting.models import FittingResult
+from fitting.models import FittingResult, StepAttempt
 from tests.factories import run_now, start_job
-from tests.fakegemini import ACCESS_TOKEN, block, fail, marker_box, marker_color, text_only
+from tests.fakegemini import ACCESS_TOKEN, block, fail, filtered, marker_box, marker_color, text_only
 from tests.fitting.test_vertex import LOCATION, PROJECT, use_a_service_account
 from tests.test_deploy_check import manage
 
@@ -124,6 +126,29 @@ def test_a_filtered_image_fails_the_step_as_engine_blocked(tryon, user, photo, c
     assert (job.status, job.failed_step, job.error_code) == ("failed", "top", "ENGINE_BLOCKED")
     assert "safety filter threshold" in job.error_message  # the reason, for staff
     assert len(predicts(tryon)) == 1  # a refusal is not retried
+
+
+REASON = "Your current safety filter threshold filtered out the generated image."
+
+
+def test_filtered_candidates_are_left_out_and_logged_when_others_came_back(tryon, user, photo, catalogue, caplog):
+    tryon.script_image(filtered(2, REASON))
+    with caplog.at_level(logging.WARNING, logger="fitting.engines.vertex_tryon"):
+        job = run_now(start_job(user, photo, catalogue["top"], num_samples=3))
+    assert job.status == "completed", job.error_message
+    (call,) = predicts(tryon)
+    assert call.parameters["sampleCount"] == 3
+    assert StepAttempt.objects.filter(job=job).count() == 1  # the one image that came back
+    (warning,) = [r for r in caplog.records if r.name == "fitting.engines.vertex_tryon"]
+    assert "took 2 of 3 images" in warning.getMessage() and REASON in warning.getMessage()
+
+
+def test_every_candidate_filtered_is_engine_blocked(tryon, user, photo, catalogue):
+    tryon.script_image(filtered(3, REASON))
+    job = run_now(start_job(user, photo, catalogue["top"], num_samples=3))
+    assert (job.status, job.failed_step, job.error_code) == ("failed", "top", "ENGINE_BLOCKED")
+    assert REASON in job.error_message
+    assert len(predicts(tryon)) == 1 and not StepAttempt.objects.filter(job=job).exists()
 
 
 def test_an_answer_without_predictions_is_engine_no_image(tryon, user, photo, catalogue):

@@ -33,12 +33,15 @@ class Command(BaseCommand):
             check_versions(versions)
             cases = load_cases(options["cases"])
             steps = sum(len(case.garments) for case in cases) * len(versions) * options["samples"]
-            calls = steps * (2 if settings.FITTING_QUALITY_JUDGE == "gemini" else 1)
+            # Each step: up to 1 + FITTING_QUALITY_RETRIES attempts, each an image call and a judge call.
+            attempts = steps * (1 + settings.FITTING_QUALITY_RETRIES)
+            calls = attempts * (2 if settings.FITTING_QUALITY_JUDGE == "gemini" else 1)
             if options["max_calls"] is not None:
                 calls = min(calls, options["max_calls"])
+            bound = "" if options["max_calls"] is not None else " (more if the provider's errors are retried)"
             self.stdout.write(
                 f"{len(cases)} case(s) × {len(versions)} version(s) × {options['samples']} sample(s): "
-                f"{steps} step call(s) on {settings.GEMINI_IMAGE_MODEL}, at most {calls} call(s) in all"
+                f"{steps} step(s) on {settings.GEMINI_IMAGE_MODEL}, at most {calls} call(s) in all{bound}"
             )
             # The wrapped stream itself: Django's OutputWrapper would end each of tqdm's "\r" updates with a newline.
             with tqdm(total=calls, unit="call", file=self.stderr._out, desc="evaluate") as bar:
