@@ -24,6 +24,7 @@ import functools
 import hashlib
 import io
 import math
+import re
 import subprocess
 import sys
 import threading
@@ -315,30 +316,62 @@ _RESULT_BYTES = "_fitting_result_bytes"
 
 def keep_source_jpeg(image: Image.Image, data: bytes) -> Image.Image:
     """``image`` with ``data`` kept as its encoding (see ``result_bytes``) when ``data`` is a plain
-    JPEG that decodes to exactly ``image``: same size, RGB, no segment but JFIF's APP0 (no EXIF,
-    XMP or ICC profile, no comment) and nothing after its end marker: nothing but pixels leaves with it.
+    JPEG that decodes to exactly ``image`` and carries nothing but its pixels (``_only_pixels``):
+    same size, RGB, no comment, EXIF (orientation included), XMP, IPTC or ICC profile.
 
-    A stored photo is such a JPEG (re-encoded upright, metadata stripped, at most PHOTO_MAX_SIDE),
-    and so is a stored step image: sending them to an engine as stored spares a decode-encode
-    round trip and a generation of JPEG loss. Anything else (a file stored before its metadata
-    was stripped, say) is left without, so it is encoded afresh from its pixels.
+    A photo stored now is such a JPEG (re-encoded upright, metadata stripped, at most
+    PHOTO_MAX_SIDE), and so is a stored step image: sending them to an engine as stored spares a
+    decode-encode round trip and a generation of JPEG loss. Anything else (a photo stored before
+    uploads were stripped of every block, a file put in storage by other means) is encoded again
+    from its decoded pixels, which carry no metadata.
     """
-    if image.mode != "RGB" or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
+    if image.mode != "RGB" or not _only_pixels(data):
         return image
     try:
         source = Image.open(io.BytesIO(data))
-        plain = (
-            source.format == "JPEG"
-            and source.mode == "RGB"
-            and source.size == image.size
-            # Pillow lists every APPn and COM segment it read: only JFIF's own header may be there.
-            and all(marker == "APP0" and payload.startswith(b"JFIF\x00") for marker, payload in source.applist)
-        )
+        plain = source.format == "JPEG" and source.mode == "RGB" and source.size == image.size
     except Exception:  # it decoded once already: any doubt keeps nothing
         return image
     if plain:
         setattr(image, _RESULT_BYTES, (image.mode, image.size, data))
     return image
+
+
+# In a scan's coded data 0xFF is followed by 0x00 (a stuffed byte), a restart marker (0xD0-0xD7)
+# or another 0xFF (fill); anything else is a marker that ends the scan.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _only_pixels(data: bytes) -> bool:
+    """True when the JPEG ``data`` holds nothing a decoder drops: before the image data no
+    segment but tables, the frame header and JFIF's APP0 (no other APPn, no COM), then a single
+    scan and the end marker as the file's last bytes (nothing appended, no second image).
+
+    Pillow's ``applist`` lists the APPn and COM segments, but not where the image data ends,
+    so the segments are walked here. Any irregularity answers False (the image is re-encoded).
+    """
+    if data[:2] != b"\xff\xd8":
+        return False
+    position = 2
+    try:
+        while True:
+            if data[position] != 0xFF:
+                return False
+            marker = data[position + 1]
+            if marker == 0xFF:  # a fill byte before a marker
+                position += 1
+                continue
+            length = int.from_bytes(data[position + 2 : position + 4], "big")
+            body = data[position + 4 : position + 2 + length]
+            if marker == 0xFE or 0xE1 <= marker <= 0xEF or (marker == 0xE0 and not body.startswith(b"JFIF\x00")):
+                return False
+            position += 2 + length
+            if marker == 0xDA:  # start of scan: the coded data follows
+                break
+    except IndexError:
+        return False
+    end = _SCAN_END.search(data, position)
+    return end is not None and end.group() == b"\xff\xd9" and end.end() == len(data)
 
 
 class DecodedImages:

@@ -166,7 +166,7 @@ class JobOutputSerializer(serializers.Serializer):
         ]
 
     def get_items(self, job) -> list[dict]:
-        return [{"itemId": i.item_id, "category": i.category, "order": i.order} for i in job.items.all()]
+        return [{"itemId": i.item_id, "category": i.category, "order": i.order} for i in job.step_items()]
 
     @extend_schema_field(JobStepSerializer(many=True))
     def get_steps(self, job) -> list[dict]:

@@ -57,8 +57,14 @@ def test_the_cache_is_bounded_by_its_budget_least_recently_used_first_out():
     assert off.decode(a, budget=0, **LIMITS).tobytes() == kept_a.tobytes() and len(off) == 0
 
 
-def test_a_plain_stored_jpeg_is_sent_as_stored():
-    data = jpeg()
+@pytest.mark.parametrize("made_by", ["pillow", "encode_upload", "encode_result"])
+def test_a_plain_stored_jpeg_is_sent_as_stored(made_by):
+    picture = images.decode(jpeg(), **LIMITS)
+    data = {
+        "pillow": jpeg(),
+        "encode_upload": images.encode_upload(picture)[0],  # a photo as stored
+        "encode_result": images.encode_result(picture.copy()),  # a step image as stored
+    }[made_by]
     image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
     assert images.result_bytes(image) == data
     assert encode_input(image) == (data, "image/jpeg")
@@ -109,3 +115,20 @@ def test_a_jpeg_with_bytes_after_its_end_is_never_sent_as_is():
     image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
     assert images.result_bytes(image) is None
     assert b"PK\x03\x04" not in encode_input(image)[0]
+
+
+PHONE = b"010-1234-5678"
+
+
+@pytest.mark.parametrize("what", ["jfxx", "second image"])
+def test_an_app0_not_jfif_or_a_second_image_after_the_end_is_never_sent_as_is(what):
+    if what == "jfxx":  # an APP0 that is not JFIF's header
+        data = with_segment(jpeg(), 0xE0, b"JFXX\x00\x13" + PHONE)
+    else:  # a whole JPEG after the end marker, as phones append previews (it ends in FFD9 too)
+        data = jpeg() + jpeg(comment=PHONE)
+    assert PHONE in data
+    image = images.keep_source_jpeg(images.decode(data, **LIMITS), data)
+    assert images.result_bytes(image) is None
+    sent, mime = encode_input(image)
+    assert PHONE not in sent and mime == "image/jpeg"
+    assert [marker for marker, _ in Image.open(io.BytesIO(sent)).applist] in ([], ["APP0"])

@@ -44,8 +44,24 @@ def test_production_settings_pass_check_deploy(tmp_path):
 def test_check_deploy_warns_when_the_rates_are_counted_per_process(tmp_path):
     without_redis = {**PRODUCTION, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "REDIS_URL": None}
     deploy = manage("check", "--deploy", **without_redis)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr  # a warning, not an error
     assert "core.W001" in deploy.stderr and "REDIS_URL" in deploy.stderr
     assert "core.W001" not in manage("check", **without_redis).stderr  # a deployment warning only
+
+
+@pytest.mark.parametrize(
+    ("backend", "warned"),
+    [
+        ("django.core.cache.backends.locmem.LocMemCache", True),
+        ("django.core.cache.backends.dummy.DummyCache", True),
+        ("django.core.cache.backends.redis.RedisCache", False),
+    ],
+)
+def test_the_shared_cache_check_by_backend(settings, backend, warned):
+    from core.checks import check_shared_rate_counters
+
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": "redis://redis.invalid:6379/0"}}
+    assert [w.id for w in check_shared_rate_counters()] == (["core.W001"] if warned else [])
 
 
 def test_production_refuses_to_start_without_a_secret_key():

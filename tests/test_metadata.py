@@ -75,6 +75,17 @@ def assert_clean(data: bytes, what: str) -> None:
         assert not kept, f"{what} keeps the segments {sorted(hex(m) for m in kept)}"
 
 
+def sent_images(fake_gemini) -> list[bytes]:
+    """Every inline image the (fake) Gemini server was sent."""
+    return [
+        base64.urlsafe_b64decode(blob["data"] + "=" * (-len(blob["data"]) % 4))
+        for request in fake_gemini.image_requests
+        for content in request.body.get("contents") or []
+        for part in content.get("parts") or []
+        if (blob := part.get("inlineData") or part.get("inline_data"))
+    ]
+
+
 @pytest.fixture
 def phone_photo(user):
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -113,14 +124,31 @@ def test_the_engine_is_sent_no_metadata(fake_gemini, user, phone_photo):
     )
     job = run_now(start_job(user, phone_photo, garment, make_item("bottom")))
     assert job.status == "completed"
-    sent = [
-        base64.urlsafe_b64decode(blob["data"] + "=" * (-len(blob["data"]) % 4))
-        for request in fake_gemini.image_requests
-        for content in request.body.get("contents") or []
-        for part in content.get("parts") or []
-        if (blob := part.get("inlineData") or part.get("inline_data"))
-    ]
+    sent = sent_images(fake_gemini)
     assert len(sent) >= 4  # the photo (or the last step) and a garment, per step
+    for number, data in enumerate(sent):
+        assert_clean(data, f"inline image {number} sent to the engine")
+
+
+def test_a_photo_stored_with_metadata_is_not_sent_on_as_stored(fake_gemini, user, catalogue):
+    """A photo stored before uploads were stripped of every block (here: a comment, EXIF and XMP,
+    none of which changes the decoded pixels) is re-encoded before it goes to the engine."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    photo = photo_create(owner=user, upload=SimpleUploadedFile("plain.jpg", phone_jpeg(), "image/jpeg"))
+    exif = Image.Exif()
+    exif[0x010F] = SECRETS["EXIF"].decode()  # Make
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:creator>' + SECRETS["XMP"] + b"</dc:creator></x:xmpmeta>"
+    buffer = io.BytesIO()
+    Image.new("RGB", (photo.width, photo.height), (180, 140, 120)).save(
+        buffer, "JPEG", comment=SECRETS["COM"], exif=exif.tobytes(), xmp=xmp
+    )
+    with photo.image.open("wb") as handle:  # as an older version stored it
+        handle.write(buffer.getvalue())
+    job = run_now(start_job(user, photo, catalogue["top"]))
+    assert job.status == "completed"
+    sent = sent_images(fake_gemini)
+    assert sent
     for number, data in enumerate(sent):
         assert_clean(data, f"inline image {number} sent to the engine")
 

@@ -107,6 +107,20 @@ def test_the_cancel_action_cancels_processing_jobs_and_skips_finished_ones(staff
     assert statuses == {running.id: "canceled", completed.id: "completed"}
 
 
+def test_the_cancel_action_counts_a_canceled_job_as_canceled_and_skips_every_finished_status(
+    staff_client, user, photo, catalogue
+):
+    canceled = make_job(user, photo, catalogue["top"], status=Status.CANCELED, error_code="")
+    finished = [make_job(user, photo, catalogue["top"], status=status) for status in (Status.FAILED, Status.TIMEOUT)]
+    found = messages_of(run_action(staff_client, "cancel", canceled, *finished))
+    assert found[0] == "1 job canceled."
+    assert found[1].startswith("2 jobs skipped: they have already finished (")
+    for job in finished:
+        assert f"{str(job.id)[:8]} {job.status}" in found[1]
+    statuses = dict(FittingResult.objects.values_list("id", "status"))
+    assert statuses == {canceled.id: "canceled", finished[0].id: "failed", finished[1].id: "timeout"}
+
+
 def test_a_canceled_job_can_be_reprocessed_by_staff(staff_client, user, photo, catalogue):
     canceled = make_job(user, photo, catalogue["top"], catalogue["bottom"], status=Status.CANCELED, done=["top"])
     response = run_action(staff_client, "reprocess_resume", canceled)

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from fitting import retention, tasks
-from fitting.models import FittingResult, FittingResultImage, JobEvent
+from fitting.models import FittingResult, FittingResultImage, JobEvent, Status
 from fitting.retention import retention_purge
 from tests.factories import make_job, make_photo, run_now, start_job
 from users.models import UserImage
@@ -173,3 +173,59 @@ def test_a_backlog_goes_in_batches_and_a_failed_batch_leaves_the_earlier_ones_de
     with django_capture_on_commit_callbacks(execute=True):
         assert retention_purge()["jobs"] == 1  # the next run takes the rest
     assert not FittingResult.objects.exists()
+
+
+def expired_backlog(user, catalogue, count: int) -> dict:
+    """``count`` finished jobs past the TTL, each with its own old photo and a stored step image:
+    the file paths by job id, in primary key order (the order the batches take)."""
+    for _ in range(count):
+        make_job(user, make_photo(user), catalogue["top"], status=Status.COMPLETED, done=["top"])
+    age(FittingResult, 100)
+    age(UserImage, 100)
+    files = {job_id: [] for job_id in FittingResult.objects.order_by("pk").values_list("pk", flat=True)}
+    for row in FittingResultImage.objects.all():
+        files[row.job_id].append(row.image.path)
+    assert all(files.values())
+    return files
+
+
+def test_a_backlog_of_jobs_and_photos_is_deleted_in_batches(
+    user, catalogue, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(retention, "BATCH", 2)
+    files = expired_backlog(user, catalogue, 5)
+    batches, real = [], retention.jobs_delete
+    monkeypatch.setattr(retention, "jobs_delete", lambda rows: batches.append(real(rows)) or batches[-1])
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = retention_purge(days=30)
+    assert (counts["jobs"], counts["photos"]) == (5, 5)
+    assert batches == [2, 2, 1]
+    assert not FittingResult.objects.exists() and not UserImage.objects.exists()
+    assert not any(os.path.exists(path) for paths in files.values() for path in paths)
+
+
+def test_a_batch_that_fails_after_deleting_is_rolled_back_whole(
+    user, catalogue, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(retention, "BATCH", 2)
+    files = expired_backlog(user, catalogue, 5)
+    calls, real = [], retention.jobs_delete
+
+    def second_batch_fails(rows):
+        calls.append(rows)
+        deleted = real(rows)  # its rows are gone inside the batch's transaction...
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")  # ...which is rolled back
+        return deleted
+
+    monkeypatch.setattr(retention, "jobs_delete", second_batch_fails)
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        retention_purge(days=30)
+    job_ids = list(files)
+    assert list(FittingResult.objects.order_by("pk").values_list("pk", flat=True)) == job_ids[2:]
+    for job_id in job_ids[:2]:  # the first batch: committed, its files deleted after the commit
+        assert not any(os.path.exists(path) for path in files[job_id])
+    for job_id in job_ids[2:]:  # the failed batch and the one never started: rows and files intact
+        assert FittingResultImage.objects.filter(job_id=job_id).count() == len(files[job_id])
+        assert all(os.path.exists(path) for path in files[job_id])
+    assert UserImage.objects.count() == 5  # the photos come after the jobs: not reached
