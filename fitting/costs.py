@@ -106,7 +106,12 @@ def usage_add(*, user_id: int, model: str = "", **counts: int) -> None:
         changes["cost"] = None if cost is None else F("cost") + cost
     if not changes:
         return
-    row, _created = UsageDay.objects.get_or_create(user_id=user_id, day=timezone.localdate())
+    day = timezone.localdate()
+    # One UPDATE when today's row exists (every call but the user's first of the day): the POST
+    # that starts a job and every step write here.
+    if UsageDay.objects.filter(user_id=user_id, day=day).update(**changes):
+        return
+    row, _created = UsageDay.objects.get_or_create(user_id=user_id, day=day)
     UsageDay.objects.filter(id=row.id).update(**changes)
 
 

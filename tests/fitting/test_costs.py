@@ -78,6 +78,19 @@ def test_a_model_without_a_price_makes_the_days_cost_unknown(user, other_user):
     assert {r.key: r.cost for r in costs.cost_by_user(days=1)} == {user.pk: None, other_user.pk: Decimal("0.039")}
 
 
+def test_usage_add_makes_todays_row_then_adds_to_it_in_one_query(user, other_user, django_assert_num_queries):
+    usage(user, days_ago=1, jobs_started=5)
+    costs.usage_add(user_id=user.pk, jobs_started=1)  # the day's first call makes the row
+    with django_assert_num_queries(1):  # then one UPDATE: a POST and every step write here
+        costs.usage_add(user_id=user.pk, jobs_started=1, engine_calls=2)
+    costs.usage_add(user_id=user.pk, model=IMAGE_MODEL, input_tokens=1000, output_tokens=1290)
+    today = UsageDay.objects.get(user=user, day=timezone.localdate())
+    assert (today.jobs_started, today.engine_calls, today.input_tokens, today.output_tokens) == (2, 2, 1000, 1290)
+    assert today.cost == costs.tokens_cost(IMAGE_MODEL, 1000, 1290)
+    assert UsageDay.objects.get(user=user, day=timezone.localdate() - timedelta(days=1)).jobs_started == 5
+    assert not UsageDay.objects.filter(user=other_user).exists()
+
+
 def test_the_ledger_records_what_a_job_used(fake_gemini, user, photo, catalogue):
     job = run_now(start_job(user, photo, catalogue["top"], catalogue["bottom"]))
     day = UsageDay.objects.get(user=user, day=timezone.localdate())
