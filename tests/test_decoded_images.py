@@ -4,6 +4,7 @@ keep_source_jpeg (a stored JPEG sent on as stored): issue 27."""
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 from PIL import Image, ImageCms
@@ -132,3 +133,37 @@ def test_an_app0_not_jfif_or_a_second_image_after_the_end_is_never_sent_as_is(wh
     sent, mime = encode_input(image)
     assert PHONE not in sent and mime == "image/jpeg"
     assert [marker for marker, _ in Image.open(io.BytesIO(sent)).applist] in ([], ["APP0"])
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    import numpy
+
+    error = ((numpy.asarray(a, dtype=float) - numpy.asarray(b, dtype=float)) ** 2).mean()
+    return 10 * math.log10(255**2 / error)
+
+
+def noisy(size) -> Image.Image:
+    import numpy
+
+    pixels = numpy.random.default_rng(5).integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=numpy.uint8)
+    return Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR)  # smooth, like a photo
+
+
+def test_to_canvas_enlarges_as_pillows_bicubic_would():
+    answer = noisy((832, 1248))
+    fitted = images.to_canvas(answer, (1024, 1536))
+    assert fitted.size == (1024, 1536) and fitted.mode == "RGB"
+    assert psnr(fitted, answer.resize((1024, 1536), Image.Resampling.BICUBIC)) > 45
+
+
+@pytest.mark.parametrize("answer_size", [(1000, 1000), (1248, 832), (500, 900)])
+def test_to_canvas_covers_and_keeps_the_centre_of_another_ratio(answer_size):
+    # A centre square of one colour on a field of another: after the fit the centre is still there.
+    answer = Image.new("RGB", answer_size, (0, 0, 255))
+    w, h = answer_size
+    answer.paste((255, 0, 0), (w // 2 - 40, h // 2 - 40, w // 2 + 40, h // 2 + 40))
+    fitted = images.to_canvas(answer, (600, 900))
+    assert fitted.size == (600, 900)
+    assert fitted.getpixel((300, 450)) == (255, 0, 0)
+    corner = fitted.getpixel((2, 2))
+    assert corner[2] > 200 and corner[0] < 50  # no stretching pulled the centre to the edge
