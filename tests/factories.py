@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
+import threading
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.utils import timezone
 from PIL import Image, ImageDraw
 
@@ -68,6 +71,27 @@ def run_now(job: FittingResult) -> FittingResult:
     """Run the job's current attempt inline, as a worker would, and read it back."""
     run_job(job_id=str(job.id), attempt=job.attempt)
     return FittingResult.objects.get(id=job.id)
+
+
+@contextlib.contextmanager
+def running_in_a_worker(job: FittingResult, gate: threading.Event):
+    """Run the job's attempt in a thread, as a worker would (yields the thread); on leaving, open
+    ``gate`` (the held engine calls answer) and wait for the worker to end."""
+
+    def worker():
+        try:
+            run_job(job_id=str(job.id), attempt=job.attempt)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        gate.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
 
 
 def make_job(owner, photo, *items, status=Status.FAILED, failed_step=None, done=(), **fields) -> FittingResult:

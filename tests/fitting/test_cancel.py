@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from io import StringIO
@@ -11,35 +10,12 @@ import pytest
 import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 
 from fitting.models import FittingResult, JobEvent, Status
-from fitting.pipeline import run_job
 from fitting.services.lifecycle import fitting_cancel
 from tests.e2e import wait_until
-from tests.factories import make_job, run_now, start_job
+from tests.factories import make_job, run_now, running_in_a_worker, start_job
 from tests.fakegemini import fail, hold, ok
-
-
-@contextlib.contextmanager
-def running_in_a_worker(job, gate: threading.Event):
-    """Run the job's attempt in a thread, as a worker would; on leaving, open ``gate`` (the held
-    engine call answers) and wait for the worker to end."""
-
-    def worker():
-        try:
-            run_job(job_id=str(job.id), attempt=job.attempt)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        gate.set()
-        thread.join(timeout=60)
-    assert not thread.is_alive()
 
 
 def cancel_url(job) -> str:

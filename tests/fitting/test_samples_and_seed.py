@@ -11,7 +11,6 @@ import logging
 import threading
 
 import pytest
-from django.db import connection
 from PIL import Image
 
 from core.logcontext import ContextFilter
@@ -19,14 +18,13 @@ from fitting.engines.base import StepAbandoned, StepResult
 from fitting.engines.sampling import apply_garment_samples
 from fitting.errors import DeadlineExceeded, EngineRejectedError
 from fitting.models import FittingResult, MetricCounter, StepAttempt, UsageDay
-from fitting.pipeline import run_job
 from fitting.selectors import fitting_with_details, prompt_comparison, quality_by_identity
 from fitting.serializers import JobOutputSerializer
 from fitting.services.erasure import fitting_delete
 from fitting.services.reuse import result_cache_key
 from tests import helpers
 from tests.e2e import wait_until
-from tests.factories import run_now, start_job
+from tests.factories import run_now, running_in_a_worker, start_job
 from tests.fakegemini import answer_mode, fail, hold, ok
 from tests.fitting.test_quality_gate import real_item, real_photo
 
@@ -236,22 +234,11 @@ def test_a_cancel_while_candidates_are_in_flight_stops_the_step_without_waiting_
     fake_gemini.script_image(hold(gate), hold(gate), ok())
     job = start_job(user, photo, catalogue["top"], catalogue["bottom"], num_samples=2)
 
-    def worker():
-        try:
-            run_job(job_id=str(job.id), attempt=job.attempt)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
+    with running_in_a_worker(job, gate) as thread:
         wait_until(lambda: len(fake_gemini.image_requests) == 2, timeout=60, what="both candidates' calls in flight")
         assert api.post(f"{URL}/{job.id}/cancel").status_code == 202
         # The worker lets go while both calls are still held: it does not wait for their answers.
         wait_until(lambda: not thread.is_alive(), timeout=60, what="the worker to give up the step")
-    finally:
-        gate.set()
-        thread.join(timeout=60)
     job.refresh_from_db()
     assert job.status == "canceled"
     assert len(fake_gemini.image_requests) == 2  # no next step, no retry, no message
