@@ -305,14 +305,13 @@ def summary(run: Evaluation) -> dict[str, dict]:
         for record in records:
             samples.setdefault((record.case, record.sample), {})[record.step] = record
         steps_of = {case.name: len(case.garments) for case in run.cases}
-        ended = [list(steps.values()) for steps in samples.values()]
         # Finished samples: every step ran, or one ended it (an error, or no attempt passed).
         whole = [
-            rs
-            for (case, _sample), rs in zip(samples, ended, strict=True)
-            if len(rs) == steps_of[case] or any(not r.passed for r in rs)
+            list(ended.values())
+            for (case, _sample), ended in samples.items()
+            if len(ended) == steps_of[case] or any(not r.passed for r in ended.values())
         ]
-        steps = sum(len(rs) for rs in ended)
+        steps = sum(len(ended) for ended in samples.values())
         prices = [_cost(r) for r in records]
         attempts = wilson(sum(r.passed is True for r in checked), len(checked))
         runs = wilson(sum(all(r.passed for r in rs) for rs in whole), len(whole))

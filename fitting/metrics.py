@@ -104,12 +104,14 @@ def count_step_finished(
 ) -> None:
     """A step's image stored; ``tokens``: (model, input, output) of the image model, and of the judge."""
     seconds = latency_ms / 1000
-    counts: dict[tuple[str, str], float] = defaultdict(float)
-    counts[(LATENCY_BUCKET, _labels(category=step, le=_bucket(seconds)))] += 1
-    counts[(LATENCY_SUM, _labels(category=step))] += seconds
-    counts[(OUTCOMES, _labels(engine=job.engine, code=OK))] += 1
-    counts.update(_token_counts(tokens))
-    counters_add(counts)
+    counters_add(
+        {
+            (LATENCY_BUCKET, _labels(category=step, le=_bucket(seconds))): 1,
+            (LATENCY_SUM, _labels(category=step)): seconds,
+            (OUTCOMES, _labels(engine=job.engine, code=OK)): 1,
+            **_token_counts(tokens),
+        }
+    )
 
 
 def count_tokens(*, model: str, input_tokens: int, output_tokens: int) -> None:
